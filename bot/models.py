@@ -1,0 +1,82 @@
+"""Typed models produced by the Matrix gateway.
+
+Everything past the gateway works on these instead of raw nio objects or dicts, so the
+router, the commands and the tests never depend on the shape of a Matrix event.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MessageKind(StrEnum):
+    TEXT = "m.text"
+    NOTICE = "m.notice"
+    EMOTE = "m.emote"
+    OTHER = "other"  # images, files, unknown msgtypes: stored for nothing, never answered
+
+
+class IncomingMessage(Frozen):
+    """One `m.room.message` as the bot understands it (decrypted if it was encrypted)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    sender_name: str = Field(description="Display name of the sender in this room, or the user ID")
+    kind: MessageKind
+    body: str
+    formatted_body: str | None = None
+    timestamp_ms: int
+    mentioned_user_ids: tuple[str, ...] | None = Field(
+        default=None, description="`m.mentions.user_ids`; None when the client sent no m.mentions"
+    )
+    reply_to_event_id: str | None = None
+    thread_root_id: str | None = None
+    replaces_event_id: str | None = Field(
+        default=None, description="Set on edits (`m.replace`): the event being edited"
+    )
+    encrypted: bool = False
+
+
+class RoomInvite(Frozen):
+    room_id: str
+    inviter: str
+    is_direct: bool = False
+
+
+class Redaction(Frozen):
+    room_id: str
+    event_id: str
+    redacts: str
+    sender: str
+
+
+class MembershipChange(Frozen):
+    """The bot's own membership ended in a room (left, kicked or banned)."""
+
+    room_id: str
+    membership: str
+
+
+class UndecryptableMessage(Frozen):
+    room_id: str
+    event_id: str
+    sender: str
+    session_id: str
+    timestamp_ms: int
+
+
+class RoomContext(Frozen):
+    """What the bot knows about the room a message came from."""
+
+    room_id: str
+    name: str
+    is_direct: bool
+    encrypted: bool
+    member_count: int

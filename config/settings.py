@@ -1,0 +1,244 @@
+"""The bot's settings: a TOML file and environment variables, the environment winning.
+
+Environment names are a contract with the administrators (see README): `TCHAP_BOT_*` for the
+bot, `MISTRAL_*` for the model endpoint. A wrong or missing value stops the bot at start with
+one line naming the setting, never a traceback and never the secret itself.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "TCHAP_BOT_"
+DEFAULT_SYSTEM_PROMPT_FILE = Path(__file__).with_name("system_prompt.md")
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Validated configuration. Field `x` is read from `TCHAP_BOT_X` unless an alias says otherwise."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        extra="forbid",
+        populate_by_name=True,
+    )
+    toml_file: ClassVar[Path | None] = None
+
+    # --- Matrix account -------------------------------------------------------------------
+    homeserver: str = Field(description="Base URL of the homeserver, e.g. https://matrix.agent.dinum.tchap.gouv.fr")
+    user_id: str = Field(description="The bot's Matrix user ID")
+    password: SecretStr | None = None
+    access_token: SecretStr | None = None
+    device_id: str | None = None
+    device_name: str = "tchap-bot"
+    data_dir: Path = Path("./data")
+    allowed_users: CommaList = Field(default_factory=list)
+
+    # --- Mistral --------------------------------------------------------------------------
+    mistral_api_key: SecretStr = Field(
+        validation_alias=AliasChoices("MISTRAL_API_KEY", "mistral_api_key")
+    )
+    mistral_server_url: str = Field(
+        default="https://api.mistral.ai",
+        validation_alias=AliasChoices("MISTRAL_SERVER_URL", "mistral_server_url"),
+    )
+    model: str = "mistral-small-latest"
+    allowed_models: CommaList = Field(default_factory=list)
+    temperature: float = Field(default=0.3, ge=0.0, le=1.5)
+    max_answer_tokens: int = Field(default=1500, ge=16, le=32_000)
+    context_token_budget: int = Field(default=12_000, ge=500, le=1_000_000)
+    llm_timeout_seconds: float = Field(default=90.0, gt=0, le=900)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_max_concurrency: int = Field(default=16, ge=1, le=1000)
+    system_prompt: str | None = Field(default=None, description="Replaces config/system_prompt.md")
+    system_prompt_file: Path | None = None
+
+    # --- Behaviour ------------------------------------------------------------------------
+    catch_up_window_minutes: float = Field(default=15.0, ge=0, le=24 * 60)
+    command_prefixes: CommaList = Field(default_factory=lambda: ["!", "/"])
+    moderator_power_level: int = Field(default=50, ge=0, le=100)
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    streaming: bool = True
+    sync_timeout_seconds: float = Field(default=30.0, ge=0, le=300)
+
+    # --- Logs -----------------------------------------------------------------------------
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["console", "json"] = "console"
+    log_message_content: bool = Field(
+        default=False, description="Log message bodies and prompts (debugging only: personal data)"
+    )
+
+    @field_validator("allowed_users", "allowed_models", "command_prefixes", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lowercase(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("homeserver", "mistral_server_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")) or len(value) < len("http://x"):
+            raise ValueError("doit être une URL http:// ou https://")
+        return value
+
+    @field_validator("mistral_server_url")
+    @classmethod
+    def _no_v1_suffix(cls, value: str) -> str:
+        if value.endswith("/v1"):
+            raise ValueError("l'URL de base ne doit pas finir par /v1 (le SDK l'ajoute)")
+        return value
+
+    @field_validator("user_id")
+    @classmethod
+    def _matrix_user_id(cls, value: str) -> str:
+        value = value.strip()
+        local, _, server = value[1:].partition(":")
+        if not value.startswith("@") or not local or not server:
+            raise ValueError("doit être un identifiant Matrix complet, comme @bot:serveur")
+        return value
+
+    @field_validator("command_prefixes")
+    @classmethod
+    def _non_empty_prefixes(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("au moins un préfixe de commande est nécessaire")
+        return value
+
+    @field_validator("mistral_api_key")
+    @classmethod
+    def _non_empty_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("ne doit pas être vide")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_and_defaults(self) -> Settings:
+        if self.password is None and self.access_token is None:
+            raise ValueError(
+                "TCHAP_BOT_PASSWORD ou TCHAP_BOT_ACCESS_TOKEN doit être défini"
+            )
+        if not self.allowed_users:
+            self.allowed_users = [f"@*:{self.server_name}"]
+        if not self.allowed_models:
+            self.allowed_models = [self.model]
+        elif self.model not in self.allowed_models:
+            self.allowed_models = [self.model, *self.allowed_models]
+        return self
+
+    @property
+    def server_name(self) -> str:
+        return self.user_id.split(":", 1)[1]
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "tchap-bot.sqlite3"
+
+    @property
+    def crypto_store_dir(self) -> Path:
+        return self.data_dir / "crypto"
+
+    def is_allowed_user(self, user_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(user_id, pattern) for pattern in self.allowed_users)
+
+    def default_system_prompt(self) -> str:
+        if self.system_prompt:
+            return self.system_prompt
+        path = self.system_prompt_file or DEFAULT_SYSTEM_PROMPT_FILE
+        return path.read_text(encoding="utf-8")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """Invalid configuration, already phrased for the administrator (one line per problem)."""
+
+
+def setting_name(field: str) -> str:
+    """The name an administrator sets (environment variable) for a settings field."""
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        first = info.validation_alias.choices[0]
+        if isinstance(first, str):
+            return first
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(toml_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings, or raise ConfigError whose message names each faulty setting."""
+    if toml_file is not None and not toml_file.is_file():
+        raise ConfigError(f"Fichier de configuration introuvable : {toml_file}")
+
+    class _FileSettings(Settings):
+        pass
+
+    _FileSettings.toml_file = toml_file
+    try:
+        return _FileSettings(**overrides)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+    except ValueError as error:  # TOML syntax errors
+        raise ConfigError(f"Configuration illisible ({toml_file}) : {error}") from None
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors(include_url=False, include_input=False):
+        location = [str(part) for part in problem["loc"]]
+        message = problem["msg"].removeprefix("Value error, ")
+        if not location:
+            lines.append(f"Configuration invalide : {message}")
+            continue
+        name = location[0]
+        if name in Settings.model_fields:
+            name = setting_name(name)
+        elif name.upper() in {"MISTRAL_API_KEY", "MISTRAL_SERVER_URL"}:
+            name = name.upper()
+        if problem["type"] == "missing":
+            message = "paramètre obligatoire manquant"
+        elif problem["type"] == "extra_forbidden":
+            message = "paramètre inconnu"
+        lines.append(f"Configuration invalide : {name} — {message}")
+    return "\n".join(lines)
