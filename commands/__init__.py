@@ -1,0 +1,5 @@
+from commands.registry import CommandRegistry
+
+
+def build_registry() -> CommandRegistry:
+    return CommandRegistry()

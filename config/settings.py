@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     llm_timeout_seconds: float = Field(default=90.0, gt=0, le=900)
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     llm_max_concurrency: int = Field(default=16, ge=1, le=1000)
+    llm_retry_initial_ms: int = Field(default=500, ge=1, le=60_000)
+    llm_retry_max_ms: int = Field(default=10_000, ge=1, le=300_000)
+    llm_circuit_threshold: int = Field(default=3, ge=1, le=100)
+    llm_circuit_cooldown_seconds: float = Field(default=30.0, ge=0.1, le=3600)
     system_prompt: str | None = Field(default=None, description="Replaces config/system_prompt.md")
     system_prompt_file: Path | None = None
 
@@ -86,6 +90,12 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1, le=3650)
     streaming: bool = True
     sync_timeout_seconds: float = Field(default=30.0, ge=0, le=300)
+    homeserver_retry_max_seconds: float = Field(default=30.0, ge=0.1, le=600)
+    encrypt_for_unverified_devices: bool = Field(
+        default=True, description="Like Element's default; false refuses unverified devices"
+    )
+    user_rate_limit_per_minute: int = Field(default=10, ge=0, le=10_000)
+    room_rate_limit_per_minute: int = Field(default=30, ge=0, le=10_000)
 
     # --- Logs -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -1,0 +1,214 @@
+"""Conversation handling: from a question to an answer in the room, with the room's memory.
+
+The prompt is the system prompt, then the room's (or thread's) recent exchange trimmed to a
+token budget, then the question. Only this room's turns are ever read: the store query is keyed
+by room, so one room's content cannot reach another room's prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import structlog
+
+from bot import metrics, texts
+from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot.models import IncomingMessage, RoomContext
+from bot.replies import Outbox
+from bot.store import ConversationTurn, StoredMessage, Store, now_ms
+from bot.tokens import TokenCounter, fit_to_budget
+from config.room_settings import RoomSettings
+from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+PARIS = ZoneInfo("Europe/Paris")
+HISTORY_SCAN_LIMIT = 400  # turns read from the store before trimming to the token budget
+
+ERROR_TEXTS = {
+    LLMErrorKind.CIRCUIT_OPEN: texts.LLM_CIRCUIT_OPEN,
+    LLMErrorKind.RATE_LIMITED: texts.LLM_RATE_LIMITED,
+    LLMErrorKind.TIMEOUT: texts.LLM_TIMEOUT,
+    LLMErrorKind.EMPTY: texts.LLM_EMPTY_ANSWER,
+}
+
+
+def french_date(moment: datetime) -> str:
+    return (
+        f"{texts.WEEKDAYS[moment.weekday()]} {moment.day} "
+        f"{texts.MONTHS[moment.month - 1]} {moment.year}"
+    )
+
+
+def error_text(error: LLMError) -> str:
+    return ERROR_TEXTS.get(error.kind, texts.LLM_UNAVAILABLE)
+
+
+class ConversationHandler:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        llm: LLMClient,
+        tokens: TokenCounter,
+        outbox: Outbox,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._llm = llm
+        self._tokens = tokens
+        self._outbox = outbox
+        self._clock = clock
+        self._base_prompt = settings.default_system_prompt()
+
+    def system_prompt(self, room: RoomContext, room_settings: RoomSettings) -> str:
+        today = french_date(datetime.fromtimestamp(self._clock(), PARIS))
+        name = "conversation privée" if room.is_direct else room.name
+        prompt = self._base_prompt.replace("{date}", today).replace("{room_name}", name)
+        if room_settings.langue.lower() not in ("français", "francais", "french"):
+            prompt += "\n\n" + texts.ANSWER_LANGUAGE.format(language=room_settings.langue)
+        if room_settings.consigne:
+            prompt += f"\n\n{texts.ROOM_INSTRUCTIONS_HEADER}\n{room_settings.consigne}"
+        return prompt
+
+    def _speaker_line(self, room: RoomContext, name: str, text: str) -> str:
+        return text if room.is_direct else f"{name} : {text}"
+
+    async def build_request(
+        self, message: IncomingMessage, question: str, room: RoomContext, room_settings: RoomSettings
+    ) -> ChatRequest:
+        system = self.system_prompt(room, room_settings)
+        question_line = self._speaker_line(room, message.sender_name, question)
+        if message.reply_to_event_id:
+            quoted = await self._store.get_message(message.reply_to_event_id)
+            if quoted is not None and quoted.room_id == message.room_id and quoted.sender != self._settings.user_id:
+                excerpt = quoted.body if len(quoted.body) <= 2000 else quoted.body[:2000] + "…"
+                question_line = (
+                    texts.REPLIED_MESSAGE_CONTEXT.format(sender=quoted.sender_name, text=excerpt)
+                    + "\n"
+                    + question_line
+                )
+        turns = await self._store.recent_turns(message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT)
+        history = [
+            ChatMessage(
+                role=turn.role,
+                content=turn.content if turn.role == "assistant" else self._speaker_line(room, turn.sender_name, turn.content),
+            )
+            for turn in turns
+            if turn.event_id != message.event_id
+        ]
+        kept = fit_to_budget(
+            self._tokens,
+            [system, question_line],
+            [item.content for item in reversed(history)],
+            self._settings.context_token_budget - self._settings.max_answer_tokens,
+        )
+        messages = [ChatMessage("system", system), *history[len(history) - kept :], ChatMessage("user", question_line)]
+        return ChatRequest(
+            messages=_merge_consecutive(messages),
+            model=room_settings.modele or self._settings.model,
+            temperature=room_settings.temperature if room_settings.temperature is not None else self._settings.temperature,
+            max_tokens=self._settings.max_answer_tokens,
+        )
+
+    async def answer(
+        self,
+        message: IncomingMessage,
+        question: str,
+        room: RoomContext,
+        room_settings: RoomSettings,
+        received_at: float | None = None,
+    ) -> None:
+        """Answer one question and record the exchange; failures become a French notice."""
+        bound = log.bind(room_id=message.room_id, event_id=message.event_id)
+        typing = asyncio.ensure_future(self._outbox.typing(message.room_id, True))
+        request = await self.build_request(message, question, room, room_settings)
+        if self._settings.log_message_content:
+            bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
+        if received_at is not None:
+            metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
+        try:
+            completion = await self._llm.complete(request)
+        except LLMError as error:
+            metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+            await self._send_failure(message, error)
+            typing.cancel()
+            return
+        llm_done = time.perf_counter()
+        await self._deliver(message, question, completion, llm_done)
+        typing.cancel()
+        bound.info("conversation.answered", prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+
+    async def _deliver(self, message: IncomingMessage, question: str, completion: Completion, llm_done: float) -> None:
+        send = self._outbox.reply(message, completion.text, purpose="answer")
+        metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - llm_done)
+        event_ids = await send
+        await self.record_answer(message, question, completion.text, event_ids, completion)
+
+    async def record_answer(
+        self,
+        message: IncomingMessage,
+        question: str,
+        answer: str,
+        event_ids: list[str],
+        completion: Completion,
+    ) -> None:
+        timestamp = now_ms()
+        bot = self._settings.user_id
+        await self._store.finish_trigger(
+            message,
+            "answered",
+            answer_event_id=event_ids[0] if event_ids else None,
+            turns=[
+                ConversationTurn(
+                    role="user",
+                    sender=message.sender,
+                    sender_name=message.sender_name,
+                    content=question,
+                    event_id=message.event_id,
+                    timestamp_ms=message.timestamp_ms,
+                ),
+                ConversationTurn(
+                    role="assistant",
+                    sender=bot,
+                    sender_name=bot,
+                    content=answer,
+                    event_id=event_ids[0] if event_ids else "",
+                    timestamp_ms=timestamp,
+                ),
+            ],
+            answer_messages=[
+                StoredMessage(
+                    event_id=event_id,
+                    room_id=message.room_id,
+                    sender=bot,
+                    sender_name="Assistant",
+                    body=answer,
+                    timestamp_ms=timestamp,
+                    thread_root_id=message.thread_root_id,
+                )
+                for event_id in event_ids[:1]
+            ],
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
+        metrics.ANSWERS.inc()
+
+    async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
+        await self._outbox.reply(message, error_text(error), purpose="error", notice=True)
+        await self._store.finish_trigger(message, "failed")
+
+
+def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
+    """Mistral's API wants user and assistant turns to alternate; merge neighbours of one role."""
+    merged: list[ChatMessage] = []
+    for item in messages:
+        if merged and merged[-1].role == item.role and item.role != "system":
+            merged[-1] = ChatMessage(item.role, f"{merged[-1].content}\n\n{item.content}")
+        else:
+            merged.append(item)
+    return merged

@@ -1,0 +1,469 @@
+"""The Matrix gateway: the only module that talks to matrix-nio.
+
+It logs in once and reuses the saved session, runs the sync loop (persisting the sync token in
+SQLite only after every event of a sync was handed over), keeps encryption keys flowing, and
+turns nio events into the typed models of `bot.models` for the event sink (the router).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    ForwardedRoomKeyEvent,
+    InviteMemberEvent,
+    JoinError,
+    LoginResponse,
+    MatrixRoom,
+    MegolmEvent,
+    RedactionEvent,
+    RoomEncryptedMedia,
+    RoomGetStateError,
+    RoomKeyEvent,
+    RoomMessage,
+    RoomSendResponse,
+    SyncError,
+    SyncResponse,
+    UnknownEvent,
+    WhoamiResponse,
+)
+
+from bot import metrics
+from bot.events import parse_message, parse_redaction
+from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
+from bot.store import Session, Store
+from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SYNC_TOKEN_KEY = "sync_token"
+ACCESS_RULES_EVENT = "im.vector.room.access_rules"
+UNLIMITED_POWER = 1 << 53  # room v12 creators outrank every power level
+AUTH_ERROR_CODES = {"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN", "ORG_MATRIX_EXPIRED_ACCOUNT", "M_USER_DEACTIVATED"}
+SYNC_FILTER: dict[str, Any] = {
+    "presence": {"not_types": ["*"]},
+    "room": {"timeline": {"limit": 50}, "ephemeral": {"not_types": ["*"]}},
+}
+
+
+class AuthenticationFailed(Exception):
+    """The homeserver refuses the bot's credentials: retrying cannot help, the admin must act."""
+
+
+class SendFailed(Exception):
+    pass
+
+
+class EventSink(Protocol):
+    async def on_message(self, message: IncomingMessage, room: RoomContext, answerable: bool) -> None: ...
+
+    async def on_invite(self, invite: RoomInvite) -> None: ...
+
+    async def on_redaction(self, room_id: str, redacts: str) -> None: ...
+
+    async def on_left(self, room_id: str) -> None: ...
+
+    async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
+
+
+def effective_power_level(
+    user_id: str,
+    power_levels: Mapping[str, Any] | None,
+    create_sender: str | None,
+    create_content: Mapping[str, Any] | None,
+) -> int:
+    """A user's power in a room, including room-version-12 creators (absent from power_levels)."""
+    create_content = create_content or {}
+    version = str(create_content.get("room_version", "1"))
+    if _creators_are_privileged(version):
+        creators = {create_sender} if create_sender else set()
+        extra = create_content.get("additional_creators")
+        if isinstance(extra, list):
+            creators.update(item for item in extra if isinstance(item, str))
+        if user_id in creators:
+            return UNLIMITED_POWER
+    if power_levels is None:
+        # No power_levels event: the creator has 100, everybody else 0 (spec, all versions).
+        return 100 if user_id == create_sender else 0
+    users = power_levels.get("users")
+    default = _as_int(power_levels.get("users_default"), 0)
+    if isinstance(users, Mapping) and user_id in users:
+        return _as_int(users[user_id], default)
+    return default
+
+
+def _creators_are_privileged(version: str) -> bool:
+    if version == "org.matrix.hydra.11":
+        return True
+    return version.isdigit() and int(version) >= 12
+
+
+def _as_int(value: Any, fallback: int) -> int:
+    if isinstance(value, bool):
+        return fallback
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return fallback
+
+
+class MatrixGateway:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
+        self._sink: EventSink | None = None
+        settings.crypto_store_dir.mkdir(parents=True, exist_ok=True)
+        config = AsyncClientConfig(
+            encryption_enabled=True,
+            store_sync_tokens=False,  # the sync token lives in our SQLite, saved at the right moment
+            max_timeout_retry_wait_time=settings.homeserver_retry_max_seconds,
+            request_timeout=settings.sync_timeout_seconds + 30,
+        )
+        self.client = AsyncClient(
+            settings.homeserver,
+            settings.user_id,
+            store_path=str(settings.crypto_store_dir),
+            config=config,
+        )
+        self._direct_rooms: set[str] = set()
+        self._sync_token: str | None = None
+        self._first_sync_ever = False
+        self._in_first_sync = True
+        self._catch_up_cutoff_ms = 0
+        self._undecrypted: dict[str, list[MegolmEvent]] = {}
+        self.display_name: str | None = None
+        self.ready = asyncio.Event()
+
+    @property
+    def user_id(self) -> str:
+        return self._settings.user_id
+
+    @property
+    def device_id(self) -> str | None:
+        return self.client.device_id  # type: ignore[no-any-return]
+
+    def attach(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    # --- Session ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Restore the saved session (or log in once) and prepare the sync loop."""
+        await self._restore_or_login()
+        self._sync_token = await self._store.get_state(SYNC_TOKEN_KEY)
+        self._first_sync_ever = self._sync_token is None
+        for room_id in await self._store.known_room_ids():
+            if await self._store.is_direct_room(room_id):
+                self._direct_rooms.add(room_id)
+        self._register_callbacks()
+        profile = await self.client.get_displayname(self.user_id)
+        self.display_name = getattr(profile, "displayname", None)
+        fingerprint = self.client.olm.account.identity_keys.get("ed25519") if self.client.olm else None
+        log.info(
+            "matrix.ready_to_sync",
+            user_id=self.user_id,
+            device_id=self.device_id,
+            device_fingerprint=_group_fingerprint(fingerprint) if fingerprint else None,
+            first_start=self._first_sync_ever,
+        )
+
+    async def _restore_or_login(self) -> None:
+        settings = self._settings
+        saved = await self._store.load_session()
+        if saved is not None and saved.user_id == settings.user_id:
+            if settings.access_token is None or saved.access_token == settings.access_token.get_secret_value():
+                self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
+                log.info("matrix.session_restored", device_id=saved.device_id)
+                return
+        if settings.access_token is not None:
+            token = settings.access_token.get_secret_value()
+            device_id = settings.device_id
+            if device_id is None:
+                self.client.access_token = token
+                whoami = await self.client.whoami()
+                if not isinstance(whoami, WhoamiResponse) or not whoami.device_id:
+                    raise AuthenticationFailed(
+                        "TCHAP_BOT_ACCESS_TOKEN refusé par le serveur (ou sans appareil) : "
+                        "définissez TCHAP_BOT_DEVICE_ID ou renouvelez le jeton"
+                    )
+                device_id = whoami.device_id
+            self.client.restore_login(settings.user_id, device_id, token)
+            await self._store.save_session(Session(user_id=settings.user_id, device_id=device_id, access_token=token))
+            log.info("matrix.session_from_token", device_id=device_id)
+            return
+        assert settings.password is not None  # guaranteed by Settings validation
+        response = await self.client.login(settings.password.get_secret_value(), device_name=settings.device_name)
+        if not isinstance(response, LoginResponse):
+            raise AuthenticationFailed(
+                f"Connexion refusée pour {settings.user_id} : vérifiez TCHAP_BOT_PASSWORD "
+                f"({getattr(response, 'status_code', 'erreur inconnue')})"
+            )
+        await self._store.save_session(
+            Session(user_id=response.user_id, device_id=response.device_id, access_token=response.access_token)
+        )
+        log.info("matrix.logged_in", device_id=response.device_id)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- Sync loop --------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sync until `stop` is set. Raises AuthenticationFailed when the account is refused."""
+        backoff = 1.0
+        while not stop.is_set():
+            first = self._in_first_sync
+            sync_task = asyncio.ensure_future(
+                self.client.sync(
+                    timeout=0 if first else int(self._settings.sync_timeout_seconds * 1000),
+                    sync_filter=SYNC_FILTER,
+                    since=self._sync_token,
+                    full_state=True if first else None,
+                )
+            )
+            stop_task = asyncio.ensure_future(stop.wait())
+            done, _ = await asyncio.wait({sync_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if sync_task not in done:
+                sync_task.cancel()
+                await asyncio.gather(sync_task, return_exceptions=True)
+                break
+            stop_task.cancel()
+            try:
+                response = sync_task.result()
+            except Exception as error:  # transport errors nio did not absorb
+                log.warning("matrix.sync_failed", error_type=type(error).__name__, retry_in=backoff)
+                await _sleep_unless(stop, backoff)
+                backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
+                continue
+            if isinstance(response, SyncError):
+                self._raise_if_auth_error(response)
+                log.warning("matrix.sync_error", status=response.status_code, retry_in=backoff)
+                await _sleep_unless(stop, backoff)
+                backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
+                continue
+            backoff = 1.0
+            await self._after_sync(response)
+            if first:
+                self._in_first_sync = False
+                self.ready.set()
+
+    def _raise_if_auth_error(self, response: Any) -> None:
+        transport = getattr(response, "transport_response", None)
+        http_status = getattr(transport, "status", None)
+        code = str(getattr(response, "status_code", "") or "")
+        if http_status in (401, 403) or code in AUTH_ERROR_CODES:
+            if code == "ORG_MATRIX_EXPIRED_ACCOUNT":
+                detail = "le compte du bot a expiré (ORG_MATRIX_EXPIRED_ACCOUNT) : faites-le renouveler"
+            else:
+                detail = f"le serveur refuse le jeton d'accès du bot ({code or http_status}) : renouvelez-le"
+            raise AuthenticationFailed(detail)
+
+    async def _after_sync(self, response: SyncResponse) -> None:
+        for room_id in response.rooms.leave:
+            self._direct_rooms.discard(room_id)
+            if self._sink is not None:
+                await self._sink.on_left(room_id)
+        await self._crypto_housekeeping()
+        # Saved last: a crash before this line replays the sync, and the store's trigger
+        # table makes the replay harmless.
+        self._sync_token = response.next_batch
+        await self._store.set_state(SYNC_TOKEN_KEY, response.next_batch)
+        metrics.LAST_SYNC.set(time.time())
+
+    async def _crypto_housekeeping(self) -> None:
+        client = self.client
+        if client.olm is None:
+            return
+        await client.send_to_device_messages()
+        if client.should_upload_keys:
+            await client.keys_upload()
+        if client.should_query_keys:
+            await client.keys_query()
+        if client.should_claim_keys:
+            await client.keys_claim(client.get_users_for_key_claiming())
+
+    # --- nio callbacks -> typed models ------------------------------------------------------
+    def _register_callbacks(self) -> None:
+        self.client.add_event_callback(self._on_room_message, (RoomMessage, RoomEncryptedMedia))
+        self.client.add_event_callback(self._on_megolm, MegolmEvent)
+        self.client.add_event_callback(self._on_redaction, RedactionEvent)
+        self.client.add_event_callback(self._on_unknown, UnknownEvent)
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+        self.client.add_to_device_callback(self._on_room_key, (RoomKeyEvent, ForwardedRoomKeyEvent))
+
+    def _answerable(self, timestamp_ms: int) -> bool:
+        if not self._in_first_sync:
+            return True
+        if self._first_sync_ever:
+            return False  # first start: nothing from before start-up is answered
+        window_ms = int(self._settings.catch_up_window_minutes * 60_000)
+        return timestamp_ms >= int(time.time() * 1000) - window_ms
+
+    def room_context(self, room_id: str) -> RoomContext:
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return RoomContext(room_id=room_id, name=room_id, is_direct=room_id in self._direct_rooms, encrypted=False, member_count=0)
+        return RoomContext(
+            room_id=room_id,
+            name=room.display_name or room_id,
+            is_direct=room_id in self._direct_rooms,
+            encrypted=bool(room.encrypted),
+            member_count=int(room.member_count or 0),
+        )
+
+    def member_name(self, room_id: str, user_id: str) -> str:
+        room = self.client.rooms.get(room_id)
+        if room is not None:
+            user = room.users.get(user_id)
+            if user is not None and user.display_name:
+                return str(user.display_name)
+        return user_id
+
+    def bot_names(self, room_id: str) -> tuple[str, ...]:
+        names = {self.display_name} if self.display_name else set()
+        room_name = self.member_name(room_id, self.user_id)
+        if room_name != self.user_id:
+            names.add(room_name)
+        return tuple(sorted(name for name in names if name))
+
+    async def _on_room_message(self, room: MatrixRoom, event: Any) -> None:
+        if self._sink is None:
+            return
+        source = event.source if isinstance(event.source, dict) else {}
+        encrypted = bool(getattr(event, "decrypted", False))
+        message = parse_message(room.room_id, source, self.member_name(room.room_id, str(event.sender)), encrypted)
+        if message is None:
+            return
+        metrics.SYNC_LAG.set(max(0.0, time.time() - message.timestamp_ms / 1000))
+        await self._sink.on_message(message, self.room_context(room.room_id), self._answerable(message.timestamp_ms))
+
+    async def _on_megolm(self, room: MatrixRoom, event: MegolmEvent) -> None:
+        """A message we cannot decrypt yet: ask for the key and keep the event for later."""
+        self._undecrypted.setdefault(event.session_id, []).append(event)
+        try:
+            await self.client.request_room_key(event)
+        except Exception as error:  # a duplicate request raises; the first one is enough
+            log.debug("matrix.key_request_skipped", error_type=type(error).__name__)
+        log.info("matrix.undecryptable", room_id=room.room_id, event_id=event.event_id)
+        if self._sink is not None:
+            await self._sink.on_undecryptable(
+                UndecryptableMessage(
+                    room_id=room.room_id,
+                    event_id=event.event_id,
+                    sender=event.sender,
+                    session_id=event.session_id,
+                    timestamp_ms=int(event.server_timestamp),
+                )
+            )
+
+    async def _on_room_key(self, event: Any) -> None:
+        """A room key arrived: decrypt the events that were waiting for it and hand them on."""
+        session_id = getattr(event, "session_id", None)
+        waiting = self._undecrypted.pop(session_id, []) if session_id else []
+        for megolm in waiting:
+            decrypted = self.client.decrypt_event(megolm)
+            room = self.client.rooms.get(megolm.room_id)
+            if isinstance(decrypted, RoomMessage) and room is not None:
+                log.info("matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id)
+                await self._on_room_message(room, decrypted)
+
+    def is_waiting_for_key(self, event_id: str) -> bool:
+        return any(event.event_id == event_id for events in self._undecrypted.values() for event in events)
+
+    async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
+        redaction = parse_redaction(room.room_id, event.source if isinstance(event.source, dict) else {})
+        if redaction is not None and self._sink is not None:
+            await self._sink.on_redaction(room.room_id, redaction.redacts)
+
+    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
+        if event.type == ACCESS_RULES_EVENT and isinstance(event.source.get("content"), dict):
+            if event.source["content"].get("rule") == "direct" and room.room_id not in self._direct_rooms:
+                self._direct_rooms.add(room.room_id)
+                await self._store.remember_room(room.room_id, is_direct=True)
+
+    async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
+        if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
+            return
+        content = event.content if isinstance(event.content, dict) else {}
+        await self._sink.on_invite(
+            RoomInvite(room_id=room.room_id, inviter=str(event.sender), is_direct=content.get("is_direct") is True)
+        )
+
+    # --- Actions ----------------------------------------------------------------------------
+    async def join(self, room_id: str, is_direct: bool) -> bool:
+        response = await self.client.join(room_id)
+        if isinstance(response, JoinError):
+            log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
+            return False
+        await self._store.remember_room(room_id, is_direct)
+        if is_direct:
+            self._direct_rooms.add(room_id)
+        return True
+
+    async def reject_invite(self, room_id: str) -> None:
+        await self.client.room_leave(room_id)
+
+    def is_direct(self, room_id: str) -> bool:
+        return room_id in self._direct_rooms
+
+    async def send_event(self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message") -> str:
+        """Send (encrypted when the room is); the same txn_id returns the same event after a crash."""
+        response = await self.client.room_send(
+            room_id,
+            event_type,
+            content,
+            tx_id=txn_id,
+            ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
+        )
+        if not isinstance(response, RoomSendResponse):
+            self._raise_if_auth_error(response)
+            raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
+        return str(response.event_id)
+
+    async def set_typing(self, room_id: str, typing: bool) -> None:
+        try:
+            await self.client.room_typing(room_id, typing_state=typing, timeout=60_000)
+        except Exception as error:  # typing is cosmetic; never let it fail an answer
+            log.debug("matrix.typing_failed", room_id=room_id, error_type=type(error).__name__)
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        """Read the room's real, current power levels (never a cached copy)."""
+        response = await self.client.room_get_state(room_id)
+        if isinstance(response, RoomGetStateError):
+            log.warning("matrix.state_unavailable", room_id=room_id, status=response.status_code)
+            return 0
+        power_levels: Mapping[str, Any] | None = None
+        create_sender: str | None = None
+        create_content: Mapping[str, Any] | None = None
+        for event in response.events:
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "m.room.power_levels" and event.get("state_key") == "":
+                power_levels = event.get("content") if isinstance(event.get("content"), dict) else None
+            elif event.get("type") == "m.room.create" and event.get("state_key") == "":
+                create_sender = event.get("sender") if isinstance(event.get("sender"), str) else None
+                create_content = event.get("content") if isinstance(event.get("content"), dict) else None
+        return effective_power_level(user_id, power_levels, create_sender, create_content)
+
+    async def event_sender(self, room_id: str, event_id: str) -> str | None:
+        """Who sent an event we did not store (e.g. a reply to a message older than the bot)."""
+        response = await self.client.room_get_event(room_id, event_id)
+        event = getattr(response, "event", None)
+        sender = getattr(event, "sender", None)
+        return sender if isinstance(sender, str) else None
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+def _group_fingerprint(key: str) -> str:
+    return " ".join(key[i : i + 4] for i in range(0, len(key), 4))

@@ -1,0 +1,31 @@
+"""Prometheus metrics, served on /metrics by bot.health."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+_FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_LLM_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80)
+
+QUESTIONS = Counter("tchapbot_questions_total", "Questions addressed to the bot")
+ANSWERS = Counter("tchapbot_answers_total", "Answers sent")
+ERRORS = Counter("tchapbot_errors_total", "Failures, by kind", ["kind"])
+COMMANDS = Counter("tchapbot_commands_total", "Commands run, by name", ["command"])
+RATE_LIMITED = Counter("tchapbot_rate_limited_total", "Questions refused by rate limits", ["scope"])
+
+LLM_LATENCY = Histogram("tchapbot_llm_seconds", "LLM call duration", buckets=_LLM_BUCKETS)
+LLM_FIRST_TOKEN_LATENCY = Histogram(
+    "tchapbot_llm_first_token_seconds", "Time to the first streamed token", buckets=_LLM_BUCKETS
+)
+LLM_ERRORS = Counter("tchapbot_llm_errors_total", "LLM failures after retries, by kind", ["kind"])
+LLM_TOKENS = Counter("tchapbot_llm_tokens_total", "Tokens reported by the LLM", ["kind"])
+
+BOT_OVERHEAD = Histogram(
+    "tchapbot_overhead_seconds",
+    "Time spent inside the bot, by stage: event received -> LLM request, last token -> send",
+    ["stage"],
+    buckets=_FAST_BUCKETS,
+)
+SYNC_LAG = Gauge("tchapbot_sync_lag_seconds", "Age of the newest event at the last sync")
+QUEUE_DEPTH = Gauge("tchapbot_queue_depth", "Questions waiting for a room worker or the LLM")
+LAST_SYNC = Gauge("tchapbot_last_sync_timestamp_seconds", "Unix time of the last successful sync")

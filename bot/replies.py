@@ -1,0 +1,97 @@
+"""Sending the bot's replies: rendering, splitting, relations and idempotent transaction IDs.
+
+The transaction ID of every reply is derived from the triggering event, so a resend after a
+crash is deduplicated by the homeserver instead of appearing twice in the room.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Protocol
+
+from bot.formatting import render_markdown, split_for_matrix
+from bot.models import IncomingMessage
+
+
+class MatrixSender(Protocol):
+    async def send_event(
+        self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"
+    ) -> str: ...
+
+    async def set_typing(self, room_id: str, typing: bool) -> None: ...
+
+
+def transaction_id(trigger_event_id: str, purpose: str, part: int = 0) -> str:
+    digest = hashlib.sha256(f"{trigger_event_id}\x00{purpose}\x00{part}".encode()).hexdigest()
+    return f"tchapbot-{digest[:40]}"
+
+
+def reply_content(
+    trigger: IncomingMessage, body: str, html: str, *, notice: bool = False, mention_sender: bool = True
+) -> dict[str, Any]:
+    """An `m.room.message` replying to `trigger`, inside its thread when it was in one."""
+    relation: dict[str, Any]
+    if trigger.thread_root_id:
+        relation = {
+            "rel_type": "m.thread",
+            "event_id": trigger.thread_root_id,
+            "is_falling_back": False,
+            "m.in_reply_to": {"event_id": trigger.event_id},
+        }
+    else:
+        relation = {"m.in_reply_to": {"event_id": trigger.event_id}}
+    return {
+        "msgtype": "m.notice" if notice else "m.text",
+        "body": body,
+        "format": "org.matrix.custom.html",
+        "formatted_body": html,
+        "m.relates_to": relation,
+        "m.mentions": {"user_ids": [trigger.sender]} if mention_sender else {},
+    }
+
+
+def edit_content(original_event_id: str, body: str, html: str, *, notice: bool = False) -> dict[str, Any]:
+    """An `m.replace` edit; clients that ignore edits still see the text in the fallback body."""
+    msgtype = "m.notice" if notice else "m.text"
+    return {
+        "msgtype": msgtype,
+        "body": f"* {body}",
+        "format": "org.matrix.custom.html",
+        "formatted_body": f"* {html}",
+        "m.new_content": {
+            "msgtype": msgtype,
+            "body": body,
+            "format": "org.matrix.custom.html",
+            "formatted_body": html,
+        },
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},
+    }
+
+
+class Outbox:
+    """Sends replies to a trigger. `purpose` distinguishes several replies to one trigger."""
+
+    def __init__(self, sender: MatrixSender) -> None:
+        self._sender = sender
+
+    async def reply(
+        self, trigger: IncomingMessage, markdown: str, *, purpose: str = "answer", notice: bool = False
+    ) -> list[str]:
+        event_ids = []
+        for index, (body, html) in enumerate(split_for_matrix(markdown)):
+            content = reply_content(trigger, body, html, notice=notice, mention_sender=index == 0)
+            event_ids.append(
+                await self._sender.send_event(trigger.room_id, content, transaction_id(trigger.event_id, purpose, index))
+            )
+        return event_ids
+
+    async def edit(
+        self, trigger: IncomingMessage, original_event_id: str, markdown: str, *, purpose: str, revision: int
+    ) -> str:
+        content = edit_content(original_event_id, markdown, render_markdown(markdown))
+        return await self._sender.send_event(
+            trigger.room_id, content, transaction_id(trigger.event_id, f"{purpose}-edit", revision)
+        )
+
+    async def typing(self, room_id: str, typing: bool) -> None:
+        await self._sender.set_typing(room_id, typing)

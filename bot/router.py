@@ -1,0 +1,316 @@
+"""The message router: decides what each event means and who handles it.
+
+For every message: store it (for summaries), apply edits, then decide — command, question, or
+nothing. Questions and commands are recorded as triggers in SQLite before anything else happens
+(exactly once across crashes) and run one at a time per room, in arrival order; rooms run
+concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import structlog
+
+from bot import metrics, texts
+from bot.conversation import ConversationHandler
+from bot.formatting import strip_reply_fallback
+from bot.llm import LLMClient
+from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
+from bot.ratelimit import SlidingWindowLimiter
+from bot.replies import Outbox
+from bot.room_config import RoomConfigRepository
+from bot.store import StoredMessage, Store
+from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
+from commands.base import CommandContext
+from commands.registry import CommandRegistry, Invocation, parse_invocation
+from config.room_settings import AnswerMode
+from config.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+Job = Callable[[], Awaitable[None]]
+
+
+class RoomDirectory(Protocol):
+    """What the router needs from the Matrix gateway besides events."""
+
+    user_id: str
+    ready: asyncio.Event
+
+    def room_context(self, room_id: str) -> RoomContext: ...
+
+    def bot_names(self, room_id: str) -> tuple[str, ...]: ...
+
+    async def join(self, room_id: str, is_direct: bool) -> bool: ...
+
+    async def reject_invite(self, room_id: str) -> None: ...
+
+    async def power_level(self, room_id: str, user_id: str) -> int: ...
+
+    async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
+
+
+class RoomWorkers:
+    """One queue per room: a room's questions are answered in order, rooms concurrently."""
+
+    def __init__(self, ready: asyncio.Event) -> None:
+        self._ready = ready
+        self._queues: dict[str, asyncio.Queue[Job]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pending = 0
+
+    def submit(self, room_id: str, job: Job) -> None:
+        queue = self._queues.setdefault(room_id, asyncio.Queue())
+        queue.put_nowait(job)
+        self._pending += 1
+        metrics.QUEUE_DEPTH.set(self._pending)
+        if room_id not in self._tasks or self._tasks[room_id].done():
+            self._tasks[room_id] = asyncio.create_task(self._work(room_id, queue), name=f"room-{room_id}")
+
+    async def _work(self, room_id: str, queue: asyncio.Queue[Job]) -> None:
+        await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
+        while not queue.empty():
+            job = queue.get_nowait()
+            try:
+                await job()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("router.job_crashed", room_id=room_id)
+            finally:
+                self._pending -= 1
+                metrics.QUEUE_DEPTH.set(self._pending)
+        self._queues.pop(room_id, None)
+        self._tasks.pop(room_id, None)
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def drain(self, timeout: float) -> bool:
+        """Let in-flight work finish for up to `timeout` seconds, then cancel the rest."""
+        tasks = [task for task in self._tasks.values() if not task.done()]
+        if not tasks:
+            return True
+        _, still_running = await asyncio.wait(tasks, timeout=timeout)
+        for task in still_running:
+            task.cancel()
+        await asyncio.gather(*still_running, return_exceptions=True)
+        return not still_running
+
+
+class Router:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        gateway: RoomDirectory,
+        conversation: ConversationHandler,
+        registry: CommandRegistry,
+        room_config: RoomConfigRepository,
+        llm: LLMClient,
+        outbox: Outbox,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._gateway = gateway
+        self._conversation = conversation
+        self._registry = registry
+        self._room_config = room_config
+        self._llm = llm
+        self._outbox = outbox
+        self.workers = RoomWorkers(gateway.ready)
+        self._in_flight: set[str] = set()
+        self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
+        self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
+
+    # --- Start-up ---------------------------------------------------------------------------
+    async def resume_pending(self) -> int:
+        """Re-queue questions recorded but not answered before a crash, if still fresh."""
+        cutoff = int(time.time() * 1000 - self._settings.catch_up_window_minutes * 60_000)
+        resumed = 0
+        for message in await self._store.pending_triggers():
+            if message.timestamp_ms < cutoff:
+                await self._store.finish_trigger(message, "skipped")
+                continue
+            resumed += 1
+            self._schedule(message)
+        if resumed:
+            log.info("router.resumed_pending", count=resumed)
+        return resumed
+
+    # --- Events from the gateway ------------------------------------------------------------
+    async def on_invite(self, invite: RoomInvite) -> None:
+        bound = log.bind(room_id=invite.room_id)
+        if not self._settings.is_allowed_user(invite.inviter):
+            bound.info("router.invite_rejected", inviter_allowed=False)
+            await self._gateway.reject_invite(invite.room_id)
+            return
+        joined = await self._gateway.join(invite.room_id, invite.is_direct)
+        bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
+
+    async def on_redaction(self, room_id: str, redacts: str) -> None:
+        await self._store.delete_event(room_id, redacts)
+        log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
+
+    async def on_left(self, room_id: str) -> None:
+        await self._store.forget_room(room_id)
+        self._room_config.forget(room_id)
+        log.info("router.room_forgotten", room_id=room_id)
+
+    async def on_undecryptable(self, event: UndecryptableMessage) -> None:
+        log.info("router.waiting_for_room_key", room_id=event.room_id, event_id=event.event_id)
+
+    async def on_message(self, message: IncomingMessage, room: RoomContext, answerable: bool) -> None:
+        received_at = time.perf_counter()
+        if message.sender == self._gateway.user_id:
+            return
+        if message.replaces_event_id is not None:
+            await self._store.apply_edit(message.room_id, message.replaces_event_id, message.sender, message.body)
+            return
+        if message.kind is MessageKind.OTHER:
+            return
+        if not answerable or message.kind is MessageKind.NOTICE or not self._settings.is_allowed_user(message.sender):
+            await self._store_message(message)
+            return
+        if message.event_id in self._in_flight:
+            return
+        if not await self._is_for_bot(message, room):
+            await self._store_message(message)
+            return
+        if not await self._store.claim_trigger(message):
+            return  # already answered (a replayed sync)
+        await self._store_message(message)
+        self._schedule(message, received_at)
+
+    async def _store_message(self, message: IncomingMessage) -> None:
+        if not message.body:
+            return
+        body, _ = strip_reply_fallback(message.body, message.formatted_body)
+        await self._store.save_messages(
+            [
+                StoredMessage(
+                    event_id=message.event_id,
+                    room_id=message.room_id,
+                    sender=message.sender,
+                    sender_name=message.sender_name,
+                    body=body,
+                    timestamp_ms=message.timestamp_ms,
+                    thread_root_id=message.thread_root_id,
+                )
+            ]
+        )
+
+    def _identity(self, room_id: str) -> BotIdentity:
+        return BotIdentity(user_id=self._gateway.user_id, display_names=self._gateway.bot_names(room_id))
+
+    async def _is_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
+        identity = self._identity(message.room_id)
+        if room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL:
+            return is_addressed_to_bot(message, identity, is_direct_room=True, replied_to_sender=None)
+        mentioned = mentions_bot(message, identity)
+        invocation = self._command_in(message, identity)
+        if invocation is not None and (mentioned or self._registry.lookup(invocation.word) is not None):
+            return True  # unknown `!words` without a mention may belong to another bot
+        if mentioned:
+            return is_addressed_to_bot(message, identity, is_direct_room=False, replied_to_sender=None)
+        if message.reply_to_event_id is None:
+            return False
+        replied_sender = await self._replied_sender(message)
+        return is_addressed_to_bot(message, identity, is_direct_room=False, replied_to_sender=replied_sender)
+
+    async def _replied_sender(self, message: IncomingMessage) -> str | None:
+        assert message.reply_to_event_id is not None
+        stored = await self._store.get_message(message.reply_to_event_id)
+        if stored is not None:
+            return stored.sender if stored.room_id == message.room_id else None
+        return await self._gateway.event_sender(message.room_id, message.reply_to_event_id)
+
+    def _question_text(self, message: IncomingMessage, identity: BotIdentity) -> tuple[str, bool]:
+        body, _ = strip_reply_fallback(message.body, message.formatted_body)
+        question = strip_bot_mention(body, identity).strip()
+        return question, question != body.strip()
+
+    def _command_in(self, message: IncomingMessage, identity: BotIdentity) -> Invocation | None:
+        if message.kind is not MessageKind.TEXT:
+            return None
+        question, had_mention = self._question_text(message, identity)
+        invocation = parse_invocation(question, self._settings.command_prefixes)
+        if invocation is None and had_mention:
+            candidate = parse_invocation(question, self._settings.command_prefixes, prefix_optional=True)
+            if candidate is not None and self._registry.lookup(candidate.word) is not None:
+                invocation = candidate
+        return invocation
+
+    # --- Work -------------------------------------------------------------------------------
+    def _schedule(self, message: IncomingMessage, received_at: float | None = None) -> None:
+        self._in_flight.add(message.event_id)
+        metrics.QUESTIONS.inc()
+
+        async def job() -> None:
+            try:
+                await self._handle(message, received_at)
+            finally:
+                self._in_flight.discard(message.event_id)
+
+        self.workers.submit(message.room_id, job)
+
+    async def _handle(self, message: IncomingMessage, received_at: float | None) -> None:
+        bound = log.bind(room_id=message.room_id, event_id=message.event_id)
+        room = self._gateway.room_context(message.room_id)
+        identity = self._identity(message.room_id)
+        room_settings = self._room_config.get(message.room_id)
+        try:
+            invocation = self._command_in(message, identity)
+            if invocation is not None:
+                await self._registry.dispatch(self._command_context(message, room, invocation.prefix), invocation)
+                await self._store.finish_trigger(message, "answered")
+                return
+            if not self._user_limiter.allow(message.sender):
+                metrics.RATE_LIMITED.labels("user").inc()
+                await self._outbox.reply(message, texts.USER_RATE_LIMITED, purpose="ratelimit", notice=True)
+                await self._store.finish_trigger(message, "skipped")
+                return
+            if not self._room_limiter.allow(message.room_id):
+                metrics.RATE_LIMITED.labels("room").inc()
+                await self._outbox.reply(message, texts.ROOM_RATE_LIMITED, purpose="ratelimit", notice=True)
+                await self._store.finish_trigger(message, "skipped")
+                return
+            question, _ = self._question_text(message, identity)
+            if not question:
+                await self._outbox.reply(message, texts.EMPTY_QUESTION, purpose="empty", notice=True)
+                await self._store.finish_trigger(message, "answered")
+                return
+            await self._conversation.answer(message, question, room, room_settings, received_at)
+        except asyncio.CancelledError:
+            raise  # shutdown: the trigger stays pending and is resumed at next start
+        except Exception as error:
+            bound.exception("router.handling_failed", error_type=type(error).__name__)
+            metrics.ERRORS.labels("internal").inc()
+            try:
+                await self._outbox.reply(message, texts.COMMAND_FAILED, purpose="internal-error", notice=True)
+            finally:
+                await self._store.finish_trigger(message, "failed")
+
+    def _command_context(self, message: IncomingMessage, room: RoomContext, prefix: str) -> CommandContext:
+        async def power_level_of(user_id: str) -> int:
+            return await self._gateway.power_level(message.room_id, user_id)
+
+        return CommandContext(
+            message=message,
+            room=room,
+            room_settings=self._room_config.get(message.room_id),
+            settings=self._settings,
+            store=self._store,
+            llm=self._llm,
+            outbox=self._outbox,
+            registry=self._registry,
+            conversation=self._conversation,
+            room_config=self._room_config,
+            power_level_of=power_level_of,
+            prefix=prefix,
+        )

@@ -1,0 +1,111 @@
+"""The command registry: recognises an invocation, parses it, checks power, runs the command.
+
+An unknown command or bad arguments get the usage line: never a stack trace, never an LLM call.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from bot import metrics, texts
+from commands.base import Command, CommandContext, Power, UsageError
+
+log = structlog.get_logger(__name__)
+
+_COMMAND_WORD = re.compile(r"^([^\W\d_][\w-]{0,31})(?:\s+(.*))?$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    word: str
+    arguments: str
+    prefix: str
+
+
+def normalise(word: str) -> str:
+    """Case- and accent-insensitive command names: `!Résumé` finds `resume`."""
+    decomposed = unicodedata.normalize("NFKD", word.lower())
+    return "".join(char for char in decomposed if not unicodedata.combining(char)).replace("_", "-")
+
+
+def parse_invocation(text: str, prefixes: list[str], *, prefix_optional: bool = False) -> Invocation | None:
+    """`!resume 2h` → Invocation('resume', '2h', '!'). With a mention the prefix may be omitted."""
+    stripped = text.strip()
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        if stripped.startswith(prefix):
+            match = _COMMAND_WORD.match(stripped[len(prefix) :])
+            if match:
+                return Invocation(match.group(1), (match.group(2) or "").strip(), prefix)
+            return None
+    if prefix_optional:
+        match = _COMMAND_WORD.match(stripped)
+        if match:
+            return Invocation(match.group(1), (match.group(2) or "").strip(), prefixes[0])
+    return None
+
+
+class CommandRegistry:
+    def __init__(self) -> None:
+        self._commands: list[Command[Any]] = []
+        self._by_word: dict[str, Command[Any]] = {}
+
+    def register(self, command: Command[Any]) -> None:
+        for word in (command.name, *command.aliases):
+            key = normalise(word)
+            if key in self._by_word:
+                raise ValueError(f"command word {word!r} registered twice")
+            self._by_word[key] = command
+        self._commands.append(command)
+
+    def lookup(self, word: str) -> Command[Any] | None:
+        return self._by_word.get(normalise(word))
+
+    def is_reserved(self, word: str) -> bool:
+        return normalise(word) in self._by_word
+
+    @property
+    def commands(self) -> list[Command[Any]]:
+        return list(self._commands)
+
+    async def visible_to(self, ctx: CommandContext) -> list[Command[Any]]:
+        """The commands the asking user may run here (for help)."""
+        moderator: bool | None = None
+        visible = []
+        for command in self._commands:
+            if command.listed_power is Power.MODERATOR:
+                if moderator is None:
+                    moderator = await ctx.sender_is_moderator()
+                if not moderator:
+                    continue
+            visible.append(command)
+        return visible
+
+    async def dispatch(self, ctx: CommandContext, invocation: Invocation) -> None:
+        command = self.lookup(invocation.word)
+        bound = log.bind(room_id=ctx.message.room_id, event_id=ctx.message.event_id, command=invocation.word)
+        if command is None:
+            metrics.COMMANDS.labels("unknown").inc()
+            await ctx.reply(texts.UNKNOWN_COMMAND.format(word=invocation.word, prefix=ctx.prefix))
+            return
+        bound = bound.bind(command=command.name)
+        metrics.COMMANDS.labels(command.name).inc()
+        try:
+            args = command.parse(invocation.arguments)
+        except UsageError as error:
+            await ctx.reply(texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix)))
+            return
+        if command.required_power(args) is Power.MODERATOR and not await ctx.sender_is_moderator():
+            bound.info("command.refused", level=ctx._sender_level)
+            await ctx.reply(texts.MODERATOR_ONLY.format(level=ctx.moderator_level))
+            return
+        try:
+            await command.run(ctx, args)
+        except UsageError as error:
+            await ctx.reply(texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix)))
+        else:
+            bound.info("command.done")

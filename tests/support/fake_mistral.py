@@ -1,0 +1,345 @@
+"""A local stand-in for Mistral's chat API, driven by the real ``mistralai`` SDK.
+
+Why: the bot must be tested end to end (HTTP, SSE parsing, SDK errors, retries,
+timeouts, broken streams, outages) without internet and with deterministic answers.
+It speaks the same wire format as ``POST /v1/chat/completions`` on api.mistral.ai, vLLM
+or llama.cpp, so ``Mistral(api_key="k", server_url=fake.base_url)`` talks to it unchanged.
+
+Also runnable for the bench and demos: ``python -m tests.support.fake_mistral --port 8088``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import inspect
+import json
+import re
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
+DEFAULT_MODEL = "mistral-small-latest"
+_TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
+
+_ERROR_TEXTS = {
+    400: "Bad request",
+    401: "Unauthorized",
+    429: "Requests rate limit exceeded",
+    500: "Internal server error",
+    502: "Bad gateway",
+    503: "Service unavailable",
+    504: "Gateway timeout",
+}
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """Text of a chat message whose content is a string or a list of chunks."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(chunk.get("text", "")) for chunk in content if isinstance(chunk, dict))
+    return ""
+
+
+def default_responder(body: dict[str, Any]) -> str:
+    """'Réponse simulée : ' + the last user message (200 chars max): easy to assert on."""
+    user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    last = message_text(user_messages[-1]) if user_messages else ""
+    return "Réponse simulée : " + last[:200]
+
+
+def split_tokens(text: str) -> list[str]:
+    """Word-ish tokens whose concatenation is exactly ``text`` (whitespace preserved)."""
+    return _TOKEN_RE.findall(text) or [""]
+
+
+@dataclass
+class _Failure:
+    status: int
+    retry_after: float | None
+    body: str | None
+
+
+class FakeMistral:
+    """An aiohttp server on 127.0.0.1 with knobs to script failures.
+
+    Knobs apply in this order for each chat request: ``set_down`` (503), ``fail_next``
+    (queued HTTP errors), ``hang_next``, ``delay_seconds``, then the answer from
+    ``responder`` (sync or async), streamed when the body says ``"stream": true``.
+    """
+
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.responder: Responder = responder or default_responder
+        self.requests: list[dict[str, Any]] = []
+        self.delay_seconds: float = 0
+        self.stream_tokens_per_second: float | None = None
+        self.model_ids: list[str] = [DEFAULT_MODEL, "mistral-medium-latest", "mistral-large-latest"]
+        self.host = host
+        self.port = port
+        self.base_url = ""
+        self._failures: deque[_Failure] = deque()
+        self._breaks: deque[int] = deque()
+        self._hangs: deque[float] = deque()
+        self._down = False
+        self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
+
+    # -- scripting knobs -----------------------------------------------------------
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 503,
+        retry_after: float | None = None,
+        body: str | None = None,
+    ) -> None:
+        """The next ``count`` chat requests get HTTP ``status`` (JSON error body by default)."""
+        for _ in range(count):
+            self._failures.append(_Failure(status, retry_after, body))
+
+    def break_stream_next(self, after_chars: int) -> None:
+        """The next *streamed* answer sends ``after_chars`` characters, then drops the socket."""
+        self._breaks.append(after_chars)
+
+    def hang_next(self, seconds: float) -> None:
+        """The next chat request waits ``seconds`` before answering (client timeout tests)."""
+        self._hangs.append(seconds)
+
+    def set_down(self, down: bool) -> None:
+        """While down, every request gets 503 (outage and circuit breaker tests)."""
+        self._down = down
+
+    def reset(self) -> None:
+        """Forget recorded requests and pending scripted behaviour."""
+        self.requests.clear()
+        self._failures.clear()
+        self._breaks.clear()
+        self._hangs.clear()
+        self._down = False
+
+    def requests_containing(self, text: str) -> list[dict[str, Any]]:
+        """Requests where some message's text contains ``text``."""
+        return [
+            body
+            for body in self.requests
+            if any(text in message_text(m) for m in body.get("messages", []))
+        ]
+
+    @property
+    def last_request(self) -> dict[str, Any]:
+        if not self.requests:
+            raise AssertionError("FakeMistral received no request")
+        return self.requests[-1]
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        # A short shutdown timeout: hung handlers must not make teardown wait.
+        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        self.port = int(sock.getsockname()[1])
+        self.base_url = f"http://{self.host}:{self.port}"
+        self._stopping.clear()
+        await web.SockSite(self._runner, sock).start()
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeMistral:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- HTTP handlers -------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake up at once when the server stops."""
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    @staticmethod
+    def _error(
+        status: int, retry_after: float | None = None, body: str | None = None
+    ) -> web.Response:
+        headers = {}
+        if retry_after is not None:
+            headers["Retry-After"] = (
+                str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
+            )
+        if body is None:
+            message = _ERROR_TEXTS.get(status, "Error")
+            body = json.dumps(
+                {
+                    "object": "error",
+                    "message": message,
+                    "type": message.lower().replace(" ", "_"),
+                    "param": None,
+                    "code": str(status),
+                }
+            )
+        return web.Response(
+            status=status, text=body, content_type="application/json", headers=headers
+        )
+
+    async def _models(self, request: web.Request) -> web.Response:
+        if self._down:
+            return self._error(503)
+        created = int(time.time())
+        data = [
+            {
+                "id": model_id,
+                "object": "model",
+                "created": created,
+                "owned_by": "mistralai",
+                "type": "base",
+                "capabilities": {"completion_chat": True, "function_calling": True},
+            }
+            for model_id in self.model_ids
+        ]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return self._error(400, body='{"object": "error", "message": "invalid JSON"}')
+        self.requests.append(body)
+        if self._down:
+            return self._error(503)
+        if self._failures:
+            failure = self._failures.popleft()
+            return self._error(failure.status, failure.retry_after, failure.body)
+        if self._hangs:
+            await self._sleep(self._hangs.popleft())
+        await self._sleep(self.delay_seconds)
+        answer = self.responder(body)
+        text = await answer if inspect.isawaitable(answer) else answer
+        if body.get("stream"):
+            return await self._stream(request, body, str(text))
+        return web.json_response(self._completion(body, str(text)))
+
+    @staticmethod
+    def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
+        prompt = sum(len(split_tokens(message_text(m))) for m in body.get("messages", []))
+        completion = len(split_tokens(text)) if text else 0
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+        }
+
+    def _completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or DEFAULT_MODEL,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "tool_calls": None},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self._usage(body, text),
+        }
+
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], text: str
+    ) -> web.StreamResponse:
+        """Server-sent events as Mistral sends them: role chunk, content chunks, usage, [DONE]."""
+        base = {
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body.get("model") or DEFAULT_MODEL,
+        }
+        break_after = self._breaks.popleft() if self._breaks else None
+        if break_after is not None:
+            text = text[:break_after]
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+
+        async def send(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
+            chunk = {
+                **base,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+
+        try:
+            await send({"role": "assistant", "content": ""})
+            pace = self.stream_tokens_per_second
+            for token in split_tokens(text) if text else []:
+                if pace:
+                    await self._sleep(1 / pace)
+                await send({"content": token})
+            if break_after is not None:
+                # Abrupt drop: no final chunk, no [DONE], no terminating HTTP chunk.
+                await asyncio.sleep(0.01)  # let the partial text reach the client first
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            await send({"content": ""}, "stop", usage=self._usage(body, text))
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away (timeout, cancel): nothing more to do
+        return response
+
+
+async def _serve_forever(args: argparse.Namespace) -> None:
+    fake = FakeMistral(host=args.host, port=args.port)
+    fake.delay_seconds = args.delay
+    fake.stream_tokens_per_second = args.tokens_per_second
+    await fake.start()
+    print(f"FakeMistral listening on {fake.base_url}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await fake.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local fake of Mistral's chat API.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before first byte")
+    parser.add_argument("--tokens-per-second", type=float, default=None, help="stream pacing")
+    args = parser.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_forever(args))
+
+
+if __name__ == "__main__":
+    main()
