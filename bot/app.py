@@ -56,7 +56,9 @@ class BotApp:
             max_concurrency=settings.llm_max_concurrency,
             backoff_initial_ms=settings.llm_retry_initial_ms,
             backoff_max_ms=settings.llm_retry_max_ms,
-            breaker=CircuitBreaker(settings.llm_circuit_threshold, settings.llm_circuit_cooldown_seconds),
+            breaker=CircuitBreaker(
+                settings.llm_circuit_threshold, settings.llm_circuit_cooldown_seconds
+            ),
         )
         gateway = self.gateway = MatrixGateway(settings, store)
         outbox = Outbox(gateway)
@@ -73,7 +75,13 @@ class BotApp:
             await router.resume_pending()
             background.append(
                 asyncio.create_task(
-                    retention_loop(store, room_config, settings.retention_days, RETENTION_EVERY_SECONDS, self.stop_event)
+                    retention_loop(
+                        store,
+                        room_config,
+                        settings.retention_days,
+                        RETENTION_EVERY_SECONDS,
+                        self.stop_event,
+                    )
                 )
             )
             await warm_up

@@ -15,14 +15,24 @@ EXIT_CONFIG_ERROR = 2
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tchap-bot", description="Assistant IA (Mistral) pour Tchap")
+    parser = argparse.ArgumentParser(
+        prog="tchap-bot", description="Assistant IA (Mistral) pour Tchap"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="lancer le bot au premier plan (arrêt propre sur SIGTERM/SIGINT)")
-    run.add_argument("--config", type=Path, help="fichier TOML (les variables d'environnement priment)")
-    export = sub.add_parser("export-data", help="exporter en JSON les données stockées d'un utilisateur")
+    run = sub.add_parser(
+        "run", help="lancer le bot au premier plan (arrêt propre sur SIGTERM/SIGINT)"
+    )
+    run.add_argument(
+        "--config", type=Path, help="fichier TOML (les variables d'environnement priment)"
+    )
+    export = sub.add_parser(
+        "export-data", help="exporter en JSON les données stockées d'un utilisateur"
+    )
     export.add_argument("user_id")
     export.add_argument("--config", type=Path)
-    purge = sub.add_parser("purge-user", help="effacer toutes les données stockées d'un utilisateur")
+    purge = sub.add_parser(
+        "purge-user", help="effacer toutes les données stockées d'un utilisateur"
+    )
     purge.add_argument("user_id")
     purge.add_argument("--config", type=Path)
     return parser
@@ -63,7 +73,9 @@ async def _purge(settings: Settings, user_id: str) -> int:
         deleted = await store.purge_user(user_id)
     finally:
         await store.close()
-    print(f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte.")
+    print(
+        f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte."
+    )
     return 0
 
 

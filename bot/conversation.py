@@ -19,7 +19,7 @@ from bot import metrics, texts
 from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, RoomContext
 from bot.replies import Outbox
-from bot.store import ConversationTurn, StoredMessage, Store, now_ms
+from bot.store import ConversationTurn, Store, StoredMessage, now_ms
 from bot.tokens import TokenCounter, fit_to_budget
 from config.room_settings import RoomSettings
 from config.settings import Settings
@@ -79,24 +79,36 @@ class ConversationHandler:
         return text if room.is_direct else f"{name} : {text}"
 
     async def build_request(
-        self, message: IncomingMessage, question: str, room: RoomContext, room_settings: RoomSettings
+        self,
+        message: IncomingMessage,
+        question: str,
+        room: RoomContext,
+        room_settings: RoomSettings,
     ) -> ChatRequest:
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
         if message.reply_to_event_id:
             quoted = await self._store.get_message(message.reply_to_event_id)
-            if quoted is not None and quoted.room_id == message.room_id and quoted.sender != self._settings.user_id:
+            if (
+                quoted is not None
+                and quoted.room_id == message.room_id
+                and quoted.sender != self._settings.user_id
+            ):
                 excerpt = quoted.body if len(quoted.body) <= 2000 else quoted.body[:2000] + "…"
                 question_line = (
                     texts.REPLIED_MESSAGE_CONTEXT.format(sender=quoted.sender_name, text=excerpt)
                     + "\n"
                     + question_line
                 )
-        turns = await self._store.recent_turns(message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT)
+        turns = await self._store.recent_turns(
+            message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
+        )
         history = [
             ChatMessage(
                 role=turn.role,
-                content=turn.content if turn.role == "assistant" else self._speaker_line(room, turn.sender_name, turn.content),
+                content=turn.content
+                if turn.role == "assistant"
+                else self._speaker_line(room, turn.sender_name, turn.content),
             )
             for turn in turns
             if turn.event_id != message.event_id
@@ -107,11 +119,17 @@ class ConversationHandler:
             [item.content for item in reversed(history)],
             self._settings.context_token_budget - self._settings.max_answer_tokens,
         )
-        messages = [ChatMessage("system", system), *history[len(history) - kept :], ChatMessage("user", question_line)]
+        messages = [
+            ChatMessage("system", system),
+            *history[len(history) - kept :],
+            ChatMessage("user", question_line),
+        ]
         return ChatRequest(
             messages=_merge_consecutive(messages),
             model=room_settings.modele or self._settings.model,
-            temperature=room_settings.temperature if room_settings.temperature is not None else self._settings.temperature,
+            temperature=room_settings.temperature
+            if room_settings.temperature is not None
+            else self._settings.temperature,
             max_tokens=self._settings.max_answer_tokens,
         )
 
@@ -141,9 +159,15 @@ class ConversationHandler:
         llm_done = time.perf_counter()
         await self._deliver(message, question, completion, llm_done)
         typing.cancel()
-        bound.info("conversation.answered", prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens)
+        bound.info(
+            "conversation.answered",
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+        )
 
-    async def _deliver(self, message: IncomingMessage, question: str, completion: Completion, llm_done: float) -> None:
+    async def _deliver(
+        self, message: IncomingMessage, question: str, completion: Completion, llm_done: float
+    ) -> None:
         send = self._outbox.reply(message, completion.text, purpose="answer")
         metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - llm_done)
         event_ids = await send

@@ -8,6 +8,7 @@ turns nio events into the typed models of `bot.models` for the event sink (the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -45,7 +46,13 @@ log = structlog.get_logger(__name__)
 SYNC_TOKEN_KEY = "sync_token"
 ACCESS_RULES_EVENT = "im.vector.room.access_rules"
 UNLIMITED_POWER = 1 << 53  # room v12 creators outrank every power level
-AUTH_ERROR_CODES = {"M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_FORBIDDEN", "ORG_MATRIX_EXPIRED_ACCOUNT", "M_USER_DEACTIVATED"}
+AUTH_ERROR_CODES = {
+    "M_UNKNOWN_TOKEN",
+    "M_MISSING_TOKEN",
+    "M_FORBIDDEN",
+    "ORG_MATRIX_EXPIRED_ACCOUNT",
+    "M_USER_DEACTIVATED",
+}
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
     "room": {"timeline": {"limit": 50}, "ephemeral": {"not_types": ["*"]}},
@@ -61,7 +68,9 @@ class SendFailed(Exception):
 
 
 class EventSink(Protocol):
-    async def on_message(self, message: IncomingMessage, room: RoomContext, answerable: bool) -> None: ...
+    async def on_message(
+        self, message: IncomingMessage, room: RoomContext, answerable: bool
+    ) -> None: ...
 
     async def on_invite(self, invite: RoomInvite) -> None: ...
 
@@ -164,7 +173,9 @@ class MatrixGateway:
         self._register_callbacks()
         profile = await self.client.get_displayname(self.user_id)
         self.display_name = getattr(profile, "displayname", None)
-        fingerprint = self.client.olm.account.identity_keys.get("ed25519") if self.client.olm else None
+        fingerprint = (
+            self.client.olm.account.identity_keys.get("ed25519") if self.client.olm else None
+        )
         log.info(
             "matrix.ready_to_sync",
             user_id=self.user_id,
@@ -176,11 +187,17 @@ class MatrixGateway:
     async def _restore_or_login(self) -> None:
         settings = self._settings
         saved = await self._store.load_session()
-        if saved is not None and saved.user_id == settings.user_id:
-            if settings.access_token is None or saved.access_token == settings.access_token.get_secret_value():
-                self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
-                log.info("matrix.session_restored", device_id=saved.device_id)
-                return
+        if (
+            saved is not None
+            and saved.user_id == settings.user_id
+            and (
+                settings.access_token is None
+                or saved.access_token == settings.access_token.get_secret_value()
+            )
+        ):
+            self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
+            log.info("matrix.session_restored", device_id=saved.device_id)
+            return
         if settings.access_token is not None:
             token = settings.access_token.get_secret_value()
             device_id = settings.device_id
@@ -194,18 +211,26 @@ class MatrixGateway:
                     )
                 device_id = whoami.device_id
             self.client.restore_login(settings.user_id, device_id, token)
-            await self._store.save_session(Session(user_id=settings.user_id, device_id=device_id, access_token=token))
+            await self._store.save_session(
+                Session(user_id=settings.user_id, device_id=device_id, access_token=token)
+            )
             log.info("matrix.session_from_token", device_id=device_id)
             return
         assert settings.password is not None  # guaranteed by Settings validation
-        response = await self.client.login(settings.password.get_secret_value(), device_name=settings.device_name)
+        response = await self.client.login(
+            settings.password.get_secret_value(), device_name=settings.device_name
+        )
         if not isinstance(response, LoginResponse):
             raise AuthenticationFailed(
                 f"Connexion refusée pour {settings.user_id} : vérifiez TCHAP_BOT_PASSWORD "
                 f"({getattr(response, 'status_code', 'erreur inconnue')})"
             )
         await self._store.save_session(
-            Session(user_id=response.user_id, device_id=response.device_id, access_token=response.access_token)
+            Session(
+                user_id=response.user_id,
+                device_id=response.device_id,
+                access_token=response.access_token,
+            )
         )
         log.info("matrix.logged_in", device_id=response.device_id)
 
@@ -227,7 +252,9 @@ class MatrixGateway:
                 )
             )
             stop_task = asyncio.ensure_future(stop.wait())
-            done, _ = await asyncio.wait({sync_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {sync_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
+            )
             if sync_task not in done:
                 sync_task.cancel()
                 await asyncio.gather(sync_task, return_exceptions=True)
@@ -258,7 +285,9 @@ class MatrixGateway:
         code = str(getattr(response, "status_code", "") or "")
         if http_status in (401, 403) or code in AUTH_ERROR_CODES:
             if code == "ORG_MATRIX_EXPIRED_ACCOUNT":
-                detail = "le compte du bot a expiré (ORG_MATRIX_EXPIRED_ACCOUNT) : faites-le renouveler"
+                detail = (
+                    "le compte du bot a expiré (ORG_MATRIX_EXPIRED_ACCOUNT) : faites-le renouveler"
+                )
             else:
                 detail = f"le serveur refuse le jeton d'accès du bot ({code or http_status}) : renouvelez-le"
             raise AuthenticationFailed(detail)
@@ -293,7 +322,7 @@ class MatrixGateway:
         self.client.add_event_callback(self._on_megolm, MegolmEvent)
         self.client.add_event_callback(self._on_redaction, RedactionEvent)
         self.client.add_event_callback(self._on_unknown, UnknownEvent)
-        self.client.add_event_callback(self._on_invite, InviteMemberEvent)  # type: ignore[arg-type]
+        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
         self.client.add_to_device_callback(self._on_room_key, (RoomKeyEvent, ForwardedRoomKeyEvent))
 
     def _answerable(self, timestamp_ms: int) -> bool:
@@ -307,7 +336,13 @@ class MatrixGateway:
     def room_context(self, room_id: str) -> RoomContext:
         room = self.client.rooms.get(room_id)
         if room is None:
-            return RoomContext(room_id=room_id, name=room_id, is_direct=room_id in self._direct_rooms, encrypted=False, member_count=0)
+            return RoomContext(
+                room_id=room_id,
+                name=room_id,
+                is_direct=room_id in self._direct_rooms,
+                encrypted=False,
+                member_count=0,
+            )
         return RoomContext(
             room_id=room_id,
             name=room.display_name or room_id,
@@ -336,11 +371,15 @@ class MatrixGateway:
             return
         source = event.source if isinstance(event.source, dict) else {}
         encrypted = bool(getattr(event, "decrypted", False))
-        message = parse_message(room.room_id, source, self.member_name(room.room_id, str(event.sender)), encrypted)
+        message = parse_message(
+            room.room_id, source, self.member_name(room.room_id, str(event.sender)), encrypted
+        )
         if message is None:
             return
         metrics.SYNC_LAG.set(max(0.0, time.time() - message.timestamp_ms / 1000))
-        await self._sink.on_message(message, self.room_context(room.room_id), self._answerable(message.timestamp_ms))
+        await self._sink.on_message(
+            message, self.room_context(room.room_id), self._answerable(message.timestamp_ms)
+        )
 
     async def _on_megolm(self, room: MatrixRoom, event: MegolmEvent) -> None:
         """A message we cannot decrypt yet: ask for the key and keep the event for later."""
@@ -369,29 +408,44 @@ class MatrixGateway:
             decrypted = self.client.decrypt_event(megolm)
             room = self.client.rooms.get(megolm.room_id)
             if isinstance(decrypted, RoomMessage) and room is not None:
-                log.info("matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id)
+                log.info(
+                    "matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id
+                )
                 await self._on_room_message(room, decrypted)
 
     def is_waiting_for_key(self, event_id: str) -> bool:
-        return any(event.event_id == event_id for events in self._undecrypted.values() for event in events)
+        return any(
+            event.event_id == event_id for events in self._undecrypted.values() for event in events
+        )
 
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
-        redaction = parse_redaction(room.room_id, event.source if isinstance(event.source, dict) else {})
+        redaction = parse_redaction(
+            room.room_id, event.source if isinstance(event.source, dict) else {}
+        )
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
 
     async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
-        if event.type == ACCESS_RULES_EVENT and isinstance(event.source.get("content"), dict):
-            if event.source["content"].get("rule") == "direct" and room.room_id not in self._direct_rooms:
-                self._direct_rooms.add(room.room_id)
-                await self._store.remember_room(room.room_id, is_direct=True)
+        content = event.source.get("content")
+        is_direct_rule = (
+            event.type == ACCESS_RULES_EVENT
+            and isinstance(content, dict)
+            and content.get("rule") == "direct"
+        )
+        if is_direct_rule and room.room_id not in self._direct_rooms:
+            self._direct_rooms.add(room.room_id)
+            await self._store.remember_room(room.room_id, is_direct=True)
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
             return
         content = event.content if isinstance(event.content, dict) else {}
         await self._sink.on_invite(
-            RoomInvite(room_id=room.room_id, inviter=str(event.sender), is_direct=content.get("is_direct") is True)
+            RoomInvite(
+                room_id=room.room_id,
+                inviter=str(event.sender),
+                is_direct=content.get("is_direct") is True,
+            )
         )
 
     # --- Actions ----------------------------------------------------------------------------
@@ -411,7 +465,9 @@ class MatrixGateway:
     def is_direct(self, room_id: str) -> bool:
         return room_id in self._direct_rooms
 
-    async def send_event(self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message") -> str:
+    async def send_event(
+        self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"
+    ) -> str:
         """Send (encrypted when the room is); the same txn_id returns the same event after a crash."""
         response = await self.client.room_send(
             room_id,
@@ -444,10 +500,16 @@ class MatrixGateway:
             if not isinstance(event, dict):
                 continue
             if event.get("type") == "m.room.power_levels" and event.get("state_key") == "":
-                power_levels = event.get("content") if isinstance(event.get("content"), dict) else None
+                power_levels = (
+                    event.get("content") if isinstance(event.get("content"), dict) else None
+                )
             elif event.get("type") == "m.room.create" and event.get("state_key") == "":
-                create_sender = event.get("sender") if isinstance(event.get("sender"), str) else None
-                create_content = event.get("content") if isinstance(event.get("content"), dict) else None
+                create_sender = (
+                    event.get("sender") if isinstance(event.get("sender"), str) else None
+                )
+                create_content = (
+                    event.get("content") if isinstance(event.get("content"), dict) else None
+                )
         return effective_power_level(user_id, power_levels, create_sender, create_content)
 
     async def event_sender(self, room_id: str, event_id: str) -> str | None:
@@ -459,10 +521,8 @@ class MatrixGateway:
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
 
 
 def _group_fingerprint(key: str) -> str:

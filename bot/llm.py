@@ -18,6 +18,7 @@ import httpx2
 import structlog
 from mistralai.client import Mistral
 from mistralai.client.errors import SDKError
+from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot import metrics
@@ -145,7 +146,7 @@ class LLMClient:
         self.breaker = breaker or CircuitBreaker()
 
     async def close(self) -> None:
-        await self._sdk.__aexit__(None, None, None)
+        await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
 
     @property
     def queue_depth(self) -> int:
@@ -162,7 +163,7 @@ class LLMClient:
                 response = await asyncio.wait_for(
                     self._sdk.chat.complete_async(
                         model=request.model,
-                        messages=[message.as_dict() for message in request.messages],  # type: ignore[misc]
+                        messages=_sdk_messages(request.messages),
                         temperature=request.temperature,
                         max_tokens=request.max_tokens,
                     ),
@@ -198,7 +199,7 @@ class LLMClient:
                 events = await asyncio.wait_for(
                     self._sdk.chat.stream_async(
                         model=request.model,
-                        messages=[message.as_dict() for message in request.messages],  # type: ignore[misc]
+                        messages=_sdk_messages(request.messages),
                         temperature=request.temperature,
                         max_tokens=request.max_tokens,
                     ),
@@ -218,7 +219,9 @@ class LLMClient:
                         delta = data.choices[0].delta.content
                         if isinstance(delta, str) and delta:
                             if not got_text:
-                                metrics.LLM_FIRST_TOKEN_LATENCY.observe(time.perf_counter() - started)
+                                metrics.LLM_FIRST_TOKEN_LATENCY.observe(
+                                    time.perf_counter() - started
+                                )
                             got_text = True
                             yield delta
             except LLMError:
@@ -250,6 +253,21 @@ async def _with_idle_timeout(stream: Any, seconds: float) -> AsyncIterator[Any]:
         except StopAsyncIteration:
             return
         yield event
+
+
+SdkMessage = AssistantMessage | SystemMessage | UserMessage
+
+
+def _sdk_messages(messages: Sequence[ChatMessage]) -> list[SdkMessage]:
+    converted: list[SdkMessage] = []
+    for message in messages:
+        if message.role == "system":
+            converted.append(SystemMessage(content=message.content))
+        elif message.role == "assistant":
+            converted.append(AssistantMessage(content=message.content))
+        else:
+            converted.append(UserMessage(content=message.content))
+    return converted
 
 
 def classify_error(error: BaseException) -> LLMErrorKind:

@@ -21,7 +21,9 @@ class SecretScrubber:
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = [value for value in secrets if value and len(value) >= 4]
 
-    def __call__(self, _logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    def __call__(
+        self, _logger: Any, _name: str, event: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
         for key in list(event):
             if any(marker in key.lower() for marker in SECRET_KEYS):
                 event[key] = REDACTED
@@ -36,7 +38,9 @@ class SecretScrubber:
         return text
 
 
-def configure_logging(level: str = "info", fmt: str = "console", secrets: Iterable[str] = ()) -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "console", secrets: Iterable[str] = ()
+) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     scrubber = SecretScrubber(secrets)
     renderer: Any = (

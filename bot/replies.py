@@ -27,7 +27,12 @@ def transaction_id(trigger_event_id: str, purpose: str, part: int = 0) -> str:
 
 
 def reply_content(
-    trigger: IncomingMessage, body: str, html: str, *, notice: bool = False, mention_sender: bool = True
+    trigger: IncomingMessage,
+    body: str,
+    html: str,
+    *,
+    notice: bool = False,
+    mention_sender: bool = True,
 ) -> dict[str, Any]:
     """An `m.room.message` replying to `trigger`, inside its thread when it was in one."""
     relation: dict[str, Any]
@@ -50,7 +55,9 @@ def reply_content(
     }
 
 
-def edit_content(original_event_id: str, body: str, html: str, *, notice: bool = False) -> dict[str, Any]:
+def edit_content(
+    original_event_id: str, body: str, html: str, *, notice: bool = False
+) -> dict[str, Any]:
     """An `m.replace` edit; clients that ignore edits still see the text in the fallback body."""
     msgtype = "m.notice" if notice else "m.text"
     return {
@@ -75,18 +82,31 @@ class Outbox:
         self._sender = sender
 
     async def reply(
-        self, trigger: IncomingMessage, markdown: str, *, purpose: str = "answer", notice: bool = False
+        self,
+        trigger: IncomingMessage,
+        markdown: str,
+        *,
+        purpose: str = "answer",
+        notice: bool = False,
     ) -> list[str]:
         event_ids = []
         for index, (body, html) in enumerate(split_for_matrix(markdown)):
             content = reply_content(trigger, body, html, notice=notice, mention_sender=index == 0)
             event_ids.append(
-                await self._sender.send_event(trigger.room_id, content, transaction_id(trigger.event_id, purpose, index))
+                await self._sender.send_event(
+                    trigger.room_id, content, transaction_id(trigger.event_id, purpose, index)
+                )
             )
         return event_ids
 
     async def edit(
-        self, trigger: IncomingMessage, original_event_id: str, markdown: str, *, purpose: str, revision: int
+        self,
+        trigger: IncomingMessage,
+        original_event_id: str,
+        markdown: str,
+        *,
+        purpose: str,
+        revision: int,
     ) -> str:
         content = edit_content(original_event_id, markdown, render_markdown(markdown))
         return await self._sender.send_event(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import structlog
 
@@ -13,7 +14,9 @@ log = structlog.get_logger(__name__)
 DAY_MS = 86_400_000
 
 
-async def purge_expired(store: Store, room_config: RoomConfigRepository, default_days: int, at_ms: int | None = None) -> int:
+async def purge_expired(
+    store: Store, room_config: RoomConfigRepository, default_days: int, at_ms: int | None = None
+) -> int:
     """Delete what each room keeps beyond its retention; returns the number of messages removed."""
     moment = now_ms() if at_ms is None else at_ms
     removed = 0
@@ -25,13 +28,17 @@ async def purge_expired(store: Store, room_config: RoomConfigRepository, default
     return removed
 
 
-async def retention_loop(store: Store, room_config: RoomConfigRepository, default_days: int, every_seconds: float, stop: asyncio.Event) -> None:
+async def retention_loop(
+    store: Store,
+    room_config: RoomConfigRepository,
+    default_days: int,
+    every_seconds: float,
+    stop: asyncio.Event,
+) -> None:
     while not stop.is_set():
         try:
             await purge_expired(store, room_config, default_days)
         except Exception:
             log.exception("retention.failed")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_seconds)
-        except TimeoutError:
-            pass

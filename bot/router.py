@@ -23,7 +23,7 @@ from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, Un
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
 from bot.room_config import RoomConfigRepository
-from bot.store import StoredMessage, Store
+from bot.store import Store, StoredMessage
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
 from commands.registry import CommandRegistry, Invocation, parse_invocation
@@ -38,8 +38,11 @@ Job = Callable[[], Awaitable[None]]
 class RoomDirectory(Protocol):
     """What the router needs from the Matrix gateway besides events."""
 
-    user_id: str
-    ready: asyncio.Event
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def ready(self) -> asyncio.Event: ...
 
     def room_context(self, room_id: str) -> RoomContext: ...
 
@@ -69,7 +72,9 @@ class RoomWorkers:
         self._pending += 1
         metrics.QUEUE_DEPTH.set(self._pending)
         if room_id not in self._tasks or self._tasks[room_id].done():
-            self._tasks[room_id] = asyncio.create_task(self._work(room_id, queue), name=f"room-{room_id}")
+            self._tasks[room_id] = asyncio.create_task(
+                self._work(room_id, queue), name=f"room-{room_id}"
+            )
 
     async def _work(self, room_id: str, queue: asyncio.Queue[Job]) -> None:
         await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
@@ -91,12 +96,12 @@ class RoomWorkers:
     def pending(self) -> int:
         return self._pending
 
-    async def drain(self, timeout: float) -> bool:
-        """Let in-flight work finish for up to `timeout` seconds, then cancel the rest."""
+    async def drain(self, grace_seconds: float) -> bool:
+        """Let in-flight work finish for up to `grace_seconds`, then cancel the rest."""
         tasks = [task for task in self._tasks.values() if not task.done()]
         if not tasks:
             return True
-        _, still_running = await asyncio.wait(tasks, timeout=timeout)
+        _, still_running = await asyncio.wait(tasks, timeout=grace_seconds)
         for task in still_running:
             task.cancel()
         await asyncio.gather(*still_running, return_exceptions=True)
@@ -165,16 +170,24 @@ class Router:
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         log.info("router.waiting_for_room_key", room_id=event.room_id, event_id=event.event_id)
 
-    async def on_message(self, message: IncomingMessage, room: RoomContext, answerable: bool) -> None:
+    async def on_message(
+        self, message: IncomingMessage, room: RoomContext, answerable: bool
+    ) -> None:
         received_at = time.perf_counter()
         if message.sender == self._gateway.user_id:
             return
         if message.replaces_event_id is not None:
-            await self._store.apply_edit(message.room_id, message.replaces_event_id, message.sender, message.body)
+            await self._store.apply_edit(
+                message.room_id, message.replaces_event_id, message.sender, message.body
+            )
             return
         if message.kind is MessageKind.OTHER:
             return
-        if not answerable or message.kind is MessageKind.NOTICE or not self._settings.is_allowed_user(message.sender):
+        if (
+            not answerable
+            or message.kind is MessageKind.NOTICE
+            or not self._settings.is_allowed_user(message.sender)
+        ):
             await self._store_message(message)
             return
         if message.event_id in self._in_flight:
@@ -206,22 +219,32 @@ class Router:
         )
 
     def _identity(self, room_id: str) -> BotIdentity:
-        return BotIdentity(user_id=self._gateway.user_id, display_names=self._gateway.bot_names(room_id))
+        return BotIdentity(
+            user_id=self._gateway.user_id, display_names=self._gateway.bot_names(room_id)
+        )
 
     async def _is_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
         identity = self._identity(message.room_id)
         if room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL:
-            return is_addressed_to_bot(message, identity, is_direct_room=True, replied_to_sender=None)
+            return is_addressed_to_bot(
+                message, identity, is_direct_room=True, replied_to_sender=None
+            )
         mentioned = mentions_bot(message, identity)
         invocation = self._command_in(message, identity)
-        if invocation is not None and (mentioned or self._registry.lookup(invocation.word) is not None):
+        if invocation is not None and (
+            mentioned or self._registry.lookup(invocation.word) is not None
+        ):
             return True  # unknown `!words` without a mention may belong to another bot
         if mentioned:
-            return is_addressed_to_bot(message, identity, is_direct_room=False, replied_to_sender=None)
+            return is_addressed_to_bot(
+                message, identity, is_direct_room=False, replied_to_sender=None
+            )
         if message.reply_to_event_id is None:
             return False
         replied_sender = await self._replied_sender(message)
-        return is_addressed_to_bot(message, identity, is_direct_room=False, replied_to_sender=replied_sender)
+        return is_addressed_to_bot(
+            message, identity, is_direct_room=False, replied_to_sender=replied_sender
+        )
 
     async def _replied_sender(self, message: IncomingMessage) -> str | None:
         assert message.reply_to_event_id is not None
@@ -241,7 +264,9 @@ class Router:
         question, had_mention = self._question_text(message, identity)
         invocation = parse_invocation(question, self._settings.command_prefixes)
         if invocation is None and had_mention:
-            candidate = parse_invocation(question, self._settings.command_prefixes, prefix_optional=True)
+            candidate = parse_invocation(
+                question, self._settings.command_prefixes, prefix_optional=True
+            )
             if candidate is not None and self._registry.lookup(candidate.word) is not None:
                 invocation = candidate
         return invocation
@@ -267,22 +292,30 @@ class Router:
         try:
             invocation = self._command_in(message, identity)
             if invocation is not None:
-                await self._registry.dispatch(self._command_context(message, room, invocation.prefix), invocation)
+                await self._registry.dispatch(
+                    self._command_context(message, room, invocation.prefix), invocation
+                )
                 await self._store.finish_trigger(message, "answered")
                 return
             if not self._user_limiter.allow(message.sender):
                 metrics.RATE_LIMITED.labels("user").inc()
-                await self._outbox.reply(message, texts.USER_RATE_LIMITED, purpose="ratelimit", notice=True)
+                await self._outbox.reply(
+                    message, texts.USER_RATE_LIMITED, purpose="ratelimit", notice=True
+                )
                 await self._store.finish_trigger(message, "skipped")
                 return
             if not self._room_limiter.allow(message.room_id):
                 metrics.RATE_LIMITED.labels("room").inc()
-                await self._outbox.reply(message, texts.ROOM_RATE_LIMITED, purpose="ratelimit", notice=True)
+                await self._outbox.reply(
+                    message, texts.ROOM_RATE_LIMITED, purpose="ratelimit", notice=True
+                )
                 await self._store.finish_trigger(message, "skipped")
                 return
             question, _ = self._question_text(message, identity)
             if not question:
-                await self._outbox.reply(message, texts.EMPTY_QUESTION, purpose="empty", notice=True)
+                await self._outbox.reply(
+                    message, texts.EMPTY_QUESTION, purpose="empty", notice=True
+                )
                 await self._store.finish_trigger(message, "answered")
                 return
             await self._conversation.answer(message, question, room, room_settings, received_at)
@@ -292,11 +325,15 @@ class Router:
             bound.exception("router.handling_failed", error_type=type(error).__name__)
             metrics.ERRORS.labels("internal").inc()
             try:
-                await self._outbox.reply(message, texts.COMMAND_FAILED, purpose="internal-error", notice=True)
+                await self._outbox.reply(
+                    message, texts.COMMAND_FAILED, purpose="internal-error", notice=True
+                )
             finally:
                 await self._store.finish_trigger(message, "failed")
 
-    def _command_context(self, message: IncomingMessage, room: RoomContext, prefix: str) -> CommandContext:
+    def _command_context(
+        self, message: IncomingMessage, room: RoomContext, prefix: str
+    ) -> CommandContext:
         async def power_level_of(user_id: str) -> int:
             return await self._gateway.power_level(message.room_id, user_id)
 

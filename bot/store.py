@@ -8,14 +8,15 @@ Numbered migrations in `bot/migrations/` run at start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal
+from typing import Any, Literal
 
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
@@ -102,10 +103,8 @@ class Store:
     async def open(cls, path: Path) -> Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = await aiosqlite.connect(path, isolation_level=None)
-        try:
+        with contextlib.suppress(OSError):
             os.chmod(path, 0o600)  # holds the access token and people's messages
-        except OSError:
-            pass
         connection.row_factory = aiosqlite.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA synchronous=NORMAL")
@@ -146,13 +145,17 @@ class Store:
             if number <= version:
                 continue
             async with self._write_lock:
-                await self._db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;")
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;"
+                )
             version = number
         return version
 
     # --- Session and state ----------------------------------------------------------------------
     async def load_session(self) -> Session | None:
-        row = await self._fetchone("SELECT user_id, device_id, access_token FROM session WHERE id = 1")
+        row = await self._fetchone(
+            "SELECT user_id, device_id, access_token FROM session WHERE id = 1"
+        )
         return Session(**dict(row)) if row else None
 
     async def save_session(self, session: Session) -> None:
@@ -168,7 +171,9 @@ class Store:
 
     async def set_state(self, key: str, value: str) -> None:
         async with self._transaction() as db:
-            await db.execute("INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value))
+            await db.execute(
+                "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
+            )
 
     # --- Rooms ----------------------------------------------------------------------------------
     async def remember_room(self, room_id: str, is_direct: bool) -> None:
@@ -203,7 +208,15 @@ class Store:
     # --- Room messages --------------------------------------------------------------------------
     async def save_messages(self, messages: Iterable[StoredMessage]) -> None:
         rows = [
-            (m.event_id, m.room_id, m.sender, m.sender_name, m.body, m.timestamp_ms, m.thread_root_id)
+            (
+                m.event_id,
+                m.room_id,
+                m.sender,
+                m.sender_name,
+                m.body,
+                m.timestamp_ms,
+                m.thread_root_id,
+            )
             for m in messages
         ]
         if not rows:
@@ -265,7 +278,9 @@ class Store:
         if before_ms is not None:
             clauses.append("timestamp_ms < ?")
             params.append(before_ms)
-        sql = f"SELECT * FROM room_messages WHERE {' AND '.join(clauses)} ORDER BY timestamp_ms DESC"
+        sql = (
+            f"SELECT * FROM room_messages WHERE {' AND '.join(clauses)} ORDER BY timestamp_ms DESC"
+        )
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
@@ -282,7 +297,8 @@ class Store:
     async def purge_messages_older_than(self, room_id: str, cutoff_ms: int) -> int:
         async with self._transaction() as db:
             cursor = await db.execute(
-                "DELETE FROM room_messages WHERE room_id = ? AND timestamp_ms < ?", (room_id, cutoff_ms)
+                "DELETE FROM room_messages WHERE room_id = ? AND timestamp_ms < ?",
+                (room_id, cutoff_ms),
             )
             deleted = cursor.rowcount
             await db.execute(
@@ -308,7 +324,9 @@ class Store:
 
     async def clear_conversation(self, room_id: str) -> int:
         async with self._transaction() as db:
-            cursor = await db.execute("DELETE FROM conversation_turns WHERE room_id = ?", (room_id,))
+            cursor = await db.execute(
+                "DELETE FROM conversation_turns WHERE room_id = ?", (room_id,)
+            )
             return max(cursor.rowcount, 0)
 
     async def clear_room_messages(self, room_id: str) -> int:
@@ -341,7 +359,7 @@ class Store:
 
     async def trigger_status(self, event_id: str) -> TriggerStatus | None:
         row = await self._fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
-        return row[0] if row else None  # type: ignore[no-any-return]
+        return row[0] if row else None
 
     async def pending_triggers(self) -> list[IncomingMessage]:
         rows = await self._fetchall(
@@ -389,7 +407,15 @@ class Store:
                 "INSERT OR IGNORE INTO room_messages (event_id, room_id, sender, sender_name, body, "
                 "timestamp_ms, thread_root_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (m.event_id, m.room_id, m.sender, m.sender_name, m.body, m.timestamp_ms, m.thread_root_id)
+                    (
+                        m.event_id,
+                        m.room_id,
+                        m.sender,
+                        m.sender_name,
+                        m.body,
+                        m.timestamp_ms,
+                        m.thread_root_id,
+                    )
                     for m in answer_messages
                 ],
             )
@@ -425,7 +451,9 @@ class Store:
 
     # --- Room settings --------------------------------------------------------------------------
     async def room_settings(self, room_id: str) -> dict[str, Any]:
-        row = await self._fetchone("SELECT settings FROM room_settings WHERE room_id = ?", (room_id,))
+        row = await self._fetchone(
+            "SELECT settings FROM room_settings WHERE room_id = ?", (room_id,)
+        )
         return dict(json.loads(row[0])) if row else {}
 
     async def all_room_settings(self) -> dict[str, dict[str, Any]]:
@@ -433,7 +461,13 @@ class Store:
         return {str(row[0]): dict(json.loads(row[1])) for row in rows}
 
     async def change_room_setting(
-        self, room_id: str, user_id: str, key: str, settings: dict[str, Any], old: str | None, new: str | None
+        self,
+        room_id: str,
+        user_id: str,
+        key: str,
+        settings: dict[str, Any],
+        old: str | None,
+        new: str | None,
     ) -> None:
         """Save a room's settings and the audit row of the change in one transaction."""
         timestamp = now_ms()
@@ -485,7 +519,10 @@ class Store:
             cursor = await db.execute("DELETE FROM conversation_turns WHERE sender = ?", (user_id,))
             turns = max(cursor.rowcount, 0)
             await db.execute(
-                "UPDATE triggers SET payload = '{}' WHERE sender = ? AND status != 'pending'", (user_id,)
+                "UPDATE triggers SET payload = '{}' WHERE sender = ? AND status != 'pending'",
+                (user_id,),
             )
-            await db.execute("DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,))
+            await db.execute(
+                "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
+            )
         return UserDataDeleted(messages=messages, conversation_turns=turns)

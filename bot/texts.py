@@ -64,10 +64,14 @@ MONTHS = (
 )
 
 # --- Commands ------------------------------------------------------------------------------
-UNKNOWN_COMMAND = "Commande inconnue : `{prefix}{word}`. Tapez `{prefix}aide` pour la liste des commandes."
+UNKNOWN_COMMAND = (
+    "Commande inconnue : `{prefix}{word}`. Tapez `{prefix}aide` pour la liste des commandes."
+)
 BAD_ARGUMENTS = "{reason}.\nUsage : `{usage}`"
 MODERATOR_ONLY = (
     "⛔ Cette action est réservée aux modérateurs du salon (niveau de pouvoir {level} ou plus). "
     "Rien n'a été modifié."
 )
-COMMAND_FAILED = "⚠️ La commande n'a pas pu aboutir à cause d'une erreur interne. Réessayez plus tard."
+COMMAND_FAILED = (
+    "⚠️ La commande n'a pas pu aboutir à cause d'une erreur interne. Réessayez plus tard."
+)

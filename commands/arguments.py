@@ -36,7 +36,9 @@ _UNITS: dict[str, int] = {
 _NEXT_UNIT = {_HOUR: _MINUTE, _MINUTE: 1}
 _COUNT_WORDS = {"message", "messages", "msg", "msgs"}
 
-_PART = re.compile(r"(\d+(?:[.,]\d+)?)\s*([a-z]*)")
+_PART = re.compile(r"\s*(\d+(?:[.,]\d+)?)\s*([a-z]*)\s*", re.ASCII)
+# Words and signs between parts: `1h 30min`, `1 jour et 2 heures`, `1h+30`.
+_SEPARATORS = re.compile(r"\bet\b|\+")
 
 
 def fold(text: str) -> str:
@@ -61,7 +63,7 @@ def parse_count(text: str, *, minimum: int = 1, maximum: int = MAX_SUMMARY_MESSA
 
 def parse_duration(text: str, *, maximum: timedelta = MAX_SUMMARY_WINDOW) -> timedelta:
     """`2h`, `30min`, `1j`, `45m`, `2 jours`, `1 semaine`, `1h30`, `1,5 h` → a positive duration."""
-    cleaned = fold(text)
+    cleaned = _SEPARATORS.sub(" ", fold(text)).strip()
     if not cleaned:
         raise UsageError("durée manquante")
     seconds = 0.0
@@ -83,14 +85,6 @@ def parse_duration(text: str, *, maximum: timedelta = MAX_SUMMARY_WINDOW) -> tim
         seconds += float(number.replace(",", ".")) * unit
         previous_unit = unit
         position = match.end()
-        while position < len(cleaned) and cleaned[position] in " \t+,et":
-            # separators between parts: `1h 30min`, `1 jour et 2 heures`
-            if cleaned.startswith("et", position):
-                position += 2
-            elif cleaned[position] in "et":
-                break
-            else:
-                position += 1
     if not math.isfinite(seconds) or seconds > maximum.total_seconds():
         raise UsageError(f"durée trop longue (au plus {_describe(maximum)})")
     if seconds < 60:

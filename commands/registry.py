@@ -33,7 +33,9 @@ def normalise(word: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char)).replace("_", "-")
 
 
-def parse_invocation(text: str, prefixes: list[str], *, prefix_optional: bool = False) -> Invocation | None:
+def parse_invocation(
+    text: str, prefixes: list[str], *, prefix_optional: bool = False
+) -> Invocation | None:
     """`!resume 2h` → Invocation('resume', '2h', '!'). With a mention the prefix may be omitted."""
     stripped = text.strip()
     for prefix in sorted(prefixes, key=len, reverse=True):
@@ -87,7 +89,9 @@ class CommandRegistry:
 
     async def dispatch(self, ctx: CommandContext, invocation: Invocation) -> None:
         command = self.lookup(invocation.word)
-        bound = log.bind(room_id=ctx.message.room_id, event_id=ctx.message.event_id, command=invocation.word)
+        bound = log.bind(
+            room_id=ctx.message.room_id, event_id=ctx.message.event_id, command=invocation.word
+        )
         if command is None:
             metrics.COMMANDS.labels("unknown").inc()
             await ctx.reply(texts.UNKNOWN_COMMAND.format(word=invocation.word, prefix=ctx.prefix))
@@ -97,7 +101,9 @@ class CommandRegistry:
         try:
             args = command.parse(invocation.arguments)
         except UsageError as error:
-            await ctx.reply(texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix)))
+            await ctx.reply(
+                texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix))
+            )
             return
         if command.required_power(args) is Power.MODERATOR and not await ctx.sender_is_moderator():
             bound.info("command.refused", level=ctx._sender_level)
@@ -106,6 +112,8 @@ class CommandRegistry:
         try:
             await command.run(ctx, args)
         except UsageError as error:
-            await ctx.reply(texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix)))
+            await ctx.reply(
+                texts.BAD_ARGUMENTS.format(reason=error, usage=command.usage_line(ctx.prefix))
+            )
         else:
             bound.info("command.done")

@@ -20,18 +20,27 @@ class AnswerMode(StrEnum):
 class RoomSettings(BaseModel):
     model_config = ConfigDict(extra="ignore", validate_assignment=True)
 
-    consigne: str = Field(default="", max_length=2000, description="Consigne ajoutée au prompt système")
+    consigne: str = Field(
+        default="", max_length=2000, description="Consigne ajoutée au prompt système"
+    )
     mode: AnswerMode = Field(
-        default=AnswerMode.MENTIONS, description="Quand répondre : mentions ou tous (chaque message)"
+        default=AnswerMode.MENTIONS,
+        description="Quand répondre : mentions ou tous (chaque message)",
     )
     modele: str | None = Field(default=None, description="Modèle Mistral utilisé dans ce salon")
-    temperature: float | None = Field(default=None, ge=0.0, le=1.5, description="Créativité (0 à 1,5)")
-    langue: str = Field(default="français", min_length=2, max_length=40, description="Langue des réponses")
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=1.5, description="Créativité (0 à 1,5)"
+    )
+    langue: str = Field(
+        default="français", min_length=2, max_length=40, description="Langue des réponses"
+    )
     retention_jours: int | None = Field(
         default=None, ge=1, le=3650, description="Durée de conservation des messages (jours)"
     )
     resumes: bool = Field(default=True, description="Résumés autorisés dans ce salon (oui/non)")
-    streaming: bool | None = Field(default=None, description="Réponses affichées au fil de l'eau (oui/non)")
+    streaming: bool | None = Field(
+        default=None, description="Réponses affichées au fil de l'eau (oui/non)"
+    )
 
     @field_validator("consigne", "langue", mode="before")
     @classmethod

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     toml_file: ClassVar[Path | None] = None
 
     # --- Matrix account -------------------------------------------------------------------
-    homeserver: str = Field(description="Base URL of the homeserver, e.g. https://matrix.agent.dinum.tchap.gouv.fr")
+    homeserver: str = Field(
+        description="Base URL of the homeserver, e.g. https://matrix.agent.dinum.tchap.gouv.fr"
+    )
     user_id: str = Field(description="The bot's Matrix user ID")
     password: SecretStr | None = None
     access_token: SecretStr | None = None
@@ -155,9 +157,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _credentials_and_defaults(self) -> Settings:
         if self.password is None and self.access_token is None:
-            raise ValueError(
-                "TCHAP_BOT_PASSWORD ou TCHAP_BOT_ACCESS_TOKEN doit être défini"
-            )
+            raise ValueError("TCHAP_BOT_PASSWORD ou TCHAP_BOT_ACCESS_TOKEN doit être défini")
         if not self.allowed_users:
             self.allowed_users = [f"@*:{self.server_name}"]
         if not self.allowed_models:

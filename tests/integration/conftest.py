@@ -70,7 +70,13 @@ class RunningBot:
 StartBot = Callable[..., Awaitable[RunningBot]]
 
 
-def bot_settings(synapse: SynapseServer, llm: FakeMistral, account: RegisteredUser, data_dir: Path, **overrides: Any) -> Settings:
+def bot_settings(
+    synapse: SynapseServer,
+    llm: FakeMistral,
+    account: RegisteredUser,
+    data_dir: Path,
+    **overrides: Any,
+) -> Settings:
     values: dict[str, Any] = {
         "homeserver": synapse.base_url,
         "user_id": account.user_id,
@@ -91,7 +97,10 @@ def bot_settings(synapse: SynapseServer, llm: FakeMistral, account: RegisteredUs
 
 @pytest.fixture
 async def start_bot(
-    synapse: SynapseServer, fake_llm: FakeMistral, new_user: Callable[..., Awaitable[RegisteredUser]], tmp_path: Path
+    synapse: SynapseServer,
+    fake_llm: FakeMistral,
+    new_user: Callable[..., Awaitable[RegisteredUser]],
+    tmp_path: Path,
 ) -> AsyncIterator[StartBot]:
     """Factory: `bot = await start_bot(**settings_overrides)` — a ready bot with display name
     `Assistant IA [DINUM]`."""
@@ -99,7 +108,9 @@ async def start_bot(
 
     async def factory(**overrides: Any) -> RunningBot:
         account = await new_user("assistant", displayname=BOT_DISPLAY_NAME)
-        settings = bot_settings(synapse, fake_llm, account, tmp_path / f"bot-{len(running)}", **overrides)
+        settings = bot_settings(
+            synapse, fake_llm, account, tmp_path / f"bot-{len(running)}", **overrides
+        )
         bot = RunningBot(account=account, settings=settings, app=BotApp(settings))
         running.append(bot)
         await bot.start()

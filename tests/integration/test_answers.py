@@ -30,7 +30,9 @@ def bot_replies(client: nio.AsyncClient, room_id: str, bot_id: str) -> list[dict
     return [
         e
         for e in events_in(client, room_id)
-        if e["sender"] == bot_id and e["type"] == "m.room.message" and "m.new_content" not in e["content"]
+        if e["sender"] == bot_id
+        and e["type"] == "m.room.message"
+        and "m.new_content" not in e["content"]
     ]
 
 
@@ -39,12 +41,18 @@ async def room_with_bot(client: nio.AsyncClient, bot_id: str, **kwargs: Any) -> 
     await wait_for_event(
         client,
         room_id,
-        lambda e: e["type"] == "m.room.member" and e["state_key"] == bot_id and e["content"]["membership"] == "join",
+        lambda e: (
+            e["type"] == "m.room.member"
+            and e["state_key"] == bot_id
+            and e["content"]["membership"] == "join"
+        ),
     )
     return room_id
 
 
-async def ask(client: nio.AsyncClient, room_id: str, bot_id: str, body: str, **kwargs: Any) -> dict[str, Any]:
+async def ask(
+    client: nio.AsyncClient, room_id: str, bot_id: str, body: str, **kwargs: Any
+) -> dict[str, Any]:
     event_id = await send_text(client, room_id, body, **kwargs)
     return await wait_for_event(client, room_id, replies_to(event_id))
 
@@ -56,7 +64,9 @@ async def test_invite_from_allowed_user_is_accepted_and_mention_answered(
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, name="Bureau des études")
 
-    answer = await ask(alice, room_id, bot.user_id, f"{bot.user_id} quelle heure est-il ?", mentions=[bot.user_id])
+    answer = await ask(
+        alice, room_id, bot.user_id, f"{bot.user_id} quelle heure est-il ?", mentions=[bot.user_id]
+    )
 
     assert answer["sender"] == bot.user_id
     assert answer["content"]["body"].startswith("Réponse simulée")
@@ -69,7 +79,9 @@ async def test_invite_from_allowed_user_is_accepted_and_mention_answered(
     assert bot.user_id not in prompt[-1]["content"], "the mention is stripped from the question"
 
 
-async def test_invite_from_disallowed_user_is_rejected(start_bot: StartBot, user_client: Any) -> None:
+async def test_invite_from_disallowed_user_is_rejected(
+    start_bot: StartBot, user_client: Any
+) -> None:
     bot = await start_bot(allowed_users="@trusted-*:localhost")
     mallory = await user_client("mallory")
     room_id = await create_room(mallory, invite=[bot.user_id])
@@ -77,7 +89,11 @@ async def test_invite_from_disallowed_user_is_rejected(start_bot: StartBot, user
     await wait_for_event(
         mallory,
         room_id,
-        lambda e: e["type"] == "m.room.member" and e["state_key"] == bot.user_id and e["content"]["membership"] == "leave",
+        lambda e: (
+            e["type"] == "m.room.member"
+            and e["state_key"] == bot.user_id
+            and e["content"]["membership"] == "leave"
+        ),
     )
     assert room_id not in bot.app.gateway.client.rooms
 
@@ -88,7 +104,10 @@ async def test_no_answer_without_mention_and_every_mention_shape_answered(
     bot = await start_bot()
     alice = await user_client("alice")
     bob = await user_client("bob")
-    room_id = await room_with_bot(alice, bot.user_id, )
+    room_id = await room_with_bot(
+        alice,
+        bot.user_id,
+    )
     await alice.room_invite(room_id, bob.user_id)
     await bob.join(room_id)
     await sync_once(bob)
@@ -115,15 +134,22 @@ async def test_no_answer_without_mention_and_every_mention_shape_answered(
         assert answer["sender"] == bot_id, shape
 
     first_answer = bot_replies(bob, room_id, bot_id)[0]
-    follow_up = await send_text(bob, room_id, "et pour la suite ?", reply_to=first_answer["event_id"])
+    follow_up = await send_text(
+        bob, room_id, "et pour la suite ?", reply_to=first_answer["event_id"]
+    )
     await wait_for_event(bob, room_id, replies_to(follow_up))
 
-    assert not any(e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == quiet for e in bot_replies(bob, room_id, bot_id))
+    assert not any(
+        e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == quiet
+        for e in bot_replies(bob, room_id, bot_id)
+    )
     assert not any("salle Marianne" in r["messages"][-1]["content"] for r in fake_llm.requests)
     assert len(fake_llm.requests) == len(shapes) + 1
 
 
-async def test_direct_message_is_answered_without_mention(start_bot: StartBot, user_client: Any) -> None:
+async def test_direct_message_is_answered_without_mention(
+    start_bot: StartBot, user_client: Any
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
@@ -134,7 +160,9 @@ async def test_direct_message_is_answered_without_mention(start_bot: StartBot, u
     assert bot.app.gateway.is_direct(room_id)
 
 
-async def test_follow_up_carries_the_first_exchange(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_follow_up_carries_the_first_exchange(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
@@ -149,7 +177,9 @@ async def test_follow_up_carries_the_first_exchange(start_bot: StartBot, user_cl
     assert contents[-1] == "Et en appel ?"
 
 
-async def test_two_rooms_never_see_each_other(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_two_rooms_never_see_each_other(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     bob = await user_client("bob")
@@ -188,23 +218,36 @@ async def test_restart_answers_nothing_twice_and_catches_up(
 
     assert bot.app.gateway.device_id == device_before, "a restart must reuse the device"
     answered_to = [
-        e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"] for e in bot_replies(alice, room_id, bot.user_id)
+        e["content"]["m.relates_to"]["m.in_reply_to"]["event_id"]
+        for e in bot_replies(alice, room_id, bot.user_id)
     ]
     assert len(answered_to) == len(set(answered_to)) == 3
     assert len(fake_llm.requests_containing("Première question")) >= 1
-    assert sum(1 for r in fake_llm.requests if r["messages"][-1]["content"] == "Première question") == 1
+    assert (
+        sum(1 for r in fake_llm.requests if r["messages"][-1]["content"] == "Première question")
+        == 1
+    )
 
 
-async def test_first_start_ignores_history(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral, new_user: Any, synapse: Any, tmp_path: Any) -> None:
-    from tests.integration.conftest import RunningBot, bot_settings
+async def test_first_start_ignores_history(
+    start_bot: StartBot,
+    user_client: Any,
+    fake_llm: FakeMistral,
+    new_user: Any,
+    synapse: Any,
+    tmp_path: Any,
+) -> None:
     from bot.app import BotApp
+    from tests.integration.conftest import RunningBot, bot_settings
 
     account = await new_user("assistant", displayname=BOT_DISPLAY_NAME)
     alice = await user_client("alice")
     room_id = await create_room(alice, invite=[account.user_id], is_direct=True)
     helper = await user_client(account)
     await helper.join(room_id)
-    old = await send_text(alice, room_id, "Message d'avant le premier démarrage", mentions=[account.user_id])
+    old = await send_text(
+        alice, room_id, "Message d'avant le premier démarrage", mentions=[account.user_id]
+    )
     await helper.close()
 
     settings = bot_settings(synapse, fake_llm, account, tmp_path / "first")
@@ -217,7 +260,9 @@ async def test_first_start_ignores_history(start_bot: StartBot, user_client: Any
             e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == old
             for e in bot_replies(alice, room_id, account.user_id)
         )
-        assert not any("avant le premier démarrage" in r["messages"][-1]["content"] for r in fake_llm.requests)
+        assert not any(
+            "avant le premier démarrage" in r["messages"][-1]["content"] for r in fake_llm.requests
+        )
     finally:
         await bot.stop()
 
