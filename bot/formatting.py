@@ -49,6 +49,7 @@ _ALLOWED_TAGS: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 _ALLOWED_ATTRIBUTES: dict[str, set[str]] = {
+    "*": set(),  # replaces ammonia's default generic attributes (title, lang)
     "a": {"href"},
     "code": {"class"},
     "ol": {"start"},
