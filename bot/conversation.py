@@ -20,6 +20,7 @@ from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, L
 from bot.models import IncomingMessage, RoomContext
 from bot.replies import Outbox
 from bot.store import ConversationTurn, Store, StoredMessage, now_ms
+from bot.streaming import StreamingReply, stream_answer
 from bot.tokens import TokenCounter, fit_to_budget
 from config.room_settings import RoomSettings
 from config.settings import Settings
@@ -64,6 +65,7 @@ class ConversationHandler:
         self._outbox = outbox
         self._clock = clock
         self._base_prompt = settings.default_system_prompt()
+        self._background: set[asyncio.Future[None]] = set()
 
     def system_prompt(self, room: RoomContext, room_settings: RoomSettings) -> str:
         today = french_date(datetime.fromtimestamp(self._clock(), PARIS))
@@ -149,29 +151,47 @@ class ConversationHandler:
             bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
         if received_at is not None:
             metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
+        streaming = (
+            room_settings.streaming
+            if room_settings.streaming is not None
+            else self._settings.streaming
+        )
         try:
-            completion = await self._llm.complete(request)
+            if streaming:
+                completion = await self._stream(message, question, request)
+            else:
+                completion = await self._llm.complete(request)
+                llm_done = time.perf_counter()
+                event_ids = await self._outbox.reply(
+                    message, completion.text, purpose="answer", measure_from=llm_done
+                )
+                await self.record_answer(message, question, completion.text, event_ids, completion)
         except LLMError as error:
             metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
             await self._send_failure(message, error)
-            typing.cancel()
             return
-        llm_done = time.perf_counter()
-        await self._deliver(message, question, completion, llm_done)
-        typing.cancel()
+        finally:
+            typing.cancel()
+            self._background.add(asyncio.ensure_future(self._outbox.typing(message.room_id, False)))
+            self._background = {task for task in self._background if not task.done()}
         bound.info(
             "conversation.answered",
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
 
-    async def _deliver(
-        self, message: IncomingMessage, question: str, completion: Completion, llm_done: float
-    ) -> None:
-        send = self._outbox.reply(message, completion.text, purpose="answer")
-        metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - llm_done)
-        event_ids = await send
-        await self.record_answer(message, question, completion.text, event_ids, completion)
+    async def _stream(
+        self, message: IncomingMessage, question: str, request: ChatRequest
+    ) -> Completion:
+        usage = Completion(text="")
+        reply = StreamingReply(
+            self._outbox, message, edit_interval=self._settings.stream_edit_interval_seconds
+        )
+        outcome = await stream_answer(self._llm.stream(request, usage), reply)
+        usage.text = outcome.text
+        usage.finished = outcome.complete
+        await self.record_answer(message, question, outcome.text, outcome.event_ids, usage)
+        return usage
 
     async def record_answer(
         self,

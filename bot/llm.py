@@ -187,7 +187,9 @@ class LLMClient:
             raise LLMError(LLMErrorKind.EMPTY)
         return completion
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[str]:
+    async def stream(
+        self, request: ChatRequest, usage_out: Completion | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas as the model writes them. Errors before the first delta raise LLMError;
         a break after it raises LLMError too, and the caller keeps what it already has."""
         if not self.breaker.allow():
@@ -210,10 +212,13 @@ class LLMClient:
                         data = event.data
                         usage = getattr(data, "usage", None)
                         if usage is not None:
-                            metrics.LLM_TOKENS.labels("prompt").inc(int(usage.prompt_tokens or 0))
-                            metrics.LLM_TOKENS.labels("completion").inc(
-                                int(usage.completion_tokens or 0)
-                            )
+                            prompt_tokens = int(usage.prompt_tokens or 0)
+                            completion_tokens = int(usage.completion_tokens or 0)
+                            metrics.LLM_TOKENS.labels("prompt").inc(prompt_tokens)
+                            metrics.LLM_TOKENS.labels("completion").inc(completion_tokens)
+                            if usage_out is not None:
+                                usage_out.prompt_tokens = prompt_tokens
+                                usage_out.completion_tokens = completion_tokens
                         if not data.choices:
                             continue
                         delta = data.choices[0].delta.content

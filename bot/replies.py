@@ -7,8 +7,10 @@ crash is deduplicated by the homeserver instead of appearing twice in the room.
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any, Protocol
 
+from bot import metrics
 from bot.formatting import render_markdown, split_for_matrix
 from bot.models import IncomingMessage
 
@@ -88,10 +90,15 @@ class Outbox:
         *,
         purpose: str = "answer",
         notice: bool = False,
+        measure_from: float | None = None,
     ) -> list[str]:
+        """Send `markdown` as one or more replies. `measure_from` (perf_counter) records the
+        bot's own time from the LLM's last token to the first send request leaving."""
         event_ids = []
         for index, (body, html) in enumerate(split_for_matrix(markdown)):
             content = reply_content(trigger, body, html, notice=notice, mention_sender=index == 0)
+            if index == 0 and measure_from is not None:
+                metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
             event_ids.append(
                 await self._sender.send_event(
                     trigger.room_id, content, transaction_id(trigger.event_id, purpose, index)

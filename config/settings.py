@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     moderator_power_level: int = Field(default=50, ge=0, le=100)
     retention_days: int = Field(default=30, ge=1, le=3650)
     streaming: bool = True
+    stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2, le=30)
     sync_timeout_seconds: float = Field(default=30.0, ge=0, le=300)
     homeserver_retry_max_seconds: float = Field(default=30.0, ge=0.1, le=600)
     encrypt_for_unverified_devices: bool = Field(
