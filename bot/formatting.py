@@ -134,7 +134,7 @@ def render_markdown(text: str) -> str:
 # ----------------------------------------------------------------- reply fallbacks
 
 _FALLBACK_FIRST_LINE_RE = re.compile(r"> (?:\* )?<[^<>\n]+>")
-_MX_REPLY_TAG_RE = re.compile(r"<(/?)mx-reply\b[^>]*>", re.IGNORECASE)
+_MX_REPLY_TAG_RE = re.compile(r"<(/?)mx-reply(?=[\s/>])[^>]*>", re.IGNORECASE)
 
 
 def strip_reply_fallback(body: str, formatted_body: str | None) -> tuple[str, str | None]:

@@ -198,6 +198,10 @@ def test_model_xss_vectors_are_neutralised(vector: str) -> None:
         "[clic](vbscript:msgbox(1))",
         "[clic](&#106;avascript:alert(1))",
         "[clic][r]\n\n[r]: javascript:alert(1)",
+        "[clic](data:image/png;base64,iVBORw0KGgo=)",
+        "[clic](/relatif)",
+        "[clic](//evil.example/x)",
+        "[clic](ftp://files.example/x)",
     ],
 )
 def test_dangerous_links_do_not_become_anchors(vector: str) -> None:
@@ -303,8 +307,7 @@ def test_mx_reply_must_be_leading() -> None:
 
 def test_nested_mx_reply_is_removed_entirely() -> None:
     formatted = (
-        "  <mx-reply><blockquote><mx-reply>vieux</mx-reply>q</blockquote></mx-reply>"
-        "<p>réponse</p>"
+        "  <mx-reply><blockquote><mx-reply>vieux</mx-reply>q</blockquote></mx-reply><p>réponse</p>"
     )
     assert strip_reply_fallback("réponse", formatted)[1] == "<p>réponse</p>"
 
@@ -364,7 +367,7 @@ def test_extract_user_links_ignores_non_pills() -> None:
         '<a href="https://matrix.to/#/#alias:server">alias</a>'
         '<a href="https://evil.example/#/@alice:server">faux</a>'
         '<a href="https://tchap.gouv.fr/#/room/!r:server">salon</a>'
-        '<a href="javascript:alert(\'@x:y\')">js</a>'
+        "<a href=\"javascript:alert('@x:y')\">js</a>"
         '<a href="https://www.service-public.fr">@alice:server</a>'
         '<a href="https://matrix.to/#/@pas-de-serveur">?</a>'
         "<p>@texte:server brut</p>"
@@ -463,12 +466,24 @@ def test_split_rejects_absurd_limits() -> None:
 
 
 def test_split_prefers_paragraph_boundaries() -> None:
-    paragraphs = [f"Paragraphe {i}." + " Une phrase assez longue." * 3 for i in range(6)]
+    paragraphs = [
+        "\n".join(f"Paragraphe {i}, ligne {j} : une phrase assez longue." for j in range(3))
+        for i in range(6)
+    ]
     text = "\n\n".join(paragraphs)
     para_bytes = len(paragraphs[0].encode()) + 2
-    parts = split_message(text, para_bytes * 2 + 10)
-    assert len(parts) == 3
+    # Room for two paragraphs and most of a third: the cut still goes between paragraphs.
+    parts = split_message(text, para_bytes * 2 + para_bytes * 2 // 3)
     assert parts == ["\n\n".join(paragraphs[i : i + 2]) for i in (0, 2, 4)]
+
+
+def test_split_avoids_cutting_inside_a_table() -> None:
+    intro = "\n".join(f"Ligne d'introduction numéro {i}." for i in range(4))
+    table = "| n | valeur |\n|---|---|\n" + "\n".join(f"| {i} | v{i} |" for i in range(20))
+    text = f"{intro}\n{table}"
+    parts = split_message(text, len(intro.encode()) + 60)  # intro + a few rows would fit
+    assert parts[0] == intro
+    assert parts[1].startswith("| n | valeur |\n|---|---|\n| 0 |")
 
 
 def test_split_falls_back_to_lines_then_sentences_then_spaces() -> None:
@@ -499,8 +514,8 @@ def test_split_hard_cut_respects_utf8_and_graphemes() -> None:
     assert all(len(p.encode()) <= 60 for p in parts)
     assert all(p == "👨‍👩‍👧‍👦" * (len(p) // 7) for p in parts), parts
 
-    flags = "🇫🇷" * 20
-    parts = split_message(flags, 18)
+    flags = "🇫🇷" * 20  # two 4-byte regional indicators per flag
+    parts = split_message(flags, 20)
     assert "".join(parts) == flags
     assert all(len(p) % 2 == 0 and p.startswith("🇫") for p in parts)
 
@@ -527,9 +542,13 @@ def test_split_closes_and_reopens_code_blocks() -> None:
 
 def test_split_tilde_and_long_fences() -> None:
     inner = "```\nnot a closer inside a 4-backtick fence\n```"
-    text = "````markdown\n" + "\n".join([inner] * 20) + "\n````\n\n~~~ bash\n" + (
-        "echo é\n" * 50
-    ) + "~~~"
+    text = (
+        "````markdown\n"
+        + "\n".join([inner] * 20)
+        + "\n````\n\n~~~ bash\n"
+        + ("echo é\n" * 50)
+        + "~~~"
+    )
     parts = split_message(text, 200)
     for part in parts:
         assert len(part.encode()) <= 200
@@ -540,9 +559,18 @@ def test_split_tilde_and_long_fences() -> None:
     _assert_content_preserved(text, parts)
 
 
-def test_split_never_creates_a_fence_from_inline_backticks() -> None:
-    text = "début " + "x " * 30 + "``` pas une clôture ``` " + "y " * 30
-    parts = split_message(text, 70)
+@pytest.mark.parametrize(
+    "text",
+    [
+        "début " + "x " * 30 + "``` pas une clôture ``` " + "y " * 30,
+        "a" * 40 + " ```" + "b" * 40 + " fin",  # the only space is right before ```
+        "a" * 40 + " ~~~" + "b" * 40 + " fin",
+        "c" * 40 + " ```python " + "d" * 40,
+    ],
+)
+def test_split_never_creates_a_fence_from_inline_backticks(text: str) -> None:
+    parts = split_message(text, 60)
+    assert len(parts) > 1
     for part in parts:
         assert _unclosed_fence(part) is None, parts
     _assert_content_preserved(text, parts)
@@ -550,10 +578,11 @@ def test_split_never_creates_a_fence_from_inline_backticks() -> None:
 
 def _long_answer(seed: int, target_bytes: int) -> str:
     rng = random.Random(seed)
-    words = (
+    sentence = (
         "Bonjour l'administration française gère les congés été à Noël 🎉 déjà œuvre "
         "délai préfecture arrêté <balise> & « guillemets » Voilà ! Pourquoi ? Fin."
-    ).split()
+    )
+    words = sentence.split(" ")
     blocks: list[str] = []
     size = 0
     while size < target_bytes:
@@ -614,7 +643,7 @@ def test_split_200kb_answer_for_matrix() -> None:
 
 
 def test_split_for_matrix_counts_html_escaping() -> None:
-    text = "&<>\"" * 5_000  # HTML escaping multiplies the size
+    text = '&<>"' * 5_000  # HTML escaping multiplies the size
     pairs = split_for_matrix(text, 10_000)
     assert len(pairs) > 2
     for body, html in pairs:
@@ -626,15 +655,19 @@ def test_split_for_matrix_counts_html_escaping() -> None:
 
 _texts = st.lists(
     st.one_of(
-        st.text(max_size=40),
+        st.text(max_size=80),
         st.sampled_from(["\n", "\n\n", " ", "```", "~~~", "```py\n", "|", ". ", "é", "🎉"]),
     ),
-    max_size=150,
+    max_size=400,
 ).map("".join)
+# Hypothesis favours small lists; repeating them makes sure texts really get split.
+_long_texts = st.tuples(_texts, st.integers(min_value=1, max_value=30)).map(
+    lambda pair: pair[0] * pair[1]
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=_texts, limit=st.integers(min_value=1_024, max_value=4_096))
+@given(text=_long_texts, limit=st.integers(min_value=1_024, max_value=4_096))
 def test_property_split_for_matrix_fits_and_preserves(text: str, limit: int) -> None:
     pairs = split_for_matrix(text, limit)
     for body, html in pairs:
@@ -659,11 +692,12 @@ _paragraph = st.lists(_word, min_size=1, max_size=60).map(" ".join)
 _code_line = st.text(alphabet="abc é<&>=(){}[];#🎉 \t", max_size=60)
 _code_block = st.tuples(
     st.sampled_from(["```", "```python", "~~~", "~~~ bash", "````json"]),
-    st.lists(_code_line, max_size=80),
+    st.lists(_code_line, max_size=150),
 ).map(lambda b: "\n".join([b[0], *b[1], b[0].rstrip("abcdefghijklmnopqrstuvwxyz ")]))
-_markdown_doc = st.lists(st.one_of(_paragraph, _code_block), min_size=1, max_size=12).map(
-    "\n\n".join
-)
+_markdown_doc = st.tuples(
+    st.lists(st.one_of(_paragraph, _code_block), min_size=1, max_size=20),
+    st.integers(min_value=1, max_value=8),
+).map(lambda pair: "\n\n".join(pair[0] * pair[1]))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,43 @@
+# One command to set up and run the bot, one to set up and run the tests (see README).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= config/tchap-bot.toml
+RUN_STAMP := $(VENV)/.run-installed
+TEST_STAMP := $(VENV)/.test-installed
+
+.PHONY: run test lint sandbox bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,sandbox]'
+	bash tests/interop/install.sh
+	touch $@
+
+## Install the bot in .venv and run it in the foreground (settings: $(CONFIG) and/or TCHAP_BOT_* env).
+run: $(RUN_STAMP)
+	@if [ -f "$(CONFIG)" ]; then exec $(BIN)/tchap-bot run --config "$(CONFIG)"; else exec $(BIN)/tchap-bot run; fi
+
+## Install what the tests need, then lint, type-check and run every test (integration included).
+test: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -p no:cacheprovider
+
+## Try the bot offline: local Synapse + model + terminal chat.
+sandbox: $(TEST_STAMP)
+	$(BIN)/tchap-bot sandbox
+
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
