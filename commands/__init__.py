@@ -1,5 +1,14 @@
+"""The bot's commands. `build_registry()` gives a fresh registry (no global state)."""
+
+from __future__ import annotations
+
+from commands import aide, config, modele, oublie, oublie_moi, resume, stats
 from commands.registry import CommandRegistry
 
 
 def build_registry() -> CommandRegistry:
-    return CommandRegistry()
+    """Every command, in the order help lists them."""
+    registry = CommandRegistry()
+    for module in (aide, resume, oublie, config, modele, stats, oublie_moi):
+        registry.register(module.COMMAND)
+    return registry

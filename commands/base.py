@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from bot.models import IncomingMessage, RoomContext
 from config.room_settings import RoomSettings
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bot.replies import Outbox
     from bot.room_config import RoomConfigRepository
     from bot.store import Store
+    from bot.summary import Summarizer
     from commands.registry import CommandRegistry
 
 Args = TypeVar("Args")
@@ -57,7 +58,7 @@ class CommandContext:
     room_config: RoomConfigRepository
     power_level_of: Callable[[str], Awaitable[int]]
     prefix: str = "!"
-    extras: dict[str, Any] = field(default_factory=dict)
+    summarizer: Summarizer | None = None
     _sender_level: int | None = None
     _replies: int = 0
 

@@ -1,0 +1,37 @@
+"""`!oublie-moi`: the asker's right to erasure, across every room, without asking an admin."""
+
+from __future__ import annotations
+
+import structlog
+
+from bot import texts
+from commands.base import Command, CommandContext, NoArgs, no_arguments
+
+log = structlog.get_logger(__name__)
+
+
+async def run(ctx: CommandContext, _: NoArgs) -> None:
+    deleted = await ctx.store.purge_user(ctx.message.sender)
+    log.info(
+        "command.user_purged",
+        messages=deleted.messages,
+        conversation_turns=deleted.conversation_turns,
+    )
+    await ctx.reply(
+        texts.FORGET_ME_DONE.format(messages=deleted.messages, turns=deleted.conversation_turns)
+    )
+
+
+COMMAND: Command[NoArgs] = Command(
+    name="oublie-moi",
+    aliases=("forget-me", "oubliez-moi"),
+    summary="Supprime tout ce que l'assistant a enregistré de vous, dans tous les salons.",
+    usage="oublie-moi",
+    parse=no_arguments,
+    run=run,
+    details=(
+        "Supprime vos messages enregistrés (utilisés pour les résumés) et vos échanges avec "
+        "l'assistant, dans tous les salons où il se trouve. Vos messages restent visibles dans "
+        "Tchap : seule la copie de l'assistant est effacée. Tout le monde peut l'utiliser."
+    ),
+)
