@@ -42,6 +42,9 @@ class IncomingMessage(Frozen):
         default=None, description="Set on edits (`m.replace`): the event being edited"
     )
     encrypted: bool = False
+    scheduled: bool = Field(
+        default=False, description="Posted by a schedule, not typed: no reply relation"
+    )
 
 
 class RoomInvite(Frozen):
@@ -65,11 +68,17 @@ class MembershipChange(Frozen):
 
 
 class UndecryptableMessage(Frozen):
+    """A message whose room key never came (timeout) or was refused by the sender's device."""
+
     room_id: str
     event_id: str
     sender: str
     session_id: str
     timestamp_ms: int
+    thread_root_id: str | None = None
+    reason: str = Field(
+        default="timeout", description="`timeout`, or `withheld:<code>` (e.g. m.unverified)"
+    )
 
 
 class RoomContext(Frozen):

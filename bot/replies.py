@@ -37,8 +37,10 @@ def reply_content(
     mention_sender: bool = True,
 ) -> dict[str, Any]:
     """An `m.room.message` replying to `trigger`, inside its thread when it was in one."""
-    relation: dict[str, Any]
-    if trigger.thread_root_id:
+    relation: dict[str, Any] | None
+    if trigger.scheduled:
+        relation = None  # nobody asked: a scheduled post stands on its own
+    elif trigger.thread_root_id:
         relation = {
             "rel_type": "m.thread",
             "event_id": trigger.thread_root_id,
@@ -47,14 +49,18 @@ def reply_content(
         }
     else:
         relation = {"m.in_reply_to": {"event_id": trigger.event_id}}
-    return {
+    content: dict[str, Any] = {
         "msgtype": "m.notice" if notice else "m.text",
         "body": body,
         "format": "org.matrix.custom.html",
         "formatted_body": html,
-        "m.relates_to": relation,
-        "m.mentions": {"user_ids": [trigger.sender]} if mention_sender else {},
+        "m.mentions": (
+            {"user_ids": [trigger.sender]} if mention_sender and not trigger.scheduled else {}
+        ),
     }
+    if relation is not None:
+        content["m.relates_to"] = relation
+    return content
 
 
 def edit_content(

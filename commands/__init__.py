@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from commands import aide, config, modele, oublie, oublie_moi, resume, stats
+from commands import (
+    aide,
+    commande,
+    commandes,
+    config,
+    modele,
+    oublie,
+    oublie_moi,
+    planifier,
+    resume,
+    stats,
+)
 from commands.registry import CommandRegistry
 
 
 def build_registry() -> CommandRegistry:
     """Every command, in the order help lists them."""
     registry = CommandRegistry()
-    for module in (aide, resume, oublie, config, modele, stats, oublie_moi):
+    for module in (
+        aide,
+        resume,
+        oublie,
+        config,
+        modele,
+        stats,
+        oublie_moi,
+        commandes,
+        commande,
+        planifier,
+    ):
         registry.register(module.COMMAND)
     return registry

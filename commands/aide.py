@@ -6,6 +6,7 @@ from typing import Any
 
 from bot import texts
 from commands.base import Command, CommandContext, Power, UsageError
+from commands.registry import normalise
 
 
 def parse(text: str) -> str | None:
@@ -44,6 +45,17 @@ def detail(command: Command[Any], prefix: str, level: int) -> str:
 async def run(ctx: CommandContext, topic: str | None) -> None:
     if topic is not None:
         command = ctx.registry.lookup(topic)
+        custom = ctx.room_commands.custom(ctx.message.room_id, normalise(topic))
+        if command is None and custom is not None:
+            await ctx.reply(
+                texts.CUSTOM_SHOW.format(
+                    prefix=ctx.prefix,
+                    name=custom.name,
+                    description=custom.description,
+                    template=custom.template,
+                )
+            )
+            return
         if command is None:
             await ctx.reply(texts.HELP_UNKNOWN.format(name=topic, prefix=ctx.prefix))
             return
@@ -53,6 +65,12 @@ async def run(ctx: CommandContext, topic: str | None) -> None:
     for command in await ctx.registry.visible_to(ctx):
         lines.append(
             texts.HELP_LINE.format(usage=command.usage_line(ctx.prefix), summary=command.summary)
+        )
+    for custom in ctx.room_commands.customs(ctx.message.room_id):
+        lines.append(
+            texts.HELP_LINE.format(
+                usage=f"{ctx.prefix}{custom.name} <texte>", summary=custom.description
+            )
         )
     lines.append("")
     lines.append(texts.HELP_FOOTER.format(prefix=ctx.prefix))

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from bot.conversation import ConversationHandler
     from bot.llm import LLMClient
     from bot.replies import Outbox
+    from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
+    from bot.schedule import Scheduler
     from bot.store import Store
     from bot.summary import Summarizer
     from commands.registry import CommandRegistry
@@ -57,8 +59,10 @@ class CommandContext:
     conversation: ConversationHandler
     room_config: RoomConfigRepository
     power_level_of: Callable[[str], Awaitable[int]]
+    room_commands: RoomCommandsRepository
     prefix: str = "!"
     summarizer: Summarizer | None = None
+    scheduler: Scheduler | None = None
     _sender_level: int | None = None
     _replies: int = 0
 

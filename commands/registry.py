@@ -78,7 +78,10 @@ class CommandRegistry:
         """The commands the asking user may run here (for help)."""
         moderator: bool | None = None
         visible = []
+        disabled = ctx.room_commands.disabled(ctx.message.room_id)
         for command in self._commands:
+            if command.name in disabled:
+                continue
             if command.listed_power is Power.MODERATOR:
                 if moderator is None:
                     moderator = await ctx.sender_is_moderator()
@@ -93,10 +96,23 @@ class CommandRegistry:
             room_id=ctx.message.room_id, event_id=ctx.message.event_id, command=invocation.word
         )
         if command is None:
+            custom = ctx.room_commands.custom(ctx.message.room_id, normalise(invocation.word))
+            if custom is not None:
+                from commands.custom import run_custom
+
+                metrics.COMMANDS.labels("custom").inc()
+                await run_custom(ctx, custom, invocation.arguments)
+                bound.info("command.custom_done")
+                return
             metrics.COMMANDS.labels("unknown").inc()
             await ctx.reply(texts.UNKNOWN_COMMAND.format(word=invocation.word, prefix=ctx.prefix))
             return
         bound = bound.bind(command=command.name)
+        if ctx.room_commands.is_disabled(ctx.message.room_id, command.name):
+            await ctx.reply(
+                texts.COMMAND_DISABLED_HERE.format(prefix=ctx.prefix, name=command.name)
+            )
+            return
         metrics.COMMANDS.labels(command.name).inc()
         try:
             args = command.parse(invocation.arguments)

@@ -123,6 +123,8 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
         return
     window = await select_window(ctx, args)
     if not window.messages:
+        if ctx.message.scheduled:
+            return  # a scheduled digest of an empty window posts nothing
         empty = texts.SUMMARY_EMPTY_SINCE_LAST if window.since_last_message else texts.SUMMARY_EMPTY
         await ctx.reply(empty.format(prefix=ctx.prefix))
         return

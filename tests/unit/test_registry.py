@@ -19,6 +19,7 @@ from bot import texts
 from bot.conversation import ConversationHandler
 from bot.llm import ChatRequest, Completion, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, MessageKind, RoomContext
+from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.store import ConversationTurn, Store, StoredMessage, now_ms
 from bot.summary import Summarizer
@@ -39,7 +40,18 @@ _ids = itertools.count()
 # --- Registry ------------------------------------------------------------------------------------
 def test_commands_are_registered_in_order() -> None:
     names = [command.name for command in build_registry().commands]
-    assert names == ["aide", "resume", "oublie", "config", "modele", "stats", "oublie-moi"]
+    assert names == [
+        "aide",
+        "resume",
+        "oublie",
+        "config",
+        "modele",
+        "stats",
+        "oublie-moi",
+        "commandes",
+        "commande",
+        "planifier",
+    ]
 
 
 def test_no_word_is_used_twice() -> None:
@@ -188,6 +200,7 @@ class Env:
     settings: Settings
     registry: CommandRegistry
     room_config: RoomConfigRepository
+    room_commands: RoomCommandsRepository
     llm: ScriptedLLM
     outbox: RecordingOutbox
     levels: dict[str, int]
@@ -244,6 +257,7 @@ class Env:
             ),
             room_config=self.room_config,
             power_level_of=power_level_of,
+            room_commands=self.room_commands,
             prefix=invocation.prefix,
             summarizer=Summarizer(self.llm, WordCounter(), self.settings),  # type: ignore[arg-type]
         )
@@ -293,6 +307,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
             settings=settings,
             registry=build_registry(),
             room_config=room_config,
+            room_commands=RoomCommandsRepository(store),
             llm=ScriptedLLM(),
             outbox=RecordingOutbox(),
             levels={MODERATOR: 100},

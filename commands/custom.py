@@ -1,0 +1,79 @@
+"""Running a room's custom command: its template filled with the user's text and the room's
+recent messages, sent to the model like a question."""
+
+from __future__ import annotations
+
+import string
+
+from bot import texts
+from bot.conversation import error_text
+from bot.llm import ChatMessage, ChatRequest, LLMError
+from bot.store import CustomCommand
+from bot.summary import transcript
+from commands.arguments import CountOrDuration
+from commands.base import CommandContext, UsageError
+
+TEMPLATE_MAX_CHARS = 2000
+TEXT_FIELD = "texte"
+ROOM_FIELD = "resume"
+ALLOWED_FIELDS = {TEXT_FIELD, ROOM_FIELD}
+RECENT_MESSAGES = 50
+
+
+def template_fields(template: str) -> set[str]:
+    """The placeholders of a template; raises UsageError (French) if it is malformed."""
+    if not template.strip():
+        raise UsageError(texts.CUSTOM_TEMPLATE_EMPTY)
+    if len(template) > TEMPLATE_MAX_CHARS:
+        raise UsageError(texts.CUSTOM_TEMPLATE_TOO_LONG.format(limit=TEMPLATE_MAX_CHARS))
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError:
+        raise UsageError(texts.CUSTOM_TEMPLATE_SYNTAX) from None
+    fields = set()
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if field not in ALLOWED_FIELDS or spec or conversion:
+            raise UsageError(texts.CUSTOM_TEMPLATE_BAD_FIELD.format(field=field))
+        fields.add(field)
+    return fields
+
+
+def fill(template: str, text: str, room_transcript: str) -> str:
+    """Substitute once: braces inside the user's text are kept as typed, never re-expanded."""
+    return template.format_map({TEXT_FIELD: text, ROOM_FIELD: room_transcript})
+
+
+async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> None:
+    from commands.resume import select_window
+
+    fields = template_fields(command.template)
+    if TEXT_FIELD in fields and not text.strip():
+        await ctx.reply(texts.CUSTOM_NEEDS_TEXT.format(prefix=ctx.prefix, name=command.name))
+        return
+    room_transcript = ""
+    if ROOM_FIELD in fields:
+        window = await select_window(ctx, CountOrDuration(count=RECENT_MESSAGES))
+        room_transcript = "\n".join(transcript(window.messages))
+    prompt = fill(command.template, text.strip(), room_transcript)
+    system = ctx.conversation.system_prompt(ctx.room, ctx.room_settings)
+    request = ChatRequest(
+        messages=[ChatMessage("system", system), ChatMessage("user", prompt)],
+        model=ctx.room_settings.modele or ctx.settings.model,
+        temperature=(
+            ctx.room_settings.temperature
+            if ctx.room_settings.temperature is not None
+            else ctx.settings.temperature
+        ),
+        max_tokens=ctx.settings.max_answer_tokens,
+    )
+    try:
+        completion = await ctx.llm.complete(request)
+    except LLMError as error:
+        await ctx.reply(error_text(error))
+        return
+    await ctx.store.record_usage(
+        ctx.message.room_id, completion.prompt_tokens, completion.completion_tokens
+    )
+    await ctx.reply(completion.text, notice=False)
