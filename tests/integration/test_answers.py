@@ -235,3 +235,52 @@ async def test_llm_error_gives_french_message_and_bot_keeps_serving(
 
     answer = await ask(alice, room_id, bot.user_id, "Question qui marche")
     assert answer["content"]["body"].startswith("Réponse simulée")
+
+
+async def test_question_in_a_thread_is_answered_in_that_thread(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, name="Fils")
+    root = await send_text(alice, room_id, "Sujet : le déménagement du service")
+
+    answer = await ask(
+        alice,
+        room_id,
+        bot.user_id,
+        f"{bot.user_id} quand ?",
+        mentions=[bot.user_id],
+        thread_root=root,
+    )
+
+    relation = answer["content"]["m.relates_to"]
+    assert relation["rel_type"] == "m.thread" and relation["event_id"] == root
+    assert relation["m.in_reply_to"]["event_id"] != root
+
+
+async def test_edit_of_an_old_question_does_not_trigger_a_new_answer(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+    question = await send_text(alice, room_id, "Quelle est la date limite ?")
+    await wait_for_event(alice, room_id, replies_to(question))
+
+    await send_text(
+        alice,
+        room_id,
+        "* Quelle est la date limite du dépôt ?",
+        extra_content={
+            "m.new_content": {"msgtype": "m.text", "body": "Quelle est la date limite du dépôt ?"},
+            "m.relates_to": {"rel_type": "m.replace", "event_id": question},
+        },
+    )
+    marker = await ask(alice, room_id, bot.user_id, "Autre question")
+
+    assert marker["content"]["body"].startswith("Réponse simulée")
+    assert len(fake_llm.requests) == 2, "the edit itself got no answer"
+    assert "date limite du dépôt" in " ".join(
+        m["content"] for m in fake_llm.requests[-1]["messages"]
+    )
