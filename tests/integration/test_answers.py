@@ -284,3 +284,25 @@ async def test_edit_of_an_old_question_does_not_trigger_a_new_answer(
     assert "date limite du dépôt" in " ".join(
         m["content"] for m in fake_llm.requests[-1]["messages"]
     )
+
+
+async def test_mention_older_than_catch_up_window_is_not_answered_after_restart(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot(catch_up_window_minutes=0.02)  # 1.2 s
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+    await ask(alice, room_id, bot.user_id, "Première question")
+
+    await bot.stop()
+    stale = await send_text(alice, room_id, "Question trop ancienne")
+    await asyncio.sleep(1.5)
+    await bot.start()
+    fresh = await ask(alice, room_id, bot.user_id, "Question récente")
+
+    assert fresh["content"]["body"].startswith("Réponse simulée")
+    assert not any("Question trop ancienne" in r["messages"][-1]["content"] for r in fake_llm.requests)
+    assert not any(
+        e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == stale
+        for e in bot_replies(alice, room_id, bot.user_id)
+    )
