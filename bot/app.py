@@ -10,12 +10,16 @@ import structlog
 
 from bot.conversation import ConversationHandler
 from bot.gateway import AuthenticationFailed, MatrixGateway
+from bot.health import HealthServer, start_health_server, sync_readiness
 from bot.llm import CircuitBreaker, LLMClient
 from bot.replies import Outbox
 from bot.retention import retention_loop
+from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
+from bot.schedule import Scheduler
 from bot.store import Store
+from bot.summary import Summarizer
 from bot.tokens import MistralTokenCounter
 from commands import build_registry
 from config.settings import Settings
@@ -38,6 +42,7 @@ class BotApp:
         self.gateway: MatrixGateway | None = None
         self.router: Router | None = None
         self.llm: LLMClient | None = None
+        self.scheduler: Scheduler | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -45,6 +50,8 @@ class BotApp:
     async def run(self) -> int:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # session token, crypto keys, people's messages
+            settings.data_dir.chmod(0o700)
         store = self.store = await Store.open(settings.database_path)
         tokens = MistralTokenCounter()
         warm_up = asyncio.ensure_future(tokens.warm_up())
@@ -64,14 +71,31 @@ class BotApp:
         outbox = Outbox(gateway)
         room_config = RoomConfigRepository(store)
         await room_config.load_all()
+        room_commands = RoomCommandsRepository(store)
+        await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
         router = self.router = Router(
-            settings, store, gateway, conversation, build_registry(), room_config, llm, outbox
+            settings,
+            store,
+            gateway,
+            conversation,
+            build_registry(),
+            room_config,
+            llm,
+            outbox,
+            room_commands,
+            Summarizer(llm, tokens, settings),
         )
+        scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
+        router.scheduler = scheduler
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
+        health: HealthServer | None = None
         try:
             await gateway.start()
+            health = await start_health_server(
+                settings, sync_readiness(gateway, settings.sync_timeout_seconds)
+            )
             await router.resume_pending()
             background.append(
                 asyncio.create_task(
@@ -84,6 +108,7 @@ class BotApp:
                     )
                 )
             )
+            background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
             await warm_up
             log.info("bot.started", user_id=settings.user_id, model=settings.model)
             await gateway.run(self.stop_event)
@@ -98,6 +123,8 @@ class BotApp:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             warm_up.cancel()
+            if health is not None:
+                await health.stop()
             await gateway.close()
             await llm.close()
             await store.close()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import structlog
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    EncryptionError,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
@@ -32,10 +34,13 @@ from nio import (
     SyncError,
     SyncResponse,
     UnknownEvent,
+    UnknownToDeviceEvent,
     WhoamiResponse,
 )
+from nio.store import DefaultStore
 
-from bot import metrics
+from bot import faults, logs, metrics
+from bot.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
 from bot.events import parse_message, parse_redaction
 from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
 from bot.store import Session, Store
@@ -45,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
 ACCESS_RULES_EVENT = "im.vector.room.access_rules"
+DEFAULT_PICKLE_KEY = "DEFAULT_KEY"  # nio's own default: the store is then effectively clear
 UNLIMITED_POWER = 1 << 53  # room v12 creators outrank every power level
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
@@ -65,6 +71,15 @@ class AuthenticationFailed(Exception):
 
 class SendFailed(Exception):
     pass
+
+
+class ClearSendRefused(SendFailed):
+    """The room is encrypted but the message would have left in clear: never send it."""
+
+
+WITHHELD_EVENT_TYPES = {"m.room_key.withheld", "org.matrix.room_key.withheld"}
+MAX_WAITING_SESSIONS = 2_000  # undecryptable events kept in memory, by Megolm session
+MAX_WITHHELD_SESSIONS = 2_000
 
 
 class EventSink(Protocol):
@@ -134,6 +149,7 @@ class MatrixGateway:
             store_sync_tokens=False,  # the sync token lives in our SQLite, saved at the right moment
             max_timeout_retry_wait_time=settings.homeserver_retry_max_seconds,
             request_timeout=settings.sync_timeout_seconds + 30,
+            pickle_key=_pickle_key(settings),
         )
         self.client = AsyncClient(
             settings.homeserver,
@@ -147,8 +163,14 @@ class MatrixGateway:
         self._in_first_sync = True
         self._catch_up_cutoff_ms = 0
         self._undecrypted: dict[str, list[MegolmEvent]] = {}
+        self._not_answerable: set[str] = set()  # waiting events that arrived as history
+        self._withheld: dict[str, str] = {}  # session_id -> withheld code, this process only
+        self._give_up_tasks: dict[str, asyncio.Task[None]] = {}
+        self._keys_lock = asyncio.Lock()
+        self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
+        self.last_sync_monotonic: float | None = None  # readiness probe (bot.health)
 
     @property
     def user_id(self) -> str:
@@ -164,7 +186,12 @@ class MatrixGateway:
     # --- Session ----------------------------------------------------------------------------
     async def start(self) -> None:
         """Restore the saved session (or log in once) and prepare the sync loop."""
+        if self._settings.store_passphrase is not None:
+            logs.register_secret(self._settings.store_passphrase.get_secret_value())
+        await asyncio.to_thread(unlock_crypto_store, self._settings)
         await self._restore_or_login()
+        logs.register_secret(self.client.access_token)  # also mask a token got by logging in
+        await self._setup_cross_signing()
         self._sync_token = await self._store.get_state(SYNC_TOKEN_KEY)
         self._first_sync_ever = self._sync_token is None
         for room_id in await self._store.known_room_ids():
@@ -234,7 +261,52 @@ class MatrixGateway:
         )
         log.info("matrix.logged_in", device_id=response.device_id)
 
+    async def _setup_cross_signing(self) -> None:
+        """Publish the device keys, then make sure the bot's own identity signs this device."""
+        olm = self.client.olm
+        if olm is None or not self.device_id:
+            return
+        password = self._settings.password
+        passphrase = self._settings.store_passphrase
+        try:
+            if self.client.should_upload_keys:  # the signature covers the server's copy
+                await self.client.keys_upload()
+            self.cross_signing_status = await ensure_cross_signing(
+                self._http_json,
+                user_id=self.user_id,
+                device_id=str(self.device_id),
+                device_ed25519=olm.account.identity_keys["ed25519"],
+                sign_with_device=olm.account.sign,
+                keys_path=self._settings.crypto_store_dir / KEYS_FILE_NAME,
+                password=password.get_secret_value() if password is not None else None,
+                passphrase=passphrase.get_secret_value() if passphrase is not None else None,
+                replace_foreign=self._settings.cross_signing_reset,
+            )
+        except Exception as error:  # transport trouble: the bot runs anyway, retried next start
+            log.warning("cross_signing.failed", error_type=type(error).__name__)
+            self.cross_signing_status = CrossSigningStatus.FAILED
+
+    async def _http_json(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[int, dict[str, Any]]:
+        """One authenticated request through nio's HTTP session (same TLS and proxy settings)."""
+        headers = {
+            "Authorization": f"Bearer {self.client.access_token}",
+            "Content-Type": "application/json",
+        }
+        data = json.dumps(body) if body is not None else None
+        async with await self.client.send(method, path, data=data, headers=headers) as response:
+            try:
+                payload = await response.json(content_type=None)
+            except ValueError:
+                payload = None
+            return response.status, payload if isinstance(payload, dict) else {}
+
     async def close(self) -> None:
+        for task in self._give_up_tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._give_up_tasks.values(), return_exceptions=True)
+        self._give_up_tasks.clear()
         await self.client.close()
 
     # --- Sync loop --------------------------------------------------------------------------
@@ -303,6 +375,7 @@ class MatrixGateway:
         self._sync_token = response.next_batch
         await self._store.set_state(SYNC_TOKEN_KEY, response.next_batch)
         metrics.LAST_SYNC.set(time.time())
+        self.last_sync_monotonic = time.monotonic()
 
     async def _crypto_housekeeping(self) -> None:
         client = self.client
@@ -311,19 +384,26 @@ class MatrixGateway:
         await client.send_to_device_messages()
         if client.should_upload_keys:
             await client.keys_upload()
-        if client.should_query_keys:
-            await client.keys_query()
+        async with self._keys_lock:
+            if client.should_query_keys:
+                await client.keys_query()
         if client.should_claim_keys:
             await client.keys_claim(client.get_users_for_key_claiming())
 
     # --- nio callbacks -> typed models ------------------------------------------------------
     def _register_callbacks(self) -> None:
-        self.client.add_event_callback(self._on_room_message, (RoomMessage, RoomEncryptedMedia))
-        self.client.add_event_callback(self._on_megolm, MegolmEvent)
-        self.client.add_event_callback(self._on_redaction, RedactionEvent)
-        self.client.add_event_callback(self._on_unknown, UnknownEvent)
-        self.client.add_event_callback(self._on_invite, InviteMemberEvent)
-        self.client.add_to_device_callback(self._on_room_key, (RoomKeyEvent, ForwardedRoomKeyEvent))
+        guard = _isolated
+        self.client.add_event_callback(
+            guard(self._on_room_message), (RoomMessage, RoomEncryptedMedia)
+        )
+        self.client.add_event_callback(guard(self._on_megolm), MegolmEvent)
+        self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
+        self.client.add_event_callback(guard(self._on_unknown), UnknownEvent)
+        self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
+        self.client.add_to_device_callback(
+            guard(self._on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
+        )
+        self.client.add_to_device_callback(guard(self._on_unknown_to_device), UnknownToDeviceEvent)
 
     def _answerable(self, timestamp_ms: int) -> bool:
         if not self._in_first_sync:
@@ -366,7 +446,9 @@ class MatrixGateway:
             names.add(room_name)
         return tuple(sorted(name for name in names if name))
 
-    async def _on_room_message(self, room: MatrixRoom, event: Any) -> None:
+    async def _on_room_message(
+        self, room: MatrixRoom, event: Any, answerable: bool | None = None
+    ) -> None:
         if self._sink is None:
             return
         source = event.source if isinstance(event.source, dict) else {}
@@ -377,41 +459,134 @@ class MatrixGateway:
         if message is None:
             return
         metrics.SYNC_LAG.set(max(0.0, time.time() - message.timestamp_ms / 1000))
-        await self._sink.on_message(
-            message, self.room_context(room.room_id), self._answerable(message.timestamp_ms)
-        )
+        if answerable is None:
+            answerable = self._answerable(message.timestamp_ms)
+        await self._sink.on_message(message, self.room_context(room.room_id), answerable)
+        faults.maybe_crash("mid_sync")  # tests only: handed over, sync token not saved yet
 
     async def _on_megolm(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        """A message we cannot decrypt yet: ask for the key and keep the event for later."""
-        self._undecrypted.setdefault(event.session_id, []).append(event)
+        """A message we cannot decrypt yet: ask for the key, keep the event, bound the wait.
+
+        If the key arrives (`_on_room_key`) the message is handled as if it had just come. If it
+        does not within `undecryptable_notice_seconds`, or the sender's device withholds it, the
+        sink is told once (`_give_up`) so the sender learns why the bot stays silent.
+        """
+        event.room_id = room.room_id
+        if event.session_id not in self._undecrypted:
+            while len(self._undecrypted) >= MAX_WAITING_SESSIONS:  # bounded memory: oldest go
+                for dropped in self._undecrypted.pop(next(iter(self._undecrypted))):
+                    self._not_answerable.discard(dropped.event_id)
+        waiting = self._undecrypted.setdefault(event.session_id, [])
+        if any(known.event_id == event.event_id for known in waiting):
+            return  # a replayed sync
+        waiting.append(event)
+        answerable = self._answerable(int(event.server_timestamp))
+        if not answerable:
+            self._not_answerable.add(event.event_id)
         try:
             await self.client.request_room_key(event)
         except Exception as error:  # a duplicate request raises; the first one is enough
             log.debug("matrix.key_request_skipped", error_type=type(error).__name__)
-        log.info("matrix.undecryptable", room_id=room.room_id, event_id=event.event_id)
-        if self._sink is not None:
+        log.info(
+            "matrix.undecryptable",
+            room_id=room.room_id,
+            event_id=event.event_id,
+            session_id=event.session_id,
+        )
+        if not answerable or event.sender == self.user_id:
+            return  # history: waiting quietly is enough
+        code = self._withheld.get(event.session_id)
+        if code is not None:
+            await self._give_up(event, f"withheld:{code}")
+            return
+        self._give_up_tasks[event.event_id] = asyncio.create_task(
+            self._give_up_later(event), name=f"key-wait-{event.event_id}"
+        )
+
+    async def _give_up_later(self, event: MegolmEvent) -> None:
+        await asyncio.sleep(self._settings.undecryptable_notice_seconds)
+        self._give_up_tasks.pop(event.event_id, None)
+        if self.is_waiting_for_key(event.event_id):
+            await self._give_up(event, "timeout")
+
+    async def _give_up(self, event: MegolmEvent, reason: str) -> None:
+        """Tell the sink that this message stays unreadable (it may still be decrypted later)."""
+        task = self._give_up_tasks.pop(event.event_id, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        log.warning(
+            "matrix.room_key_missing", room_id=event.room_id, event_id=event.event_id, reason=reason
+        )
+        if self._sink is None:
+            return
+        relates = event.source.get("content", {}).get("m.relates_to")
+        thread_root = (
+            relates.get("event_id")
+            if isinstance(relates, dict) and relates.get("rel_type") == "m.thread"
+            else None
+        )
+        try:
             await self._sink.on_undecryptable(
                 UndecryptableMessage(
-                    room_id=room.room_id,
+                    room_id=event.room_id,
                     event_id=event.event_id,
                     sender=event.sender,
                     session_id=event.session_id,
                     timestamp_ms=int(event.server_timestamp),
+                    thread_root_id=thread_root if isinstance(thread_root, str) else None,
+                    reason=reason,
                 )
             )
+        except Exception:
+            log.exception("matrix.undecryptable_notice_failed", room_id=event.room_id)
 
     async def _on_room_key(self, event: Any) -> None:
         """A room key arrived: decrypt the events that were waiting for it and hand them on."""
         session_id = getattr(event, "session_id", None)
+        if session_id:
+            self._withheld.pop(session_id, None)  # the sender changed its mind (e.g. verified us)
         waiting = self._undecrypted.pop(session_id, []) if session_id else []
         for megolm in waiting:
-            decrypted = self.client.decrypt_event(megolm)
+            task = self._give_up_tasks.pop(megolm.event_id, None)
+            if task is not None:
+                task.cancel()
+            try:
+                decrypted = self.client.decrypt_event(megolm)
+            except EncryptionError as error:  # e.g. a key starting at a later message index
+                log.warning(
+                    "matrix.late_key_unusable",
+                    room_id=megolm.room_id,
+                    event_id=megolm.event_id,
+                    error_type=type(error).__name__,
+                )
+                continue
             room = self.client.rooms.get(megolm.room_id)
+            answerable = megolm.event_id not in self._not_answerable
+            self._not_answerable.discard(megolm.event_id)
             if isinstance(decrypted, RoomMessage) and room is not None:
                 log.info(
                     "matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id
                 )
-                await self._on_room_message(room, decrypted)
+                await self._on_room_message(room, decrypted, answerable=answerable)
+
+    async def _on_unknown_to_device(self, event: UnknownToDeviceEvent) -> None:
+        """`m.room_key.withheld`: the sender's device refuses us the key (e.g. `m.unverified`)."""
+        if event.type not in WITHHELD_EVENT_TYPES:
+            return
+        content = event.source.get("content")
+        if not isinstance(content, dict):
+            return
+        code = str(content.get("code") or "unknown")
+        session_id = content.get("session_id")
+        log.warning("matrix.room_key_withheld", room_id=content.get("room_id"), code=code)
+        if not isinstance(session_id, str):
+            return  # m.no_olm carries no session: the timeout covers those messages
+        while len(self._withheld) >= MAX_WITHHELD_SESSIONS:
+            self._withheld.pop(next(iter(self._withheld)))
+        self._withheld[session_id] = code
+        for megolm in list(self._undecrypted.get(session_id, [])):
+            if megolm.event_id in self._give_up_tasks:
+                await self._give_up(megolm, f"withheld:{code}")
 
     def is_waiting_for_key(self, event_id: str) -> bool:
         return any(
@@ -468,7 +643,11 @@ class MatrixGateway:
     async def send_event(
         self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"
     ) -> str:
-        """Send (encrypted when the room is); the same txn_id returns the same event after a crash."""
+        """Send (encrypted when the room is); the same txn_id returns the same event after a crash.
+
+        Raises ClearSendRefused rather than let anything leave in clear in an encrypted room.
+        """
+        await self._guard_encryption(room_id, event_type)
         response = await self.client.room_send(
             room_id,
             event_type,
@@ -480,6 +659,31 @@ class MatrixGateway:
             self._raise_if_auth_error(response)
             raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
         return str(response.event_id)
+
+    def is_encrypted(self, room_id: str) -> bool:
+        """Encrypted per nio's live room state or per its persisted list of encrypted rooms."""
+        room = self.client.rooms.get(room_id)
+        return bool(room is not None and room.encrypted) or room_id in self.client.encrypted_rooms
+
+    async def _guard_encryption(self, room_id: str, event_type: str) -> None:
+        if not self.is_encrypted(room_id):
+            return
+        room = self.client.rooms.get(room_id)
+        # nio encrypts only when it has an Olm machine, knows the room as encrypted, and the
+        # event is not a reaction; anything else would go out in clear.
+        if (
+            self.client.olm is None
+            or room is None
+            or not room.encrypted
+            or event_type == "m.reaction"
+        ):
+            log.error("matrix.clear_send_refused", room_id=room_id, event_type=event_type)
+            raise ClearSendRefused(f"refus d'envoyer en clair dans un salon chiffré ({event_type})")
+        # New devices (a member's new session, a new member) must be known before nio picks
+        # who receives the room key, else they could not read this answer.
+        async with self._keys_lock:
+            if self.client.should_query_keys:
+                await self.client.keys_query()
 
     async def set_typing(self, room_id: str, typing: bool) -> None:
         try:
@@ -518,6 +722,79 @@ class MatrixGateway:
         event = getattr(response, "event", None)
         sender = getattr(event, "sender", None)
         return sender if isinstance(sender, str) else None
+
+
+def _pickle_key(settings: Settings) -> str:
+    passphrase = settings.store_passphrase
+    return passphrase.get_secret_value() if passphrase is not None else DEFAULT_PICKLE_KEY
+
+
+def _opens(store: DefaultStore) -> bool:
+    """Whether every private key of a nio store unpickles with the store's current key."""
+    try:
+        store.load_account()
+        store.load_sessions()
+        store.load_inbound_group_sessions()
+    except Exception:  # vodozemac raises its own pickle errors on a wrong key
+        return False
+    return True
+
+
+def unlock_crypto_store(settings: Settings) -> None:
+    """Check that TCHAP_BOT_STORE_PASSPHRASE opens the crypto store; seal a store made without.
+
+    nio pickles the device's Olm account, Olm sessions and Megolm room keys with this key.
+    Adding a passphrase to an existing store re-encrypts them in one transaction; a wrong or
+    missing passphrase stops the bot with a clear message instead of a new device.
+    """
+    key = _pickle_key(settings)
+    prefix = f"{settings.user_id}_"
+    for path in sorted(settings.crypto_store_dir.glob(f"{prefix}*.db")):
+        device_id = path.name[len(prefix) : -len(".db")]
+        store = DefaultStore(settings.user_id, device_id, str(settings.crypto_store_dir), key)
+        try:
+            if _opens(store):
+                continue
+            store.pickle_key = DEFAULT_PICKLE_KEY
+            if key == DEFAULT_PICKLE_KEY or not _opens(store):
+                raise AuthenticationFailed(
+                    "TCHAP_BOT_STORE_PASSPHRASE absent ou incorrect : il ne déchiffre pas le "
+                    f"magasin de clés {path.name} (remettez la phrase de passe d'origine)"
+                )
+            account = store.load_account()
+            sessions = store.load_sessions()
+            inbound = store.load_inbound_group_sessions()
+            store.pickle_key = key
+            with store.database.atomic():
+                if account is not None:
+                    store.save_account(account)
+                for sender_key, session_list in sessions.items():
+                    for session in session_list:
+                        store.save_session(sender_key, session)
+                for group_session in inbound:
+                    store.save_inbound_group_session(group_session)
+            log.info("matrix.crypto_store_sealed", device_id=device_id)
+        finally:
+            store.database.close()
+
+
+def _isolated(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """One event's failure must not abort its whole sync: nio would skip the replayed batch
+    (same next_batch), silently losing every later event of it. Log it and go on."""
+
+    async def guarded(*args: Any) -> None:
+        try:
+            await handler(*args)
+        except Exception as error:
+            room_id = getattr(args[0], "room_id", None) if len(args) > 1 else None
+            log.exception(
+                "matrix.event_handling_failed",
+                room_id=room_id,
+                event_id=getattr(args[-1], "event_id", None),
+                error_type=type(error).__name__,
+            )
+
+    return guarded
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -1,31 +1,38 @@
-"""The LLM client: the mistralai SDK with retries, a concurrency limit and a circuit breaker.
+"""The LLM client: the mistralai SDK with bounded retries, a concurrency limit and a circuit breaker.
 
-Retries are the SDK's own (capped exponential backoff honouring Retry-After, on 429, 5xx and
-connection errors). A persistent outage opens the circuit so questions fail fast with one
-clear message each instead of piling retries onto a service that is down.
+Retries are ours, not the SDK's (whose loop is bounded only by elapsed time): at most
+`max_retries` more attempts, capped exponential backoff with jitter, on 429, 5xx, connection
+errors and timeouts; a `Retry-After` is honoured when it fits in the question's time budget,
+else the question fails at once (waiting minutes helps nobody). A persistent outage opens the
+circuit so questions fail fast with one clear message each instead of piling retries onto a
+service that is down; after a cooldown one question probes it (no retries) and closes it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx2
 import structlog
 from mistralai.client import Mistral
-from mistralai.client.errors import SDKError
+from mistralai.client.errors import MistralError, NoResponseError
 from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
-from bot import metrics
+from bot import faults, metrics
 
 log = structlog.get_logger(__name__)
 
-RETRYABLE_STATUS = ("429", "500", "502", "503", "504")
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+T = TypeVar("T")
 
 
 class LLMErrorKind(StrEnum):
@@ -35,6 +42,10 @@ class LLMErrorKind(StrEnum):
     CIRCUIT_OPEN = "circuit_open"
     REJECTED = "rejected"
     EMPTY = "empty"
+
+
+# Failures that say nothing about the service being down: they never open the circuit.
+SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
 
 
 class LLMError(Exception):
@@ -76,15 +87,26 @@ class CircuitBreaker:
     cooldown_seconds: float = 30.0
     failures: int = 0
     opened_at: float | None = None
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     _trial_in_flight: bool = field(default=False, repr=False)
 
     def allow(self) -> bool:
+        """May a question call the service now? When half-open, only the first one may."""
         if self.opened_at is None:
             return True
-        if time.monotonic() - self.opened_at >= self.cooldown_seconds and not self._trial_in_flight:
+        if self.clock() - self.opened_at >= self.cooldown_seconds and not self._trial_in_flight:
             self._trial_in_flight = True  # half-open: one question probes the service
             return True
         return False
+
+    @property
+    def probing(self) -> bool:
+        """True while the half-open trial runs (its caller must not retry)."""
+        return self._trial_in_flight
+
+    def release_trial(self) -> None:
+        """The trial ended without a verdict (cancelled): let the next question probe."""
+        self._trial_in_flight = False
 
     def record_success(self) -> None:
         if self.opened_at is not None:
@@ -92,6 +114,7 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at = None
         self._trial_in_flight = False
+        metrics.LLM_CIRCUIT_OPEN.set(0)
 
     def record_failure(self) -> None:
         self.failures += 1
@@ -99,11 +122,99 @@ class CircuitBreaker:
         if self.failures >= self.threshold:
             if self.opened_at is None:
                 log.warning("llm.circuit_opened", consecutive_failures=self.failures)
-            self.opened_at = time.monotonic()
+            self.opened_at = self.clock()
+            metrics.LLM_CIRCUIT_OPEN.set(1)
 
     @property
     def is_open(self) -> bool:
         return self.opened_at is not None
+
+
+def backoff_seconds(
+    retry: int, initial_ms: int, max_ms: int, rng: Callable[[], float] = random.random
+) -> float:
+    """Delay before retry number `retry` (0-based): exponential, capped, with "equal jitter"
+    (between half and all of the capped value) so a crowd of clients does not retry in step."""
+    capped = min(float(max_ms), initial_ms * 2.0**retry) / 1000
+    return capped / 2 + rng() * capped / 2
+
+
+def retry_after_seconds(error: BaseException) -> float | None:
+    """The server's `retry-after-ms` / `Retry-After` (seconds or HTTP date), if any."""
+    if not isinstance(error, MistralError):
+        return None
+    headers = error.headers
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, moment.timestamp() - time.time())
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, MistralError):
+        return error.status_code in RETRYABLE_STATUS
+    return isinstance(error, (httpx2.TransportError, TimeoutError, NoResponseError))
+
+
+def _memoize_sdk_model_factories() -> None:
+    """Make the SDK build its per-type helper classes once instead of at every call.
+
+    mistralai (Speakeasy-generated) calls pydantic's `create_model` to (un)marshal every
+    request and response, and re-evaluates type hints for query and path parameters: ~4 ms of
+    CPU per question on a 2-core machine, more than the rest of the bot's own work (bench/,
+    figures 1 and 3). The classes depend only on the type, so caching them changes nothing
+    else. Skipped silently if a future SDK moves these helpers.
+    """
+    import typing
+
+    try:
+        from mistralai.client.utils import queryparams, serializers, url
+    except ImportError:
+        return
+    factory = getattr(serializers, "create_model", None)
+    if factory is None or getattr(factory, "_tchapbot_cached", False):
+        return
+    classes: dict[tuple[Any, ...], Any] = {}
+
+    def cached_create_model(name: str, **fields: Any) -> Any:
+        if set(fields) - {"body", "__config__"}:
+            return factory(name, **fields)
+        try:
+            key = (
+                name,
+                fields.get("body"),
+                tuple(sorted((fields.get("__config__") or {}).items())),
+            )
+            model = classes.get(key)
+        except TypeError:  # an unhashable type annotation: build it as the SDK would
+            return factory(name, **fields)
+        if model is None:
+            model = classes[key] = factory(name, **fields)
+        return model
+
+    cached_create_model._tchapbot_cached = True  # type: ignore[attr-defined]
+    setattr(serializers, "create_model", cached_create_model)  # noqa: B010 - patching
+    hints = functools.lru_cache(maxsize=256)(typing.get_type_hints)
+    for module in (queryparams, url):
+        if getattr(module, "get_type_hints", None) is typing.get_type_hints:
+            setattr(module, "get_type_hints", hints)  # noqa: B010 - patching
+
+
+_memoize_sdk_model_factories()
 
 
 class LLMClient:
@@ -119,60 +230,113 @@ class LLMClient:
         backoff_initial_ms: int = 500,
         backoff_max_ms: int = 10_000,
     ) -> None:
+        """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that."""
         self._timeout_seconds = timeout_seconds
-        retry = (
-            RetryConfig(
-                "backoff",
-                BackoffStrategy(
-                    initial_interval=backoff_initial_ms,
-                    max_interval=backoff_max_ms,
-                    exponent=2.0,
-                    max_elapsed_time=int(timeout_seconds * 1000),
-                    jitter_ms=min(250, backoff_initial_ms),
-                ),
-                retry_connection_errors=True,
-                status_codes_override=list(RETRYABLE_STATUS),
-            )
-            if max_retries > 0
-            else RetryConfig("none", BackoffStrategy(0, 0, 1.0, 0), False)
+        self._budget_seconds = timeout_seconds * 2
+        self._max_retries = max_retries
+        self._backoff_initial_ms = backoff_initial_ms
+        self._backoff_max_ms = backoff_max_ms
+        # The SDK's own HTTP client pools at most 100 connections: beyond that, questions the
+        # semaphore let through would wait unseen inside httpx (bench/, figure 4).
+        self._http = httpx2.AsyncClient(
+            follow_redirects=True,
+            limits=httpx2.Limits(
+                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            ),
         )
         self._sdk = Mistral(
             api_key=api_key,
             server_url=server_url,
-            retry_config=retry,
+            retry_config=RetryConfig("none", BackoffStrategy(0, 0, 1.0, 0), False),
             timeout_ms=int(timeout_seconds * 1000),
+            async_client=self._http,
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
 
     async def close(self) -> None:
         await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
+        await self._http.aclose()
 
     @property
     def queue_depth(self) -> int:
         waiters = getattr(self._semaphore, "_waiters", None)
         return len(waiters) if waiters else 0
 
+    def _admit(self) -> bool:
+        """Raise CIRCUIT_OPEN unless the breaker lets this question through; True if it probes."""
+        if not self.breaker.allow():
+            metrics.LLM_ERRORS.labels(LLMErrorKind.CIRCUIT_OPEN.value).inc()
+            raise LLMError(LLMErrorKind.CIRCUIT_OPEN)
+        return self.breaker.probing
+
+    async def _attempts(self, call: Callable[[], Awaitable[T]], *, probing: bool) -> T:
+        """Run `call` until it succeeds, retrying what is worth retrying within the budget."""
+        deadline = time.monotonic() + self._budget_seconds
+        retries = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(
+                    call(), timeout=max(0.001, min(self._timeout_seconds, remaining))
+                )
+            except Exception as error:
+                kind = classify_error(error)
+                if (
+                    probing
+                    or retries >= self._max_retries
+                    or not is_retryable(error)
+                    or self.breaker.is_open  # others saw the outage: stop adding load
+                ):
+                    raise
+                server_wait = retry_after_seconds(error)
+                delay = (
+                    server_wait
+                    if server_wait is not None
+                    else backoff_seconds(retries, self._backoff_initial_ms, self._backoff_max_ms)
+                )
+                if time.monotonic() + delay >= deadline:
+                    log.info(
+                        "llm.retry_abandoned",
+                        kind=kind.value,
+                        wait_seconds=round(delay, 3),
+                        retry_after=server_wait is not None,
+                    )
+                    raise
+                retries += 1
+                metrics.LLM_RETRIES.labels(kind.value).inc()
+                log.info(
+                    "llm.retrying",
+                    attempt=retries,
+                    kind=kind.value,
+                    error_type=type(error).__name__,
+                    wait_seconds=round(delay, 3),
+                    retry_after=server_wait is not None,
+                )
+                await asyncio.sleep(delay)
+
     async def complete(self, request: ChatRequest) -> Completion:
         """One whole answer; raises LLMError with a kind the caller can explain to users."""
-        if not self.breaker.allow():
-            raise LLMError(LLMErrorKind.CIRCUIT_OPEN)
         async with self._semaphore:
+            probing = self._admit()
             started = time.perf_counter()
             try:
-                response = await asyncio.wait_for(
-                    self._sdk.chat.complete_async(
+                response = await self._attempts(
+                    lambda: self._sdk.chat.complete_async(
                         model=request.model,
                         messages=_sdk_messages(request.messages),
                         temperature=request.temperature,
                         max_tokens=request.max_tokens,
                     ),
-                    timeout=self._timeout_seconds * 2,
+                    probing=probing,
                 )
             except Exception as error:
                 raise self._failed(error) from error
             finally:
                 metrics.LLM_LATENCY.observe(time.perf_counter() - started)
+                if probing and self.breaker.probing:
+                    self.breaker.release_trial()
+            self.breaker.record_success()
         text = _answer_text(response)
         usage = getattr(response, "usage", None)
         completion = Completion(
@@ -180,32 +344,33 @@ class LLMClient:
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         )
-        self.breaker.record_success()
         metrics.LLM_TOKENS.labels("prompt").inc(completion.prompt_tokens)
         metrics.LLM_TOKENS.labels("completion").inc(completion.completion_tokens)
         if not text.strip():
+            metrics.LLM_ERRORS.labels(LLMErrorKind.EMPTY.value).inc()
             raise LLMError(LLMErrorKind.EMPTY)
+        faults.maybe_crash("after_llm")
         return completion
 
     async def stream(
         self, request: ChatRequest, usage_out: Completion | None = None
     ) -> AsyncIterator[str]:
-        """Text deltas as the model writes them. Errors before the first delta raise LLMError;
-        a break after it raises LLMError too, and the caller keeps what it already has."""
-        if not self.breaker.allow():
-            raise LLMError(LLMErrorKind.CIRCUIT_OPEN)
+        """Text deltas as the model writes them. Errors before the first delta raise LLMError
+        (after the same retries as `complete`); a break after it raises LLMError too, and the
+        caller keeps what it already has."""
         async with self._semaphore:
+            probing = self._admit()
             started = time.perf_counter()
             got_text = False
             try:
-                events = await asyncio.wait_for(
-                    self._sdk.chat.stream_async(
+                events = await self._attempts(
+                    lambda: self._sdk.chat.stream_async(
                         model=request.model,
                         messages=_sdk_messages(request.messages),
                         temperature=request.temperature,
                         max_tokens=request.max_tokens,
                     ),
-                    timeout=self._timeout_seconds * 2,
+                    probing=probing,
                 )
                 async with events as stream:
                     async for event in _with_idle_timeout(stream, self._timeout_seconds):
@@ -229,20 +394,23 @@ class LLMClient:
                                 )
                             got_text = True
                             yield delta
-            except LLMError:
-                self.breaker.record_failure()
-                raise
+                self.breaker.record_success()
             except Exception as error:
                 raise self._failed(error) from error
             finally:
                 metrics.LLM_LATENCY.observe(time.perf_counter() - started)
+                if probing and self.breaker.probing:
+                    self.breaker.release_trial()
         if not got_text:
+            metrics.LLM_ERRORS.labels(LLMErrorKind.EMPTY.value).inc()
             raise LLMError(LLMErrorKind.EMPTY)
-        self.breaker.record_success()
+        faults.maybe_crash("after_llm")
 
     def _failed(self, error: BaseException) -> LLMError:
         kind = classify_error(error)
-        if kind is not LLMErrorKind.REJECTED:
+        if kind in SERVICE_ANSWERED:
+            self.breaker.record_success()  # the service is up, the request was the problem
+        else:
             self.breaker.record_failure()
         metrics.LLM_ERRORS.labels(kind.value).inc()
         log.warning("llm.request_failed", kind=kind.value, error_type=type(error).__name__)
@@ -278,8 +446,8 @@ def _sdk_messages(messages: Sequence[ChatMessage]) -> list[SdkMessage]:
 def classify_error(error: BaseException) -> LLMErrorKind:
     if isinstance(error, LLMError):
         return error.kind
-    if isinstance(error, SDKError):
-        status = int(getattr(error, "status_code", 0) or 0)
+    if isinstance(error, MistralError):
+        status = int(error.status_code or 0)
         if status == 429:
             return LLMErrorKind.RATE_LIMITED
         if status >= 500 or status == 0:

@@ -20,7 +20,7 @@ async def purge_expired(
     """Delete what each room keeps beyond its retention; returns the number of messages removed."""
     moment = now_ms() if at_ms is None else at_ms
     removed = 0
-    for room_id in await store.known_room_ids():
+    for room_id in await store.rooms_with_data():
         days = room_config.get(room_id).retention_jours or default_days
         removed += await store.purge_messages_older_than(room_id, moment - days * DAY_MS)
     if removed:

@@ -22,11 +22,14 @@ from bot.llm import LLMClient
 from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
+from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.store import Store, StoredMessage
+from bot.schedule import Scheduler
+from bot.store import Schedule, Store, StoredMessage
+from bot.summary import Summarizer
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
-from commands.registry import CommandRegistry, Invocation, parse_invocation
+from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
 from config.room_settings import AnswerMode
 from config.settings import Settings
 
@@ -119,6 +122,8 @@ class Router:
         room_config: RoomConfigRepository,
         llm: LLMClient,
         outbox: Outbox,
+        room_commands: RoomCommandsRepository,
+        summarizer: Summarizer | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -128,8 +133,12 @@ class Router:
         self._room_config = room_config
         self._llm = llm
         self._outbox = outbox
+        self._room_commands = room_commands
+        self._summarizer = summarizer
+        self.scheduler: Scheduler | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
+        self._undecryptable_notified: set[tuple[str, str, str]] = set()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
         self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
 
@@ -165,10 +174,52 @@ class Router:
     async def on_left(self, room_id: str) -> None:
         await self._store.forget_room(room_id)
         self._room_config.forget(room_id)
+        self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
-        log.info("router.waiting_for_room_key", room_id=event.room_id, event_id=event.event_id)
+        """The key of a message never came: tell its sender once, in a short notice.
+
+        Once per sender and Megolm session in DMs and "answer all" rooms; in rooms where the bot
+        only answers mentions (it cannot know whether the unreadable message was for it) once
+        per sender and room for the process' lifetime. Nothing is persisted. If the key comes
+        later, the message is still answered.
+        """
+        bound = log.bind(room_id=event.room_id, event_id=event.event_id)
+        if event.sender == self._gateway.user_id or not self._settings.is_allowed_user(
+            event.sender
+        ):
+            return
+        room = self._gateway.room_context(event.room_id)
+        quiet_room = not room.is_direct and (
+            self._room_config.get(event.room_id).mode is not AnswerMode.ALL
+        )
+        keys = {(event.room_id, event.sender, event.session_id)}
+        if quiet_room:
+            keys.add((event.room_id, event.sender, "*"))
+        if keys & self._undecryptable_notified:
+            bound.info("router.undecryptable_already_notified", reason=event.reason)
+            return
+        self._undecryptable_notified.update(keys)
+        bound.info("router.undecryptable_notice", reason=event.reason)
+        trigger = IncomingMessage(
+            room_id=event.room_id,
+            event_id=event.event_id,
+            sender=event.sender,
+            sender_name=event.sender,
+            kind=MessageKind.TEXT,
+            body="",
+            timestamp_ms=event.timestamp_ms,
+            thread_root_id=event.thread_root_id,
+            encrypted=True,
+        )
+
+        async def job() -> None:
+            await self._outbox.reply(
+                trigger, texts.UNDECRYPTABLE, purpose="undecryptable", notice=True
+            )
+
+        self.workers.submit(event.room_id, job)
 
     async def on_message(
         self, message: IncomingMessage, room: RoomContext, answerable: bool
@@ -232,7 +283,7 @@ class Router:
         mentioned = mentions_bot(message, identity)
         invocation = self._command_in(message, identity)
         if invocation is not None and (
-            mentioned or self._registry.lookup(invocation.word) is not None
+            mentioned or self._is_known_command(message.room_id, invocation.word)
         ):
             return True  # unknown `!words` without a mention may belong to another bot
         if mentioned:
@@ -277,10 +328,14 @@ class Router:
         metrics.QUESTIONS.inc()
 
         async def job() -> None:
-            try:
-                await self._handle(message, received_at)
-            finally:
-                self._in_flight.discard(message.event_id)
+            # Every log line of this question (LLM retries included) carries its room and event.
+            with structlog.contextvars.bound_contextvars(
+                room_id=message.room_id, event_id=message.event_id
+            ):
+                try:
+                    await self._handle(message, received_at)
+                finally:
+                    self._in_flight.discard(message.event_id)
 
         self.workers.submit(message.room_id, job)
 
@@ -295,7 +350,7 @@ class Router:
                 await self._registry.dispatch(
                     self._command_context(message, room, invocation.prefix), invocation
                 )
-                await self._store.finish_trigger(message, "answered")
+                await self._store.finish_trigger(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
                 metrics.RATE_LIMITED.labels("user").inc()
@@ -331,6 +386,28 @@ class Router:
             finally:
                 await self._store.finish_trigger(message, "failed")
 
+    def _is_known_command(self, room_id: str, word: str) -> bool:
+        return (
+            self._registry.lookup(word) is not None
+            or self._room_commands.custom(room_id, normalise(word)) is not None
+        )
+
+    async def run_scheduled(self, schedule: Schedule, run_ms: int) -> None:
+        """Queue a schedule's command as if its creator had typed it, once (trigger table)."""
+        message = IncomingMessage(
+            room_id=schedule.room_id,
+            event_id=f"$schedule-{schedule.id}-{run_ms}",
+            sender=schedule.created_by,
+            sender_name=schedule.created_by,
+            kind=MessageKind.TEXT,
+            body=f"{self._settings.command_prefixes[0]}{schedule.command_line}",
+            timestamp_ms=run_ms,
+            scheduled=True,
+        )
+        if await self._store.claim_trigger(message):
+            log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
+            self._schedule(message)
+
     def _command_context(
         self, message: IncomingMessage, room: RoomContext, prefix: str
     ) -> CommandContext:
@@ -350,4 +427,7 @@ class Router:
             room_config=self._room_config,
             power_level_of=power_level_of,
             prefix=prefix,
+            summarizer=self._summarizer,
+            room_commands=self._room_commands,
+            scheduler=self.scheduler,
         )

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
+from bot import faults
 from bot.models import IncomingMessage
 
 TriggerStatus = Literal["pending", "answered", "failed", "skipped"]
@@ -75,6 +76,26 @@ class RoomUsage(Record):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     last_activity_ms: int | None = None
+
+
+class CustomCommand(Record):
+    room_id: str
+    name: str
+    template: str
+    description: str
+    created_by: str
+    created_at_ms: int
+
+
+class Schedule(Record):
+    id: int
+    room_id: str
+    spec: str
+    command_line: str
+    created_by: str
+    created_at_ms: int
+    next_run_ms: int
+    last_run_ms: int | None = None
 
 
 class UserDataDeleted(Record):
@@ -191,6 +212,14 @@ class Store:
     async def known_room_ids(self) -> list[str]:
         return [str(row[0]) for row in await self._fetchall("SELECT room_id FROM rooms")]
 
+    async def rooms_with_data(self) -> list[str]:
+        """Every room something is stored about (retention must not miss unregistered ones)."""
+        rows = await self._fetchall(
+            "SELECT room_id FROM rooms UNION SELECT room_id FROM room_messages "
+            "UNION SELECT room_id FROM conversation_turns UNION SELECT room_id FROM triggers"
+        )
+        return [str(row[0]) for row in rows]
+
     async def forget_room(self, room_id: str) -> None:
         """Delete everything stored about a room the bot left (data protection)."""
         async with self._transaction() as db:
@@ -201,6 +230,9 @@ class Store:
                 "room_settings",
                 "settings_audit",
                 "room_usage",
+                "disabled_commands",
+                "custom_commands",
+                "schedules",
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
@@ -247,13 +279,23 @@ class Store:
             )
 
     async def delete_event(self, room_id: str, event_id: str) -> None:
-        """A redaction: the message leaves the store and every future prompt."""
+        """A redaction: the message leaves the store and every future prompt, and so does the
+        bot's answer to it (built from it, it often quotes it). A question redacted before its
+        answer is not resumed after a restart."""
+        derived = (
+            "SELECT answer_event_id FROM triggers WHERE event_id = ? AND room_id = ? "
+            "AND answer_event_id IS NOT NULL"
+        )
         async with self._transaction() as db:
+            for table in ("room_messages", "conversation_turns"):
+                await db.execute(
+                    f"DELETE FROM {table} WHERE room_id = ? AND (event_id = ? OR event_id IN "
+                    f"({derived}))",
+                    (room_id, event_id, event_id, room_id),
+                )
             await db.execute(
-                "DELETE FROM room_messages WHERE event_id = ? AND room_id = ?", (event_id, room_id)
-            )
-            await db.execute(
-                "DELETE FROM conversation_turns WHERE event_id = ? AND room_id = ?",
+                "UPDATE triggers SET payload = '{}', status = CASE status WHEN 'pending' "
+                "THEN 'skipped' ELSE status END WHERE event_id = ? AND room_id = ?",
                 (event_id, room_id),
             )
 
@@ -377,10 +419,15 @@ class Store:
         answer_messages: Sequence[StoredMessage] = (),
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        question: bool = True,
     ) -> None:
-        """Record the outcome of a trigger and the exchange it produced, atomically."""
+        """Record the outcome of a trigger and the exchange it produced, atomically.
+        Commands pass `question=False`: usage counts questions to the model only."""
+        if answer_event_id is not None:
+            faults.maybe_crash("after_send_before_record")  # tests only: sent, not recorded
         timestamp = now_ms()
-        answered = 1 if status == "answered" else 0
+        answered = 1 if status == "answered" and question else 0
+        asked = 1 if question else 0
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE triggers SET status = ?, answer_event_id = ?, updated_at_ms = ? WHERE event_id = ?",
@@ -421,12 +468,12 @@ class Store:
             )
             await db.execute(
                 "INSERT INTO room_usage (room_id, questions, answers, prompt_tokens, completion_tokens, "
-                "last_activity_ms) VALUES (?, 1, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "
-                "questions = questions + 1, answers = answers + excluded.answers, "
+                "last_activity_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "
+                "questions = questions + excluded.questions, answers = answers + excluded.answers, "
                 "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
                 "completion_tokens = completion_tokens + excluded.completion_tokens, "
                 "last_activity_ms = excluded.last_activity_ms",
-                (message.room_id, answered, prompt_tokens, completion_tokens, timestamp),
+                (message.room_id, asked, answered, prompt_tokens, completion_tokens, timestamp),
             )
 
     async def record_usage(self, room_id: str, prompt_tokens: int, completion_tokens: int) -> None:
@@ -518,6 +565,17 @@ class Store:
             messages = max(cursor.rowcount, 0)
             cursor = await db.execute("DELETE FROM conversation_turns WHERE sender = ?", (user_id,))
             turns = max(cursor.rowcount, 0)
+            # The bot's answers to this user's questions are built from them: they go too.
+            answers = (
+                "SELECT answer_event_id FROM triggers WHERE sender = ? "
+                "AND answer_event_id IS NOT NULL"
+            )
+            cursor = await db.execute(
+                f"DELETE FROM conversation_turns WHERE role = 'assistant' AND event_id IN ({answers})",
+                (user_id,),
+            )
+            turns += max(cursor.rowcount, 0)
+            await db.execute(f"DELETE FROM room_messages WHERE event_id IN ({answers})", (user_id,))
             await db.execute(
                 "UPDATE triggers SET payload = '{}' WHERE sender = ? AND status != 'pending'",
                 (user_id,),
@@ -526,3 +584,148 @@ class Store:
                 "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
             )
         return UserDataDeleted(messages=messages, conversation_turns=turns)
+
+    # --- Room commands: disabled built-ins, custom commands, schedules ----------------------------
+    async def disabled_commands(self) -> dict[str, set[str]]:
+        rows = await self._fetchall("SELECT room_id, command FROM disabled_commands")
+        disabled: dict[str, set[str]] = {}
+        for row in rows:
+            disabled.setdefault(str(row[0]), set()).add(str(row[1]))
+        return disabled
+
+    async def set_command_enabled(
+        self, room_id: str, command: str, user_id: str, enabled: bool
+    ) -> None:
+        """Enable or disable a command in a room, with its audit row."""
+        timestamp = now_ms()
+        async with self._transaction() as db:
+            if enabled:
+                await db.execute(
+                    "DELETE FROM disabled_commands WHERE room_id = ? AND command = ?",
+                    (room_id, command),
+                )
+            else:
+                await db.execute(
+                    "INSERT OR REPLACE INTO disabled_commands (room_id, command, disabled_by, disabled_at_ms) "
+                    "VALUES (?, ?, ?, ?)",
+                    (room_id, command, user_id, timestamp),
+                )
+            await self._audit(
+                db,
+                room_id,
+                user_id,
+                f"commande:{command}",
+                None,
+                "activée" if enabled else "désactivée",
+                timestamp,
+            )
+
+    async def custom_commands(self) -> list[CustomCommand]:
+        rows = await self._fetchall("SELECT * FROM custom_commands ORDER BY room_id, name")
+        return [CustomCommand(**dict(row)) for row in rows]
+
+    async def save_custom_command(self, command: CustomCommand, old_template: str | None) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO custom_commands (room_id, name, template, description, created_by, "
+                "created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    command.room_id,
+                    command.name,
+                    command.template,
+                    command.description,
+                    command.created_by,
+                    command.created_at_ms,
+                ),
+            )
+            await self._audit(
+                db,
+                command.room_id,
+                command.created_by,
+                f"commande-perso:{command.name}",
+                old_template,
+                command.template,
+                command.created_at_ms,
+            )
+
+    async def delete_custom_command(
+        self, room_id: str, name: str, user_id: str, old_template: str
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "DELETE FROM custom_commands WHERE room_id = ? AND name = ?", (room_id, name)
+            )
+            await self._audit(
+                db, room_id, user_id, f"commande-perso:{name}", old_template, None, now_ms()
+            )
+
+    async def add_schedule(
+        self, room_id: str, spec: str, command_line: str, user_id: str, next_run_ms: int
+    ) -> int:
+        timestamp = now_ms()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO schedules (room_id, spec, command_line, created_by, created_at_ms, next_run_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (room_id, spec, command_line, user_id, timestamp, next_run_ms),
+            )
+            schedule_id = int(cursor.lastrowid or 0)
+            await self._audit(
+                db,
+                room_id,
+                user_id,
+                f"planification:{schedule_id}",
+                None,
+                f"{spec} → {command_line}",
+                timestamp,
+            )
+        return schedule_id
+
+    async def schedules(self, room_id: str | None = None) -> list[Schedule]:
+        if room_id is None:
+            rows = await self._fetchall("SELECT * FROM schedules ORDER BY next_run_ms")
+        else:
+            rows = await self._fetchall(
+                "SELECT * FROM schedules WHERE room_id = ? ORDER BY id", (room_id,)
+            )
+        return [Schedule(**dict(row)) for row in rows]
+
+    async def delete_schedule(self, room_id: str, schedule_id: int, user_id: str) -> bool:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM schedules WHERE room_id = ? AND id = ?", (room_id, schedule_id)
+            )
+            deleted = cursor.rowcount > 0
+            if deleted:
+                await self._audit(
+                    db, room_id, user_id, f"planification:{schedule_id}", "active", None, now_ms()
+                )
+        return deleted
+
+    async def advance_schedule(
+        self, schedule_id: int, expected_next_ms: int, ran_at_ms: int | None, next_run_ms: int
+    ) -> bool:
+        """Move a schedule to its next run; False if another run already moved it (never twice)."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE schedules SET next_run_ms = ?, last_run_ms = coalesce(?, last_run_ms) "
+                "WHERE id = ? AND next_run_ms = ?",
+                (next_run_ms, ran_at_ms, schedule_id, expected_next_ms),
+            )
+            return cursor.rowcount > 0
+
+    @staticmethod
+    async def _audit(
+        db: aiosqlite.Connection,
+        room_id: str,
+        user_id: str,
+        key: str,
+        old: str | None,
+        new: str | None,
+        timestamp: int,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO settings_audit (room_id, user_id, key, old_value, new_value, changed_at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (room_id, user_id, key, old, new, timestamp),
+        )

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     access_token: SecretStr | None = None
     device_id: str | None = None
     device_name: str = "tchap-bot"
+    store_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Encrypts the private keys of the crypto store at rest (not the SQLite data)",
+    )
     data_dir: Path = Path("./data")
     allowed_users: CommaList = Field(default_factory=list)
 
@@ -97,8 +101,22 @@ class Settings(BaseSettings):
     encrypt_for_unverified_devices: bool = Field(
         default=True, description="Like Element's default; false refuses unverified devices"
     )
+    cross_signing_reset: bool = Field(
+        default=False,
+        description="Replace a cross-signing identity the bot does not hold (one start, password)",
+    )
+    undecryptable_notice_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=24 * 3600,
+        description="How long to wait for a missing room key before telling the sender once",
+    )
     user_rate_limit_per_minute: int = Field(default=10, ge=0, le=10_000)
     room_rate_limit_per_minute: int = Field(default=30, ge=0, le=10_000)
+    health_host: str = Field(
+        default="127.0.0.1", description="Address of /healthz, /readyz and /metrics"
+    )
+    health_port: int = Field(default=8080, ge=0, le=65_535, description="0 disables the endpoint")
 
     # --- Logs -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -90,6 +90,7 @@ def bot_settings(
         "llm_timeout_seconds": 10,
         "homeserver_retry_max_seconds": 1,
         "streaming": False,
+        "health_port": 0,
     }
     values.update(overrides)
     return load_settings(None, **values)
