@@ -55,49 +55,155 @@ class Settings(BaseSettings):
         description="Base URL of the homeserver, e.g. https://matrix.agent.dinum.tchap.gouv.fr"
     )
     user_id: str = Field(description="The bot's Matrix user ID")
-    password: SecretStr | None = None
-    access_token: SecretStr | None = None
-    device_id: str | None = None
-    device_name: str = "tchap-bot"
+    password: SecretStr | None = Field(
+        default=None,
+        description="The bot account's password: used for the first login and cross-signing upload",
+    )
+    access_token: SecretStr | None = Field(
+        default=None, description="An existing access token, instead of a password"
+    )
+    device_id: str | None = Field(
+        default=None, description="Device of that access token (found with /whoami when unset)"
+    )
+    device_name: str = Field(
+        default="tchap-bot", description="Name of the device created at the first login"
+    )
     store_passphrase: SecretStr | None = Field(
         default=None,
         description="Encrypts the private keys of the crypto store at rest (not the SQLite data)",
     )
-    data_dir: Path = Path("./data")
-    allowed_users: CommaList = Field(default_factory=list)
+    data_dir: Path = Field(default=Path("./data"), description="SQLite database and crypto store")
+    allowed_users: CommaList = Field(
+        default_factory=list,
+        description="Comma-separated glob patterns of user IDs allowed to invite and use the bot (default: users of the bot's own homeserver)",
+    )
 
     # --- Mistral --------------------------------------------------------------------------
     mistral_api_key: SecretStr = Field(
-        validation_alias=AliasChoices("MISTRAL_API_KEY", "mistral_api_key")
+        validation_alias=AliasChoices("MISTRAL_API_KEY", "mistral_api_key"),
+        description="API key of the Mistral endpoint",
     )
     mistral_server_url: str = Field(
         default="https://api.mistral.ai",
         validation_alias=AliasChoices("MISTRAL_SERVER_URL", "mistral_server_url"),
+        description="Base URL of the Mistral-compatible API, without /v1",
     )
-    model: str = "mistral-small-latest"
-    allowed_models: CommaList = Field(default_factory=list)
-    temperature: float = Field(default=0.3, ge=0.0, le=1.5)
-    max_answer_tokens: int = Field(default=1500, ge=16, le=32_000)
-    context_token_budget: int = Field(default=12_000, ge=500, le=1_000_000)
-    llm_timeout_seconds: float = Field(default=90.0, gt=0, le=900)
-    llm_max_retries: int = Field(default=3, ge=0, le=10)
-    llm_max_concurrency: int = Field(default=16, ge=1, le=1000)
-    llm_retry_initial_ms: int = Field(default=500, ge=1, le=60_000)
-    llm_retry_max_ms: int = Field(default=10_000, ge=1, le=300_000)
-    llm_circuit_threshold: int = Field(default=3, ge=1, le=100)
-    llm_circuit_cooldown_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    model: str = Field(
+        default="mistral-small-latest", description="Mistral model used unless a room chose another"
+    )
+    allowed_models: CommaList = Field(
+        default_factory=list,
+        description="Models moderators may choose with !modele (comma-separated; always includes `model`)",
+    )
+    temperature: float = Field(
+        default=0.3,
+        ge=0.0,
+        le=1.5,
+        description="Sampling temperature unless a room chose another",
+    )
+    max_answer_tokens: int = Field(
+        default=1500,
+        ge=16,
+        le=32_000,
+        description="Longest answer the model may write",
+    )
+    context_token_budget: int = Field(
+        default=12_000,
+        ge=500,
+        le=1_000_000,
+        description="Tokens of prompt + room history + answer sent per question (counted with Mistral's tokenizer)",
+    )
+    llm_timeout_seconds: float = Field(
+        default=90.0,
+        gt=0,
+        le=900,
+        description="Timeout of one LLM attempt (a question gets at most twice this)",
+    )
+    llm_max_retries: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Retries on 429, 5xx, timeouts and connection errors",
+    )
+    llm_max_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="LLM calls in flight at once, all rooms together; the rest wait",
+    )
+    llm_retry_initial_ms: int = Field(
+        default=500,
+        ge=1,
+        le=60_000,
+        description="First retry delay (doubles each time)",
+    )
+    llm_retry_max_ms: int = Field(
+        default=10_000,
+        ge=1,
+        le=300_000,
+        description="Cap of the retry delay",
+    )
+    llm_circuit_threshold: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive failed questions that open the circuit (fail fast)",
+    )
+    llm_circuit_cooldown_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3600,
+        description="Time before one question probes a failed LLM again",
+    )
     system_prompt: str | None = Field(default=None, description="Replaces config/system_prompt.md")
-    system_prompt_file: Path | None = None
+    system_prompt_file: Path | None = Field(
+        default=None, description="File replacing config/system_prompt.md"
+    )
 
     # --- Behaviour ------------------------------------------------------------------------
-    catch_up_window_minutes: float = Field(default=15.0, ge=0, le=24 * 60)
-    command_prefixes: CommaList = Field(default_factory=lambda: ["!", "/"])
-    moderator_power_level: int = Field(default=50, ge=0, le=100)
-    retention_days: int = Field(default=30, ge=1, le=3650)
-    streaming: bool = True
-    stream_edit_interval_seconds: float = Field(default=1.0, ge=0.2, le=30)
-    sync_timeout_seconds: float = Field(default=30.0, ge=0, le=300)
-    homeserver_retry_max_seconds: float = Field(default=30.0, ge=0.1, le=600)
+    catch_up_window_minutes: float = Field(
+        default=15.0,
+        ge=0,
+        le=24 * 60,
+        description="After a restart, questions sent while the bot was down are answered if younger than this",
+    )
+    command_prefixes: CommaList = Field(
+        default_factory=lambda: ["!", "/"],
+        description="Command prefixes (comma-separated)",
+    )
+    moderator_power_level: int = Field(
+        default=50,
+        ge=0,
+        le=100,
+        description="Room power level needed for moderator commands",
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Days stored messages are kept (rooms may choose otherwise)",
+    )
+    streaming: bool = Field(
+        default=True, description="Show answers as they are written (edited message)"
+    )
+    stream_edit_interval_seconds: float = Field(
+        default=1.0,
+        ge=0.2,
+        le=30,
+        description="At most one edit per this interval while streaming",
+    )
+    sync_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=300,
+        description="Long-poll timeout of /sync",
+    )
+    homeserver_retry_max_seconds: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=600,
+        description="Cap of the backoff while the homeserver is unreachable",
+    )
     encrypt_for_unverified_devices: bool = Field(
         default=True, description="Like Element's default; false refuses unverified devices"
     )
@@ -111,16 +217,28 @@ class Settings(BaseSettings):
         le=24 * 3600,
         description="How long to wait for a missing room key before telling the sender once",
     )
-    user_rate_limit_per_minute: int = Field(default=10, ge=0, le=10_000)
-    room_rate_limit_per_minute: int = Field(default=30, ge=0, le=10_000)
+    user_rate_limit_per_minute: int = Field(
+        default=10,
+        ge=0,
+        le=10_000,
+        description="Questions per user per minute (0: unlimited)",
+    )
+    room_rate_limit_per_minute: int = Field(
+        default=30,
+        ge=0,
+        le=10_000,
+        description="Questions per room per minute (0: unlimited)",
+    )
     health_host: str = Field(
         default="127.0.0.1", description="Address of /healthz, /readyz and /metrics"
     )
     health_port: int = Field(default=8080, ge=0, le=65_535, description="0 disables the endpoint")
 
     # --- Logs -----------------------------------------------------------------------------
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error"
+    )
+    log_format: Literal["console", "json"] = Field(default="console", description="console or json")
     log_message_content: bool = Field(
         default=False, description="Log message bodies and prompts (debugging only: personal data)"
     )
