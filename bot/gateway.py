@@ -49,6 +49,7 @@ from config.settings import Settings
 log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
+SEND_ATTEMPTS = 6
 ACCESS_RULES_EVENT = "im.vector.room.access_rules"
 DEFAULT_PICKLE_KEY = "DEFAULT_KEY"  # nio's own default: the store is then effectively clear
 UNLIMITED_POWER = 1 << 53  # room v12 creators outrank every power level
@@ -335,6 +336,8 @@ class MatrixGateway:
             try:
                 response = sync_task.result()
             except Exception as error:  # transport errors nio did not absorb
+                # nio may have advanced next_batch before failing: replay from our saved token.
+                self.client.next_batch = self._sync_token
                 log.warning("matrix.sync_failed", error_type=type(error).__name__, retry_in=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
@@ -647,18 +650,31 @@ class MatrixGateway:
 
         Raises ClearSendRefused rather than let anything leave in clear in an encrypted room.
         """
-        await self._guard_encryption(room_id, event_type)
-        response = await self.client.room_send(
-            room_id,
-            event_type,
-            content,
-            tx_id=txn_id,
-            ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
-        )
-        if not isinstance(response, RoomSendResponse):
+        delay = 1.0
+        for attempt in range(SEND_ATTEMPTS):
+            await self._guard_encryption(room_id, event_type)
+            response = await self.client.room_send(
+                room_id,
+                event_type,
+                content,
+                tx_id=txn_id,
+                ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
+            )
+            if isinstance(response, RoomSendResponse):
+                return str(response.event_id)
             self._raise_if_auth_error(response)
-            raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
-        return str(response.event_id)
+            http_status = getattr(getattr(response, "transport_response", None), "status", None)
+            if (
+                not (isinstance(http_status, int) and http_status >= 500)
+                or attempt == SEND_ATTEMPTS - 1
+            ):
+                break
+            # A proxy in front of a restarting homeserver answers 502/503: the same
+            # transaction ID makes the retry safe.
+            log.warning("matrix.send_retry", room_id=room_id, status=http_status, retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._settings.homeserver_retry_max_seconds)
+        raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
 
     def is_encrypted(self, room_id: str) -> bool:
         """Encrypted per nio's live room state or per its persisted list of encrypted rooms."""

@@ -36,6 +36,7 @@ from config.settings import Settings
 log = structlog.get_logger(__name__)
 
 Job = Callable[[], Awaitable[None]]
+RATE_NOTICE_EVERY = 60.0
 
 
 class RoomDirectory(Protocol):
@@ -138,6 +139,7 @@ class Router:
         self.scheduler: Scheduler | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
+        self._rate_notice_at: dict[tuple[str, str], float] = {}
         self._undecryptable_notified: set[tuple[str, str, str]] = set()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
         self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
@@ -353,18 +355,14 @@ class Router:
                 await self._store.finish_trigger(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
-                metrics.RATE_LIMITED.labels("user").inc()
-                await self._outbox.reply(
-                    message, texts.USER_RATE_LIMITED, purpose="ratelimit", notice=True
+                await self._refuse_rate_limited(
+                    message, "user", message.sender, texts.USER_RATE_LIMITED
                 )
-                await self._store.finish_trigger(message, "skipped")
                 return
             if not self._room_limiter.allow(message.room_id):
-                metrics.RATE_LIMITED.labels("room").inc()
-                await self._outbox.reply(
-                    message, texts.ROOM_RATE_LIMITED, purpose="ratelimit", notice=True
+                await self._refuse_rate_limited(
+                    message, "room", message.room_id, texts.ROOM_RATE_LIMITED
                 )
-                await self._store.finish_trigger(message, "skipped")
                 return
             question, _ = self._question_text(message, identity)
             if not question:
@@ -385,6 +383,17 @@ class Router:
                 )
             finally:
                 await self._store.finish_trigger(message, "failed")
+
+    async def _refuse_rate_limited(
+        self, message: IncomingMessage, scope: str, key: str, notice: str
+    ) -> None:
+        """One polite notice per minute and per user (or room): a flood gets no flood back."""
+        metrics.RATE_LIMITED.labels(scope).inc()
+        now = time.monotonic()
+        if now - self._rate_notice_at.get((scope, key), -RATE_NOTICE_EVERY) >= RATE_NOTICE_EVERY:
+            self._rate_notice_at[(scope, key)] = now
+            await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
+        await self._store.finish_trigger(message, "skipped")
 
     def _is_known_command(self, room_id: str, word: str) -> bool:
         return (

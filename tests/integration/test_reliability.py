@@ -23,7 +23,7 @@ from config.settings import load_settings
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.fake_mistral import FakeMistral, default_responder, message_text
-from tests.support.matrix_client import send_text, sync_once, wait_for_event
+from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event
 from tests.support.synapse import SynapseServer, free_port
 
 
@@ -243,6 +243,14 @@ async def test_rate_limits_answer_politely_without_calling_the_llm(
     assert len(fake_llm.requests) == 3
     assert not fake_llm.requests_containing("alice trois")
     assert not fake_llm.requests_containing("bob deux")
+
+    flood = await send_text(alice, room_id, f"{bot.user_id} alice quatre", **mention)
+    marker = await send_text(alice, room_id, "!aide")
+    await wait_for_event(alice, room_id, replies_to(marker))
+    assert not any(
+        e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == flood
+        for e in events_in(alice, room_id)
+    ), "one rate-limit notice per minute, not one per question"
 
 
 # --- Bad input -------------------------------------------------------------------------------
