@@ -199,6 +199,7 @@ class MatrixGateway:
             if await self._store.is_direct_room(room_id):
                 self._direct_rooms.add(room_id)
         self._register_callbacks()
+        await self._load_held_events()
         profile = await self.client.get_displayname(self.user_id)
         self.display_name = getattr(profile, "displayname", None)
         fingerprint = (
@@ -351,6 +352,7 @@ class MatrixGateway:
             backoff = 1.0
             await self._after_sync(response)
             if first:
+                await self._retry_held_events()
                 self._in_first_sync = False
                 self.ready.set()
 
@@ -498,6 +500,10 @@ class MatrixGateway:
         )
         if not answerable or event.sender == self.user_id:
             return  # history: waiting quietly is enough
+        # Ciphertext only: kept so a restart before the key arrives loses nothing.
+        await self._store.save_awaiting_key(
+            room.room_id, event.event_id, event.session_id, json.dumps(event.source)
+        )
         code = self._withheld.get(event.session_id)
         if code is not None:
             await self._give_up(event, f"withheld:{code}")
@@ -548,22 +554,37 @@ class MatrixGateway:
         session_id = getattr(event, "session_id", None)
         if session_id:
             self._withheld.pop(session_id, None)  # the sender changed its mind (e.g. verified us)
-        waiting = self._undecrypted.pop(session_id, []) if session_id else []
-        for megolm in waiting:
-            task = self._give_up_tasks.pop(megolm.event_id, None)
-            if task is not None:
-                task.cancel()
+        if session_id:
+            await self._decrypt_waiting(session_id, keep_on_failure=False)
+
+    async def _decrypt_waiting(self, session_id: str, *, keep_on_failure: bool) -> None:
+        """Decrypt the events held for `session_id` and hand them on as if they had just come."""
+        waiting = self._undecrypted.pop(session_id, [])
+        for index, megolm in enumerate(waiting):
             try:
                 decrypted = self.client.decrypt_event(megolm)
-            except EncryptionError as error:  # e.g. a key starting at a later message index
+            except EncryptionError as error:  # no key yet, or one starting at a later index
+                if keep_on_failure:
+                    self._undecrypted[session_id] = waiting[index:]
+                    return
                 log.warning(
                     "matrix.late_key_unusable",
                     room_id=megolm.room_id,
                     event_id=megolm.event_id,
                     error_type=type(error).__name__,
                 )
+                await self._store.forget_awaiting_key(megolm.event_id)
                 continue
             room = self.client.rooms.get(megolm.room_id)
+            if room is None:
+                # The first sync of a process hands keys over before the rooms: the key is
+                # stored now, and the pass after that sync decrypts this event again.
+                self._undecrypted.setdefault(session_id, []).append(megolm)
+                continue
+            task = self._give_up_tasks.pop(megolm.event_id, None)
+            if task is not None:
+                task.cancel()
+            await self._store.forget_awaiting_key(megolm.event_id)
             answerable = megolm.event_id not in self._not_answerable
             self._not_answerable.discard(megolm.event_id)
             if isinstance(decrypted, RoomMessage) and room is not None:
@@ -571,6 +592,31 @@ class MatrixGateway:
                     "matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id
                 )
                 await self._on_room_message(room, decrypted, answerable=answerable)
+
+    async def _load_held_events(self) -> None:
+        """Events that waited for a key when the bot last stopped wait again (catch-up window)."""
+        window_ms = int(self._settings.catch_up_window_minutes * 60_000)
+        now = int(time.time() * 1000)
+        for room_id, source in await self._store.awaiting_keys(since_ms=now - 86_400_000):
+            try:
+                event = MegolmEvent.from_dict(json.loads(source))
+            except Exception:
+                continue
+            if not isinstance(event, MegolmEvent):
+                continue
+            event.room_id = room_id
+            self._undecrypted.setdefault(event.session_id, []).append(event)
+            if int(event.server_timestamp) < now - window_ms:
+                self._not_answerable.add(event.event_id)
+            else:
+                self._give_up_tasks[event.event_id] = asyncio.create_task(
+                    self._give_up_later(event), name=f"key-wait-{event.event_id}"
+                )
+
+    async def _retry_held_events(self) -> None:
+        """After the first sync: keys that came while the bot was down are in the store now."""
+        for session_id in list(self._undecrypted):
+            await self._decrypt_waiting(session_id, keep_on_failure=True)
 
     async def _on_unknown_to_device(self, event: UnknownToDeviceEvent) -> None:
         """`m.room_key.withheld`: the sender's device refuses us the key (e.g. `m.unverified`)."""

@@ -233,6 +233,7 @@ class Store:
                 "disabled_commands",
                 "custom_commands",
                 "schedules",
+                "awaiting_keys",
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
@@ -729,3 +730,27 @@ class Store:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (room_id, user_id, key, old, new, timestamp),
         )
+
+    # --- Encrypted events waiting for their room key ----------------------------------------
+    async def save_awaiting_key(
+        self, room_id: str, event_id: str, session_id: str, source: str
+    ) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR IGNORE INTO awaiting_keys (event_id, room_id, session_id, source, received_at_ms) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (event_id, room_id, session_id, source, now_ms()),
+            )
+
+    async def awaiting_keys(self, since_ms: int) -> list[tuple[str, str]]:
+        """(room_id, encrypted event JSON) of events still waiting, received after `since_ms`."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM awaiting_keys WHERE received_at_ms < ?", (since_ms,))
+        rows = await self._fetchall(
+            "SELECT room_id, source FROM awaiting_keys ORDER BY received_at_ms"
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    async def forget_awaiting_key(self, event_id: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM awaiting_keys WHERE event_id = ?", (event_id,))

@@ -686,3 +686,54 @@ async def test_store_passphrase_seals_existing_keys_and_is_then_required(
     await bot.restart(store_passphrase=phrase)
     gateway = bot.app.gateway
     assert gateway is not None and gateway.device_id == device_id
+
+
+async def test_message_waiting_for_its_key_survives_a_restart(
+    start_bot: StartBot, user_client: Any, synapse: SynapseServer, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot(undecryptable_notice_seconds=600)
+    alice = await user_client("alice", encryption=True)
+    room_id = await encrypted_room_with_bot(alice, bot.user_id, is_direct=True)
+    await ask(alice, room_id, bot.user_id, "Premier message, clé normale")
+
+    event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé après redémarrage")
+    gateway = bot.app.gateway
+    assert gateway is not None
+    for _ in range(100):
+        if gateway.is_waiting_for_key(event_id):
+            break
+        await asyncio.sleep(0.1)
+    assert gateway.is_waiting_for_key(event_id)
+
+    await bot.restart()
+    assert bot.app.gateway is not None and bot.app.gateway.is_waiting_for_key(event_id)
+    await release_key(synapse, alice, payloads)
+    answer = await wait_for_event(alice, room_id, replies_to(event_id))
+
+    assert answer["content"]["body"].startswith("Réponse simulée")
+    assert len(fake_llm.requests_containing("Clé après redémarrage")) == 1
+    assert not bot.app.gateway.is_waiting_for_key(event_id)
+
+
+async def test_key_that_arrives_while_the_bot_is_down_is_used_at_start(
+    start_bot: StartBot, user_client: Any, synapse: SynapseServer, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot(undecryptable_notice_seconds=600)
+    alice = await user_client("alice", encryption=True)
+    room_id = await encrypted_room_with_bot(alice, bot.user_id, is_direct=True)
+    await ask(alice, room_id, bot.user_id, "Premier message, clé normale")
+    event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé pendant l'arrêt")
+    gateway = bot.app.gateway
+    assert gateway is not None
+    for _ in range(100):
+        if gateway.is_waiting_for_key(event_id):
+            break
+        await asyncio.sleep(0.1)
+
+    await bot.stop()
+    await release_key(synapse, alice, payloads)
+    await bot.start()
+    answer = await wait_for_event(alice, room_id, replies_to(event_id))
+
+    assert answer["content"]["body"].startswith("Réponse simulée")
+    assert len(fake_llm.requests_containing("Clé pendant l'arrêt")) == 1
