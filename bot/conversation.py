@@ -67,6 +67,13 @@ class ConversationHandler:
         self._base_prompt = settings.default_system_prompt()
         self._background: set[asyncio.Future[None]] = set()
 
+    async def close(self) -> None:
+        """Let the last typing notices finish before the Matrix client closes."""
+        pending = [task for task in self._background if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        self._background.clear()
+
     def system_prompt(self, room: RoomContext, room_settings: RoomSettings) -> str:
         today = french_date(datetime.fromtimestamp(self._clock(), PARIS))
         name = "conversation privée" if room.is_direct else room.name

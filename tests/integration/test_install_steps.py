@@ -1,0 +1,288 @@
+"""The documented install step works, and the Dockerfile, README and compose file agree with it.
+
+Docker cannot run on these machines, so the image is checked through what it is made of: its
+install step is the README's (docs/install-steps.txt, run here for real in a fresh virtual
+environment), its health check is run against the real bot's endpoint, and the compose file's
+variables are real settings.
+
+To keep the run short the fresh environment installs the project with PIP_NO_DEPS (the step
+itself unchanged: pip reads its options from the environment) and borrows the dependencies of
+the test environment; a `pip install --dry-run` in the same fresh environment proves that the
+full dependency set resolves from the package index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+from bot.sandbox_synapse import free_port
+from config.settings import Settings, setting_name
+from tests.integration.conftest import StartBot
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+INSTALL_STEPS = ROOT / "docs" / "install-steps.txt"
+PIP_GUARD_SECONDS = 300  # a hung package index fails the test instead of hanging the suite
+
+
+def documented_install_step() -> str:
+    steps = [
+        line.strip()
+        for line in INSTALL_STEPS.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert len(steps) == 1, f"one install command expected in {INSTALL_STEPS}, got {steps}"
+    return steps[0]
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1].strip() + " "
+            continue
+        line = pending + line
+        pending = ""
+        keyword, _, arguments = line.partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+    return instructions
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("TCHAP_BOT_", "MISTRAL_", "PIP_", "VIRTUAL_ENV", "PYTHONPATH"))
+    }
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env.update(extra)
+    return env
+
+
+def _copy_project(destination: Path) -> Path:
+    """The sources a user would have after cloning: the step must not touch the repository."""
+    destination.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, destination / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("bot", "commands", "config"):
+        shutil.copytree(ROOT / package, destination / package, ignore=ignore)
+    return destination
+
+
+# --- the documented step, for real --------------------------------------------------------------
+
+
+def _resolve_dependencies(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start `pip install --dry-run` of the project's dependencies, as if nothing were installed:
+    proof that the whole set resolves from the index. Run with the test environment's pip (far
+    faster than the one a fresh venv gets), beside the install."""
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        requirements = tomllib.load(handle)["project"]["dependencies"]
+    requirements_file = tmp_path / "requirements.txt"
+    requirements_file.write_text("\n".join(requirements) + "\n")
+    report_path = tmp_path / "report.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report_path),
+            "-r",
+            str(requirements_file),
+        ],
+        env=_clean_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    return process, report_path
+
+
+def test_documented_install_step_gives_a_working_tchap_bot(tmp_path: Path) -> None:
+    step = documented_install_step()
+    project = _copy_project(tmp_path / "tchap-bot")
+    resolving, report_path = _resolve_dependencies(tmp_path)
+    try:
+        subprocess.run(
+            ["bash", "-c", step],
+            cwd=project,
+            env=_clean_env(PIP_NO_DEPS="1", PIP_QUIET="1"),
+            check=True,
+            timeout=PIP_GUARD_SECONDS,
+        )
+    except BaseException:
+        resolving.kill()
+        resolving.wait()
+        raise
+    venv = project / ".venv"
+    python = venv / "bin" / "python"
+
+    # Borrow the test environment's dependencies (a plain path: no .pth, no editable finder).
+    site_packages = next((venv / "lib").glob("python3*/site-packages"))
+    (site_packages / "zz_test_dependencies.pth").write_text(
+        "\n".join(site.getsitepackages()) + "\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    located = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import bot, commands, config; print(bot.__file__, commands.__file__, config.__file__)",
+        ],
+        cwd=elsewhere,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+    assert all(path.startswith(str(site_packages)) for path in located), located
+    assert (site_packages / "bot" / "migrations" / "0001_initial.sql").is_file(), "package data"
+    assert (site_packages / "config" / "system_prompt.md").is_file(), "package data"
+
+    tchap_bot = venv / "bin" / "tchap-bot"
+    shown = subprocess.run(
+        [str(tchap_bot), "--help"],
+        cwd=elsewhere,
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.returncode == 0, shown.stderr
+    for command in ("run", "export-data", "purge-user", "sandbox"):
+        assert command in shown.stdout
+
+    refused = subprocess.run(
+        [str(tchap_bot), "run"],
+        cwd=elsewhere,
+        env=_clean_env(
+            TCHAP_BOT_HOMESERVER="pas-une-url",
+            TCHAP_BOT_USER_ID="@assistant:localhost",
+            TCHAP_BOT_PASSWORD="mot-de-passe-secret",
+            TCHAP_BOT_DATA_DIR=str(tmp_path / "data"),
+            MISTRAL_API_KEY="cle-secrete-mistral",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert "TCHAP_BOT_HOMESERVER" in lines[0]
+    assert "mot-de-passe-secret" not in refused.stderr and "cle-secrete" not in refused.stderr
+    assert not (tmp_path / "data").exists(), "nothing is started with a bad configuration"
+
+    _, errors = resolving.communicate(timeout=PIP_GUARD_SECONDS)
+    assert resolving.returncode == 0, errors.decode(errors="replace")
+    report = json.loads(report_path.read_text())
+    would_install = {
+        item["metadata"]["name"].lower().replace("_", "-") for item in report["install"]
+    }
+    with (ROOT / "pyproject.toml").open("rb") as handle:
+        direct = tomllib.load(handle)["project"]["dependencies"]
+    for requirement in direct:
+        name = Requirement(requirement).name.lower().replace("_", "-")
+        assert name in would_install, f"{name} missing from the resolution"
+
+
+# --- the Dockerfile, the README and compose agree ------------------------------------------------
+
+
+def test_dockerfile_installs_with_the_documented_step() -> None:
+    runs = [arguments for keyword, arguments in dockerfile_instructions() if keyword == "RUN"]
+    assert documented_install_step() in runs, runs
+
+
+def test_readme_shows_the_documented_install_step() -> None:
+    readme = ROOT / "README.md"
+    assert readme.is_file(), "README.md is missing (pyproject.toml's readme points at it)"
+    assert documented_install_step() in readme.read_text(encoding="utf-8")
+
+
+def test_dockerfile_runtime_contract() -> None:
+    instructions = dockerfile_instructions()
+    keywords = [keyword for keyword, _ in instructions]
+    values = dict(instructions)  # last of each kind
+    assert instructions[0] == ("FROM", "python:3.11-slim")
+    user = values["USER"]
+    assert user not in ("root", "0"), "the bot must not run as root"
+    assert keywords.index("USER") > max(
+        index for index, (keyword, _) in enumerate(instructions) if keyword == "RUN"
+    ), "USER comes after the last RUN (installing needs root, running does not)"
+    assert values["VOLUME"] == "/data"
+    env = " ".join(arguments for keyword, arguments in instructions if keyword == "ENV")
+    assert "TCHAP_BOT_DATA_DIR=/data" in env.split()
+    assert json.loads(values["CMD"]) == ["tchap-bot", "run"]
+    assert "urllib" in values["HEALTHCHECK"] and "curl" not in values["HEALTHCHECK"]
+
+
+def healthcheck_command(port: int) -> list[str]:
+    """The image's HEALTHCHECK command, aimed at `port`, run with this interpreter."""
+    arguments = dict(dockerfile_instructions())["HEALTHCHECK"]
+    exec_form = arguments[arguments.index("CMD") + len("CMD") :].strip()
+    command: list[str] = json.loads(exec_form)
+    assert command[0] == "python"
+    assert "http://127.0.0.1:8080/healthz" in command[-1]
+    default_port = Settings.model_fields["health_port"].default
+    assert default_port == 8080, "the HEALTHCHECK port follows the health_port default"
+    return [sys.executable, *command[1:-1], command[-1].replace(":8080/", f":{port}/")]
+
+
+async def _exit_code(command: list[str]) -> int:
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    return await asyncio.wait_for(process.wait(), 60)
+
+
+async def test_healthcheck_passes_on_the_running_bot_and_fails_without_it(
+    start_bot: StartBot,
+) -> None:
+    port = free_port()
+    bot = await start_bot(health_port=port)
+    assert await _exit_code(healthcheck_command(port)) == 0
+    await bot.stop()
+    assert await _exit_code(healthcheck_command(port)) != 0
+
+
+def test_compose_uses_real_settings_and_local_ports() -> None:
+    compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    bot = services["bot"]
+    assert bot["build"] == "."
+    known = {setting_name(name) for name in Settings.model_fields}
+    for variable in bot["environment"]:
+        assert variable in known, f"{variable} is not a setting the bot reads"
+    assert bot["environment"]["TCHAP_BOT_HOMESERVER"] == "http://synapse:8008"
+    assert services["synapse"]["image"].startswith("matrixdotorg/synapse")
+    for port in services["synapse"]["ports"]:
+        assert re.match(r"127\.0\.0\.1:\d+:\d+$", port), "trial ports stay on this machine"
