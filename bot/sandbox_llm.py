@@ -42,7 +42,8 @@ _LLAMA_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "st
 # --- Canned responder -------------------------------------------------------------------------
 
 
-def _text(message: dict[str, Any]) -> str:
+def message_text(message: dict[str, Any]) -> str:
+    """Text of a chat message whose content is a string or a list of chunks."""
     content = message.get("content")
     if isinstance(content, str):
         return content
@@ -54,7 +55,7 @@ def _text(message: dict[str, Any]) -> str:
 def canned_answer(body: dict[str, Any]) -> str:
     """'Réponse simulée : ' + the last user message (200 characters at most)."""
     users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
-    last = " ".join(_text(users[-1]).split()) if users else ""
+    last = " ".join(message_text(users[-1]).split()) if users else ""
     if len(last) > 200:
         last = last[:199] + "…"
     return f"Réponse simulée : {last}"
@@ -95,7 +96,7 @@ class CannedLLM:
         answer = canned_answer(body)
         model = body.get("model") or CANNED_MODEL
         words = max(1, len(answer.split()))
-        prompt_words = sum(len(_text(m).split()) for m in body.get("messages", []))
+        prompt_words = sum(len(message_text(m).split()) for m in body.get("messages", []))
         usage = {
             "prompt_tokens": prompt_words,
             "completion_tokens": words,

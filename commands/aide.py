@@ -6,6 +6,7 @@ from typing import Any
 
 from bot import texts
 from commands.base import Command, CommandContext, Power, UsageError
+from commands.custom import describe
 from commands.registry import normalise
 
 
@@ -47,14 +48,7 @@ async def run(ctx: CommandContext, topic: str | None) -> None:
         command = ctx.registry.lookup(topic)
         custom = ctx.room_commands.custom(ctx.message.room_id, normalise(topic))
         if command is None and custom is not None:
-            await ctx.reply(
-                texts.CUSTOM_SHOW.format(
-                    prefix=ctx.prefix,
-                    name=custom.name,
-                    description=custom.description,
-                    template=custom.template,
-                )
-            )
+            await ctx.reply(describe(custom, ctx.prefix))
             return
         if command is None:
             await ctx.reply(texts.HELP_UNKNOWN.format(name=topic, prefix=ctx.prefix))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from bot import texts
 from commands.arguments import fold
 from commands.base import Command, CommandContext, Power, UsageError
-from commands.custom import template_fields
+from commands.custom import describe, template_fields
 
 MAX_CUSTOM_COMMANDS = 30
 DESCRIPTION_MAX_CHARS = 120
@@ -93,14 +93,7 @@ async def run(ctx: CommandContext, action: CustomAction) -> None:
         if existing is None:
             await ctx.reply(texts.CUSTOM_UNKNOWN.format(prefix=ctx.prefix, name=action.name))
             return
-        await ctx.reply(
-            texts.CUSTOM_SHOW.format(
-                prefix=ctx.prefix,
-                name=existing.name,
-                description=existing.description,
-                template=existing.template,
-            )
-        )
+        await ctx.reply(describe(existing, ctx.prefix))
         return
     if action.action == "delete":
         if not await repository.delete_custom(room_id, action.name, ctx.message.sender):

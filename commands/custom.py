@@ -20,6 +20,16 @@ ALLOWED_FIELDS = {TEXT_FIELD, ROOM_FIELD}
 RECENT_MESSAGES = 50
 
 
+def describe(command: CustomCommand, prefix: str) -> str:
+    """A custom command shown in full (for `!aide <nom>` and `!commande voir <nom>`)."""
+    return texts.CUSTOM_SHOW.format(
+        prefix=prefix,
+        name=command.name,
+        description=command.description,
+        template=command.template,
+    )
+
+
 def template_fields(template: str) -> set[str]:
     """The placeholders of a template; raises UsageError (French) if it is malformed."""
     if not template.strip():

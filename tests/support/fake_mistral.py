@@ -26,6 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox_llm import canned_answer as default_responder
+from bot.sandbox_llm import message_text
+
 Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
 DEFAULT_MODEL = "mistral-small-latest"
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
@@ -39,23 +42,6 @@ _ERROR_TEXTS = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """Text of a chat message whose content is a string or a list of chunks."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(chunk.get("text", "")) for chunk in content if isinstance(chunk, dict))
-    return ""
-
-
-def default_responder(body: dict[str, Any]) -> str:
-    """'Réponse simulée : ' + the last user message (200 chars max): easy to assert on."""
-    user_messages = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    last = message_text(user_messages[-1]) if user_messages else ""
-    return "Réponse simulée : " + last[:200]
 
 
 def split_tokens(text: str) -> list[str]:
