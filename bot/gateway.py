@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import structlog
 from nio import (
@@ -33,6 +34,7 @@ from nio import (
     RoomSendResponse,
     SyncError,
     SyncResponse,
+    UnknownAccountDataEvent,
     UnknownEvent,
     UnknownToDeviceEvent,
     WhoamiResponse,
@@ -370,6 +372,7 @@ class MatrixGateway:
             raise AuthenticationFailed(detail)
 
     async def _after_sync(self, response: SyncResponse) -> None:
+        await self._note_direct_rooms(response)
         for room_id in response.rooms.leave:
             self._direct_rooms.discard(room_id)
             if self._sink is not None:
@@ -673,7 +676,7 @@ class MatrixGateway:
         )
 
     # --- Actions ----------------------------------------------------------------------------
-    async def join(self, room_id: str, is_direct: bool) -> bool:
+    async def join(self, room_id: str, is_direct: bool, inviter: str | None = None) -> bool:
         response = await self.client.join(room_id)
         if isinstance(response, JoinError):
             log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
@@ -681,7 +684,39 @@ class MatrixGateway:
         await self._store.remember_room(room_id, is_direct)
         if is_direct:
             self._direct_rooms.add(room_id)
+            if inviter is not None:
+                await self._list_in_m_direct(inviter, room_id)
         return True
+
+    async def _list_in_m_direct(self, user_id: str, room_id: str) -> None:
+        """Record the DM in the bot's own `m.direct`, as clients do for theirs."""
+        path = f"/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
+        try:
+            status, direct = await self._http_json("GET", path, None)
+            rooms = direct.get(user_id) if status == 200 else None
+            listed = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
+            if room_id in listed:
+                return
+            updated = {**(direct if status == 200 else {}), user_id: [*listed, room_id]}
+            status, _ = await self._http_json("PUT", path, updated)
+            if status != 200:
+                log.warning("matrix.m_direct_not_saved", room_id=room_id, status=status)
+        except Exception as error:  # the store already knows it is a DM: this is a courtesy
+            log.warning(
+                "matrix.m_direct_not_saved", room_id=room_id, error_type=type(error).__name__
+            )
+
+    async def _note_direct_rooms(self, response: SyncResponse) -> None:
+        """Rooms listed in the bot's `m.direct` account data are DMs."""
+        for event in response.account_data_events:
+            if not isinstance(event, UnknownAccountDataEvent) or event.type != "m.direct":
+                continue
+            content = event.content if isinstance(event.content, dict) else {}
+            for rooms in content.values():
+                for room_id in rooms if isinstance(rooms, list) else []:
+                    if isinstance(room_id, str) and room_id not in self._direct_rooms:
+                        self._direct_rooms.add(room_id)
+                        await self._store.remember_room(room_id, is_direct=True)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)

@@ -52,7 +52,7 @@ class RoomDirectory(Protocol):
 
     def bot_names(self, room_id: str) -> tuple[str, ...]: ...
 
-    async def join(self, room_id: str, is_direct: bool) -> bool: ...
+    async def join(self, room_id: str, is_direct: bool, inviter: str | None = None) -> bool: ...
 
     async def reject_invite(self, room_id: str) -> None: ...
 
@@ -166,7 +166,7 @@ class Router:
             bound.info("router.invite_rejected", inviter_allowed=False)
             await self._gateway.reject_invite(invite.room_id)
             return
-        joined = await self._gateway.join(invite.room_id, invite.is_direct)
+        joined = await self._gateway.join(invite.room_id, invite.is_direct, invite.inviter)
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:

@@ -301,8 +301,38 @@ async def test_mention_older_than_catch_up_window_is_not_answered_after_restart(
     fresh = await ask(alice, room_id, bot.user_id, "Question récente")
 
     assert fresh["content"]["body"].startswith("Réponse simulée")
-    assert not any("Question trop ancienne" in r["messages"][-1]["content"] for r in fake_llm.requests)
+    assert not any(
+        "Question trop ancienne" in r["messages"][-1]["content"] for r in fake_llm.requests
+    )
     assert not any(
         e["content"].get("m.relates_to", {}).get("m.in_reply_to", {}).get("event_id") == stale
         for e in bot_replies(alice, room_id, bot.user_id)
     )
+
+
+async def test_direct_rooms_follow_m_direct_both_ways(
+    start_bot: StartBot, user_client: Any, synapse: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice = await user_client("alice")
+    dm = await room_with_bot(alice, bot.user_id, is_direct=True)
+    gateway = bot.app.gateway
+    path = f"/_matrix/client/v3/user/{bot.user_id}/account_data/m.direct"
+    listed = await synapse.admin_request("GET", path, bot.app.gateway.client.access_token)
+    assert dm in listed[alice.user_id], "an accepted DM is recorded in the bot's m.direct"
+
+    group = await room_with_bot(alice, bot.user_id, name="Deux personnes, pas un DM")
+    quiet = await send_text(alice, group, "Bonjour à toi")
+    await ask(alice, dm, bot.user_id, "Repère")
+    assert not any("Bonjour à toi" in r["messages"][-1]["content"] for r in fake_llm.requests)
+    assert quiet and not gateway.is_direct(group)
+
+    listed[alice.user_id].append(group)
+    await synapse.admin_request("PUT", path, gateway.client.access_token, json_body=listed)
+    for _ in range(100):  # the change reaches the bot with its next sync
+        if gateway.is_direct(group):
+            break
+        await asyncio.sleep(0.05)
+    assert gateway.is_direct(group)
+    answer = await ask(alice, group, bot.user_id, "Maintenant sans mention")
+    assert answer["content"]["body"].startswith("Réponse simulée")
