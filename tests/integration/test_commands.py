@@ -33,10 +33,18 @@ async def set_power_level(client: nio.AsyncClient, room_id: str, user_id: str, l
 
 
 def summary_requests(fake_llm: FakeMistral) -> list[dict[str, Any]]:
-    return [r for r in fake_llm.requests if "Transcription" in r["messages"][-1]["content"] or "Extrait" in r["messages"][-1]["content"] or "Résumés partiels" in r["messages"][-1]["content"]]
+    return [
+        r
+        for r in fake_llm.requests
+        if "Transcription" in r["messages"][-1]["content"]
+        or "Extrait" in r["messages"][-1]["content"]
+        or "Résumés partiels" in r["messages"][-1]["content"]
+    ]
 
 
-async def test_help_lists_what_the_user_may_run(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_help_lists_what_the_user_may_run(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice, bob = await user_client("alice"), await user_client("bob")
     room_id = await group_room(alice, bob, bot)
@@ -51,7 +59,9 @@ async def test_help_lists_what_the_user_may_run(start_bot: StartBot, user_client
     assert fake_llm.requests == [], "commands never call the model"
 
 
-async def test_unknown_command_and_bad_arguments_get_usage(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_unknown_command_and_bad_arguments_get_usage(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
@@ -74,7 +84,11 @@ async def test_summary_covers_unmentioned_messages_of_the_window_only(
     await send_text(alice, other_room, "Ailleurs : le dossier Zéphyr est confidentiel")
 
     await send_text(alice, room_id, "Vieux message hors fenêtre : Boréal")
-    for text in ("Décision : on livre vendredi", "Action : Bob prépare la note", "Question ouverte : budget ?"):
+    for text in (
+        "Décision : on livre vendredi",
+        "Action : Bob prépare la note",
+        "Question ouverte : budget ?",
+    ):
         await send_text(bob, room_id, text)
     await sync_once(alice)
     answer = await ask(alice, room_id, bot.user_id, "!resume 3")
@@ -89,7 +103,9 @@ async def test_summary_covers_unmentioned_messages_of_the_window_only(
     assert "Résumé" in answer["content"]["body"]
 
 
-async def test_summary_of_empty_window_is_friendly(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_summary_of_empty_window_is_friendly(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
@@ -107,7 +123,9 @@ async def test_summary_map_reduce_on_history_larger_than_context(
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, name="Comité")
     for n in range(40):
-        await send_text(alice, room_id, f"Point {n} : " + "le comité examine la convention de partenariat " * 3)
+        await send_text(
+            alice, room_id, f"Point {n} : " + "le comité examine la convention de partenariat " * 3
+        )
     await sync_once(alice)
 
     await ask(alice, room_id, bot.user_id, "!resume 40")
@@ -121,7 +139,9 @@ async def test_summary_map_reduce_on_history_larger_than_context(
     assert all(f"Point {n} :" in covered for n in range(40))
 
 
-async def test_reset_forgets_context(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_reset_forgets_context(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot()
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
@@ -163,10 +183,14 @@ async def test_settings_change_needs_moderator_and_is_audited(
 
     await bot.restart()
     await ask(bob, room_id, bot.user_id, f"{bot.user_id} encore", mentions=[bot.user_id])
-    assert "Réponds en alexandrins." in fake_llm.requests[-1]["messages"][0]["content"], "settings persist"
+    assert "Réponds en alexandrins." in fake_llm.requests[-1]["messages"][0]["content"], (
+        "settings persist"
+    )
 
 
-async def test_model_switch_and_stats_for_moderators(start_bot: StartBot, user_client: Any, fake_llm: FakeMistral) -> None:
+async def test_model_switch_and_stats_for_moderators(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
     bot = await start_bot(allowed_models="mistral-small-latest,mistral-large-latest")
     alice, bob = await user_client("alice"), await user_client("bob")
     room_id = await group_room(alice, bob, bot)

@@ -13,7 +13,9 @@ from tests.support.matrix_client import events_in, send_text, sync_once, wait_fo
 
 LONG_ANSWER = (
     "Voici la procédure. "
-    + " ".join(f"Étape {n} : vérifier le dossier numéro {n} et le transmettre." for n in range(1, 13))
+    + " ".join(
+        f"Étape {n} : vérifier le dossier numéro {n} et le transmettre." for n in range(1, 13)
+    )
     + " Fin de la procédure."
 )
 
@@ -62,7 +64,9 @@ async def test_streamed_answer_grows_by_throttled_edits_and_ends_complete(
     edits = edits_of(alice, room_id, first["event_id"])
     words = len(LONG_ANSWER.split())
     stream_seconds = words / 40
-    assert 2 <= len(edits) <= stream_seconds / 0.5 + 2, f"{len(edits)} edits for {stream_seconds:.1f} s"
+    assert 2 <= len(edits) <= stream_seconds / 0.5 + 2, (
+        f"{len(edits)} edits for {stream_seconds:.1f} s"
+    )
     assert edits[-1]["event_id"] == final["event_id"]
     assert len(bot_replies(alice, room_id, bot.user_id)) == 1
 
