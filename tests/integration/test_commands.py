@@ -230,3 +230,24 @@ async def test_forget_me_deletes_the_users_data_everywhere(
     assert (await bot.store.export_user(alice.user_id))["messages"], "others keep their data"
     assert any(char.isdigit() for char in confirmation["content"]["body"])
     assert texts.UNKNOWN_COMMAND.split(":")[0] not in confirmation["content"]["body"]
+
+
+async def test_forget_everything_is_for_moderators_and_drops_stored_messages(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice, bob = await user_client("alice"), await user_client("bob")
+    room_id = await group_room(alice, bob, bot)
+    await send_text(bob, room_id, "Note interne : le prestataire est retenu")
+    await sync_once(alice)
+
+    refused = await ask(bob, room_id, bot.user_id, "!oublie tout")
+    assert "réservée aux modérateurs" in refused["content"]["body"]
+    assert await bot.store.messages_in_window(room_id), "nothing was deleted"
+
+    done = await ask(alice, room_id, bot.user_id, "!reset all")
+    assert done["sender"] == bot.user_id
+    remaining = await bot.store.messages_in_window(room_id)
+    assert not any("prestataire" in message.body for message in remaining)
+    empty = await ask(alice, room_id, bot.user_id, "!resume 10")
+    assert "Rien à résumer" in empty["content"]["body"]
