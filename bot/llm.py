@@ -11,7 +11,6 @@ service that is down; after a cooldown one question probes it (no retries) and c
 from __future__ import annotations
 
 import asyncio
-import functools
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -168,53 +167,6 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, MistralError):
         return error.status_code in RETRYABLE_STATUS
     return isinstance(error, (httpx2.TransportError, TimeoutError, NoResponseError))
-
-
-def _memoize_sdk_model_factories() -> None:
-    """Make the SDK build its per-type helper classes once instead of at every call.
-
-    mistralai (Speakeasy-generated) calls pydantic's `create_model` to (un)marshal every
-    request and response, and re-evaluates type hints for query and path parameters: ~4 ms of
-    CPU per question on a 2-core machine, more than the rest of the bot's own work (bench/,
-    figures 1 and 3). The classes depend only on the type, so caching them changes nothing
-    else. Skipped silently if a future SDK moves these helpers.
-    """
-    import typing
-
-    try:
-        from mistralai.client.utils import queryparams, serializers, url
-    except ImportError:
-        return
-    factory = getattr(serializers, "create_model", None)
-    if factory is None or getattr(factory, "_tchapbot_cached", False):
-        return
-    classes: dict[tuple[Any, ...], Any] = {}
-
-    def cached_create_model(name: str, **fields: Any) -> Any:
-        if set(fields) - {"body", "__config__"}:
-            return factory(name, **fields)
-        try:
-            key = (
-                name,
-                fields.get("body"),
-                tuple(sorted((fields.get("__config__") or {}).items())),
-            )
-            model = classes.get(key)
-        except TypeError:  # an unhashable type annotation: build it as the SDK would
-            return factory(name, **fields)
-        if model is None:
-            model = classes[key] = factory(name, **fields)
-        return model
-
-    cached_create_model._tchapbot_cached = True  # type: ignore[attr-defined]
-    setattr(serializers, "create_model", cached_create_model)  # noqa: B010 - patching
-    hints = functools.lru_cache(maxsize=256)(typing.get_type_hints)
-    for module in (queryparams, url):
-        if getattr(module, "get_type_hints", None) is typing.get_type_hints:
-            setattr(module, "get_type_hints", hints)  # noqa: B010 - patching
-
-
-_memoize_sdk_model_factories()
 
 
 class LLMClient:

@@ -120,8 +120,12 @@ class Outbox:
         *,
         purpose: str,
         revision: int,
+        measure_from: float | None = None,
     ) -> str:
+        """`measure_from` as in `reply` (the final edit of a streamed answer)."""
         content = edit_content(original_event_id, markdown, render_markdown(markdown))
+        if measure_from is not None:
+            metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
         return await self._sender.send_event(
             trigger.room_id, content, transaction_id(trigger.event_id, f"{purpose}-edit", revision)
         )
