@@ -274,12 +274,7 @@ class LLMClient:
             started = time.perf_counter()
             try:
                 response = await self._attempts(
-                    lambda: self._sdk.chat.complete_async(
-                        model=request.model,
-                        messages=_sdk_messages(request.messages),
-                        temperature=request.temperature,
-                        max_tokens=request.max_tokens,
-                    ),
+                    lambda: self._sdk.chat.complete_async(**_sdk_arguments(request)),
                     probing=probing,
                 )
             except Exception as error:
@@ -316,12 +311,7 @@ class LLMClient:
             got_text = False
             try:
                 events = await self._attempts(
-                    lambda: self._sdk.chat.stream_async(
-                        model=request.model,
-                        messages=_sdk_messages(request.messages),
-                        temperature=request.temperature,
-                        max_tokens=request.max_tokens,
-                    ),
+                    lambda: self._sdk.chat.stream_async(**_sdk_arguments(request)),
                     probing=probing,
                 )
                 async with events as stream:
@@ -393,6 +383,15 @@ def _sdk_messages(messages: Sequence[ChatMessage]) -> list[SdkMessage]:
         else:
             converted.append(UserMessage(content=message.content))
     return converted
+
+
+def _sdk_arguments(request: ChatRequest) -> dict[str, Any]:
+    return {
+        "model": request.model,
+        "messages": _sdk_messages(request.messages),
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+    }
 
 
 def classify_error(error: BaseException) -> LLMErrorKind:

@@ -688,6 +688,15 @@ async def test_store_passphrase_seals_existing_keys_and_is_then_required(
     assert gateway is not None and gateway.device_id == device_id
 
 
+async def until_held(gateway: Any, event_id: str) -> None:
+    """The bot has seen the encrypted event and is holding it for its key."""
+    for _ in range(100):
+        if gateway.is_waiting_for_key(event_id):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the bot never held {event_id}")
+
+
 async def test_message_waiting_for_its_key_survives_a_restart(
     start_bot: StartBot, user_client: Any, synapse: SynapseServer, fake_llm: FakeMistral
 ) -> None:
@@ -699,11 +708,7 @@ async def test_message_waiting_for_its_key_survives_a_restart(
     event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé après redémarrage")
     gateway = bot.app.gateway
     assert gateway is not None
-    for _ in range(100):
-        if gateway.is_waiting_for_key(event_id):
-            break
-        await asyncio.sleep(0.1)
-    assert gateway.is_waiting_for_key(event_id)
+    await until_held(gateway, event_id)
 
     await bot.restart()
     assert bot.app.gateway is not None and bot.app.gateway.is_waiting_for_key(event_id)
@@ -725,10 +730,7 @@ async def test_key_that_arrives_while_the_bot_is_down_is_used_at_start(
     event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé pendant l'arrêt")
     gateway = bot.app.gateway
     assert gateway is not None
-    for _ in range(100):
-        if gateway.is_waiting_for_key(event_id):
-            break
-        await asyncio.sleep(0.1)
+    await until_held(gateway, event_id)
 
     await bot.stop()
     await release_key(synapse, alice, payloads)
