@@ -24,6 +24,19 @@ import nio
 ECHO_BODY = "écho"
 
 
+async def crypto_housekeeping(client: nio.AsyncClient) -> None:
+    """What nio's sync_forever does between syncs for encryption (keys, to-device)."""
+    if client.olm is None:
+        return
+    await client.send_to_device_messages()
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+    if client.should_claim_keys:
+        await client.keys_claim(client.get_users_for_key_claiming())
+
+
 class EchoPeer:
     def __init__(self, config: dict[str, Any]) -> None:
         self.encryption = bool(config.get("encryption", False))
@@ -75,16 +88,7 @@ class EchoPeer:
             await self.client.join(room.room_id)
 
     async def housekeeping(self) -> None:
-        client = self.client
-        if client.olm is None:
-            return
-        await client.send_to_device_messages()
-        if client.should_upload_keys:
-            await client.keys_upload()
-        if client.should_query_keys:
-            await client.keys_query()
-        if client.should_claim_keys:
-            await client.keys_claim(client.get_users_for_key_claiming())
+        await crypto_housekeeping(self.client)
 
     async def run(self, stop: asyncio.Event) -> None:
         self.client.add_event_callback(self.on_message, nio.RoomMessageText)

@@ -16,6 +16,7 @@ from typing import Any
 
 import nio
 
+from bench.echo import crypto_housekeeping
 from bot.sandbox_synapse import RegisteredUser
 
 
@@ -80,16 +81,7 @@ class Observer:
         self._task = asyncio.create_task(self._loop())
 
     async def _housekeeping(self) -> None:
-        client = self.client
-        if client.olm is None:
-            return
-        await client.send_to_device_messages()
-        if client.should_upload_keys:
-            await client.keys_upload()
-        if client.should_query_keys:
-            await client.keys_query()
-        if client.should_claim_keys:
-            await client.keys_claim(client.get_users_for_key_claiming())
+        await crypto_housekeeping(self.client)
 
     async def _loop(self) -> None:
         while not self._stopping:

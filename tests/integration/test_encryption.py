@@ -697,45 +697,32 @@ async def until_held(gateway: Any, event_id: str) -> None:
     raise AssertionError(f"the bot never held {event_id}")
 
 
+@pytest.mark.parametrize("key_comes", ["after the restart", "while the bot is down"])
 async def test_message_waiting_for_its_key_survives_a_restart(
-    start_bot: StartBot, user_client: Any, synapse: SynapseServer, fake_llm: FakeMistral
+    start_bot: StartBot,
+    user_client: Any,
+    synapse: SynapseServer,
+    fake_llm: FakeMistral,
+    key_comes: str,
 ) -> None:
     bot = await start_bot(undecryptable_notice_seconds=600)
     alice = await user_client("alice", encryption=True)
     room_id = await encrypted_room_with_bot(alice, bot.user_id, is_direct=True)
     await ask(alice, room_id, bot.user_id, "Premier message, clé normale")
-
-    event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé après redémarrage")
-    gateway = bot.app.gateway
-    assert gateway is not None
-    await until_held(gateway, event_id)
-
-    await bot.restart()
-    assert bot.app.gateway is not None and bot.app.gateway.is_waiting_for_key(event_id)
-    await release_key(synapse, alice, payloads)
-    answer = await wait_for_event(alice, room_id, replies_to(event_id))
-
-    assert answer["content"]["body"].startswith("Réponse simulée")
-    assert len(fake_llm.requests_containing("Clé après redémarrage")) == 1
-    assert not bot.app.gateway.is_waiting_for_key(event_id)
-
-
-async def test_key_that_arrives_while_the_bot_is_down_is_used_at_start(
-    start_bot: StartBot, user_client: Any, synapse: SynapseServer, fake_llm: FakeMistral
-) -> None:
-    bot = await start_bot(undecryptable_notice_seconds=600)
-    alice = await user_client("alice", encryption=True)
-    room_id = await encrypted_room_with_bot(alice, bot.user_id, is_direct=True)
-    await ask(alice, room_id, bot.user_id, "Premier message, clé normale")
-    event_id, payloads, _ = await send_with_held_key(alice, room_id, "Clé pendant l'arrêt")
-    gateway = bot.app.gateway
-    assert gateway is not None
-    await until_held(gateway, event_id)
+    question = f"Clé reçue {key_comes}"
+    event_id, payloads, _ = await send_with_held_key(alice, room_id, question)
+    assert bot.app.gateway is not None
+    await until_held(bot.app.gateway, event_id)
 
     await bot.stop()
-    await release_key(synapse, alice, payloads)
+    if key_comes == "while the bot is down":
+        await release_key(synapse, alice, payloads)
     await bot.start()
+    if key_comes == "after the restart":
+        assert bot.app.gateway is not None and bot.app.gateway.is_waiting_for_key(event_id)
+        await release_key(synapse, alice, payloads)
     answer = await wait_for_event(alice, room_id, replies_to(event_id))
 
     assert answer["content"]["body"].startswith("Réponse simulée")
-    assert len(fake_llm.requests_containing("Clé pendant l'arrêt")) == 1
+    assert len(fake_llm.requests_containing(question)) == 1
+    assert bot.app.gateway is not None and not bot.app.gateway.is_waiting_for_key(event_id)
