@@ -210,11 +210,6 @@ class LLMClient:
         await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
         await self._http.aclose()
 
-    @property
-    def queue_depth(self) -> int:
-        waiters = getattr(self._semaphore, "_waiters", None)
-        return len(waiters) if waiters else 0
-
     def _admit(self) -> bool:
         """Raise CIRCUIT_OPEN unless the breaker lets this question through; True if it probes."""
         if not self.breaker.allow():

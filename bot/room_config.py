@@ -36,6 +36,3 @@ class RoomConfigRepository:
 
     def forget(self, room_id: str) -> None:
         self._cache.pop(room_id, None)
-
-    def rooms_with_settings(self) -> dict[str, RoomSettings]:
-        return dict(self._cache)

@@ -248,28 +248,30 @@ class Router:
         if not await self._is_for_bot(message, room):
             await self._store_message(message)
             return
-        if not await self._store.claim_trigger(message):
+        if not await self._store.claim_trigger(message, self._stored(message)):
             return  # already answered (a replayed sync)
-        await self._store_message(message)
         self._schedule(message, received_at)
 
-    async def _store_message(self, message: IncomingMessage) -> None:
+    @staticmethod
+    def _stored(message: IncomingMessage) -> StoredMessage | None:
+        """The message as summaries read it (reply fallback removed); None when it has no text."""
         if not message.body:
-            return
+            return None
         body, _ = strip_reply_fallback(message.body, message.formatted_body)
-        await self._store.save_messages(
-            [
-                StoredMessage(
-                    event_id=message.event_id,
-                    room_id=message.room_id,
-                    sender=message.sender,
-                    sender_name=message.sender_name,
-                    body=body,
-                    timestamp_ms=message.timestamp_ms,
-                    thread_root_id=message.thread_root_id,
-                )
-            ]
+        return StoredMessage(
+            event_id=message.event_id,
+            room_id=message.room_id,
+            sender=message.sender,
+            sender_name=message.sender_name,
+            body=body,
+            timestamp_ms=message.timestamp_ms,
+            thread_root_id=message.thread_root_id,
         )
+
+    async def _store_message(self, message: IncomingMessage) -> None:
+        stored = self._stored(message)
+        if stored is not None:
+            await self._store.save_messages([stored])
 
     def _identity(self, room_id: str) -> BotIdentity:
         return BotIdentity(

@@ -103,6 +103,25 @@ class UserDataDeleted(Record):
     conversation_turns: int
 
 
+INSERT_MESSAGE = (
+    "INSERT OR IGNORE INTO room_messages "
+    "(event_id, room_id, sender, sender_name, body, timestamp_ms, thread_root_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _message_row(m: StoredMessage) -> tuple[str, str, str, str, str, int, str | None]:
+    return (
+        m.event_id,
+        m.room_id,
+        m.sender,
+        m.sender_name,
+        m.body,
+        m.timestamp_ms,
+        m.thread_root_id,
+    )
+
+
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("bot") / "migrations"
     found = []
@@ -240,27 +259,11 @@ class Store:
 
     # --- Room messages --------------------------------------------------------------------------
     async def save_messages(self, messages: Iterable[StoredMessage]) -> None:
-        rows = [
-            (
-                m.event_id,
-                m.room_id,
-                m.sender,
-                m.sender_name,
-                m.body,
-                m.timestamp_ms,
-                m.thread_root_id,
-            )
-            for m in messages
-        ]
+        rows = [_message_row(m) for m in messages]
         if not rows:
             return
         async with self._transaction() as db:
-            await db.executemany(
-                "INSERT OR IGNORE INTO room_messages "
-                "(event_id, room_id, sender, sender_name, body, timestamp_ms, thread_root_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+            await db.executemany(INSERT_MESSAGE, rows)
 
     async def get_message(self, event_id: str) -> StoredMessage | None:
         row = await self._fetchone("SELECT * FROM room_messages WHERE event_id = ?", (event_id,))
@@ -378,8 +381,11 @@ class Store:
             return max(cursor.rowcount, 0)
 
     # --- Exactly-once triggers ------------------------------------------------------------------
-    async def claim_trigger(self, message: IncomingMessage) -> bool:
-        """Record a triggering event; False if it was already answered (or given up)."""
+    async def claim_trigger(
+        self, message: IncomingMessage, stored: StoredMessage | None = None
+    ) -> bool:
+        """Record a triggering event (and its text for summaries, in the same transaction: one
+        write on the question's path); False if it was already answered (or given up)."""
         async with self._transaction() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO triggers (event_id, room_id, sender, status, received_at_ms, "
@@ -398,7 +404,10 @@ class Store:
                 "SELECT status FROM triggers WHERE event_id = ?", (message.event_id,)
             ) as cursor:
                 row = await cursor.fetchone()
-        return bool(row and row[0] == "pending")
+            pending = bool(row and row[0] == "pending")
+            if pending and stored is not None:
+                await db.execute(INSERT_MESSAGE, _message_row(stored))
+        return pending
 
     async def trigger_status(self, event_id: str) -> TriggerStatus | None:
         row = await self._fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
@@ -451,22 +460,7 @@ class Store:
                     for turn in turns
                 ],
             )
-            await db.executemany(
-                "INSERT OR IGNORE INTO room_messages (event_id, room_id, sender, sender_name, body, "
-                "timestamp_ms, thread_root_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        m.event_id,
-                        m.room_id,
-                        m.sender,
-                        m.sender_name,
-                        m.body,
-                        m.timestamp_ms,
-                        m.thread_root_id,
-                    )
-                    for m in answer_messages
-                ],
-            )
+            await db.executemany(INSERT_MESSAGE, [_message_row(m) for m in answer_messages])
             await db.execute(
                 "INSERT INTO room_usage (room_id, questions, answers, prompt_tokens, completion_tokens, "
                 "last_activity_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "

@@ -34,7 +34,6 @@ ROOM_RATE_LIMITED = (
     "⏳ Ce salon a posé beaucoup de questions en peu de temps. "
     "Merci de patienter un peu avant la prochaine."
 )
-NOT_ALLOWED = "Désolé, je ne suis pas autorisé à répondre à votre compte."
 EMPTY_QUESTION = "Bonjour ! Posez-moi votre question, ou tapez `!aide` pour la liste des commandes."
 
 UNDECRYPTABLE = (

@@ -73,9 +73,6 @@ class MistralTokenCounter:
     """Counts tokens with the Tekken tokenizer; loading takes ~0.5 s, so it is done once, lazily,
     and shared by every counter of the process."""
 
-    def _load(self) -> Any:
-        return _load_tekken()
-
     async def warm_up(self) -> None:
         """Load the tokenizer off the event loop so the first question does not pay for it."""
         await asyncio.to_thread(_load_tekken)
