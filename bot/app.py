@@ -19,7 +19,7 @@ from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
-from bot.store.database import Store
+from bot.store import Store
 from bot.store.retention import retention_loop
 from commands import build_registry
 from config.settings import Settings

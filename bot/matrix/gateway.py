@@ -45,7 +45,8 @@ from bot.matrix.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_
 from bot.matrix.events import parse_message, parse_redaction
 from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
 from bot.ops import faults, logs, metrics
-from bot.store.database import Session, Store
+from bot.store import Store
+from bot.store.database import Session
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -195,10 +196,10 @@ class MatrixGateway:
         await self._restore_or_login()
         logs.register_secret(self.client.access_token)  # also mask a token got by logging in
         await self._setup_cross_signing()
-        self._sync_token = await self._store.get_state(SYNC_TOKEN_KEY)
+        self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
         self._first_sync_ever = self._sync_token is None
-        for room_id in await self._store.known_room_ids():
-            if await self._store.is_direct_room(room_id):
+        for room_id in await self._store.rooms.known_ids():
+            if await self._store.rooms.is_direct(room_id):
                 self._direct_rooms.add(room_id)
         self._register_callbacks()
         await self._load_held_events()
@@ -217,7 +218,7 @@ class MatrixGateway:
 
     async def _restore_or_login(self) -> None:
         settings = self._settings
-        saved = await self._store.load_session()
+        saved = await self._store.state.load_session()
         if (
             saved is not None
             and saved.user_id == settings.user_id
@@ -242,7 +243,7 @@ class MatrixGateway:
                     )
                 device_id = whoami.device_id
             self.client.restore_login(settings.user_id, device_id, token)
-            await self._store.save_session(
+            await self._store.state.save_session(
                 Session(user_id=settings.user_id, device_id=device_id, access_token=token)
             )
             log.info("matrix.session_from_token", device_id=device_id)
@@ -256,7 +257,7 @@ class MatrixGateway:
                 f"Connexion refusée pour {settings.user_id} : vérifiez TCHAP_BOT_PASSWORD "
                 f"({getattr(response, 'status_code', 'erreur inconnue')})"
             )
-        await self._store.save_session(
+        await self._store.state.save_session(
             Session(
                 user_id=response.user_id,
                 device_id=response.device_id,
@@ -381,7 +382,7 @@ class MatrixGateway:
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
         self._sync_token = response.next_batch
-        await self._store.set_state(SYNC_TOKEN_KEY, response.next_batch)
+        await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
 
@@ -504,7 +505,7 @@ class MatrixGateway:
         if not answerable or event.sender == self.user_id:
             return  # history: waiting quietly is enough
         # Ciphertext only: kept so a restart before the key arrives loses nothing.
-        await self._store.save_awaiting_key(
+        await self._store.keys.save(
             room.room_id, event.event_id, event.session_id, json.dumps(event.source)
         )
         code = self._withheld.get(event.session_id)
@@ -576,7 +577,7 @@ class MatrixGateway:
                     event_id=megolm.event_id,
                     error_type=type(error).__name__,
                 )
-                await self._store.forget_awaiting_key(megolm.event_id)
+                await self._store.keys.forget(megolm.event_id)
                 continue
             room = self.client.rooms.get(megolm.room_id)
             if room is None:
@@ -587,7 +588,7 @@ class MatrixGateway:
             task = self._give_up_tasks.pop(megolm.event_id, None)
             if task is not None:
                 task.cancel()
-            await self._store.forget_awaiting_key(megolm.event_id)
+            await self._store.keys.forget(megolm.event_id)
             answerable = megolm.event_id not in self._not_answerable
             self._not_answerable.discard(megolm.event_id)
             if isinstance(decrypted, RoomMessage) and room is not None:
@@ -600,7 +601,7 @@ class MatrixGateway:
         """Events that waited for a key when the bot last stopped wait again (catch-up window)."""
         window_ms = int(self._settings.catch_up_window_minutes * 60_000)
         now = int(time.time() * 1000)
-        for room_id, source in await self._store.awaiting_keys(since_ms=now - 86_400_000):
+        for room_id, source in await self._store.keys.since(since_ms=now - 86_400_000):
             try:
                 event = MegolmEvent.from_dict(json.loads(source))
             except Exception:
@@ -661,7 +662,7 @@ class MatrixGateway:
         )
         if is_direct_rule and room.room_id not in self._direct_rooms:
             self._direct_rooms.add(room.room_id)
-            await self._store.remember_room(room.room_id, is_direct=True)
+            await self._store.rooms.remember(room.room_id, is_direct=True)
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
@@ -681,7 +682,7 @@ class MatrixGateway:
         if isinstance(response, JoinError):
             log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
             return False
-        await self._store.remember_room(room_id, is_direct)
+        await self._store.rooms.remember(room_id, is_direct)
         if is_direct:
             self._direct_rooms.add(room_id)
             if inviter is not None:
@@ -716,7 +717,7 @@ class MatrixGateway:
                 for room_id in rooms if isinstance(rooms, list) else []:
                     if isinstance(room_id, str) and room_id not in self._direct_rooms:
                         self._direct_rooms.add(room_id)
-                        await self._store.remember_room(room_id, is_direct=True)
+                        await self._store.rooms.remember(room_id, is_direct=True)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)

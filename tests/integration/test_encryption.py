@@ -350,7 +350,7 @@ async def test_threads_replies_and_edits_in_encrypted_room(
     )
     await ask(alice, room_id, bot.user_id, f"{bot.user_id} le budget ?", mentions=[bot.user_id])
     assert bot.store is not None
-    edited = await bot.store.get_message(note)
+    edited = await bot.store.messages.get(note)
     assert edited is not None and edited.body == "Budget prévu : 20 k€"
 
 
