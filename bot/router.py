@@ -28,6 +28,7 @@ from bot.models import (
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
+    WithdrawScope,
 )
 from bot.ops import metrics
 from bot.ops.ratelimit import SlidingWindowLimiter
@@ -68,17 +69,21 @@ class RoomDirectory(Protocol):
 
 
 class RoomWorkers:
-    """One queue per room: a room's questions are answered in order, rooms concurrently."""
+    """One queue per room: a room's questions are answered in order, rooms concurrently.
+
+    Each job runs in its own task, so one job can be cancelled (`cancel(key)`: its question
+    was withdrawn) while the room's worker goes on with the next."""
 
     def __init__(self, ready: asyncio.Event) -> None:
         self._ready = ready
-        self._queues: dict[str, asyncio.Queue[Job]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[str | None, Job]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, tuple[str | None, asyncio.Task[None]]] = {}
         self._pending = 0
 
-    def submit(self, room_id: str, job: Job) -> None:
+    def submit(self, room_id: str, job: Job, key: str | None = None) -> None:
         queue = self._queues.setdefault(room_id, asyncio.Queue())
-        queue.put_nowait(job)
+        queue.put_nowait((key, job))
         self._pending += 1
         metrics.QUEUE_DEPTH.set(self._pending)
         if room_id not in self._tasks or self._tasks[room_id].done():
@@ -86,21 +91,36 @@ class RoomWorkers:
                 self._work(room_id, queue), name=f"room-{room_id}"
             )
 
-    async def _work(self, room_id: str, queue: asyncio.Queue[Job]) -> None:
+    async def _work(self, room_id: str, queue: asyncio.Queue[tuple[str | None, Job]]) -> None:
         await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
         while not queue.empty():
-            job = queue.get_nowait()
+            key, job = queue.get_nowait()
+            task = asyncio.ensure_future(job())
+            self._running[room_id] = (key, task)
             try:
-                await job()
+                await task  # cancelling this worker (shutdown) cancels the job too
             except asyncio.CancelledError:
-                raise
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.info("router.job_cancelled", room_id=room_id)  # this job only
             except Exception:
                 log.exception("router.job_crashed", room_id=room_id)
             finally:
+                self._running.pop(room_id, None)
                 self._pending -= 1
                 metrics.QUEUE_DEPTH.set(self._pending)
         self._queues.pop(room_id, None)
         self._tasks.pop(room_id, None)
+
+    def cancel(self, key: str) -> bool:
+        """Cancel the running job submitted with `key`; False if none is running. (A queued
+        job is not removed: it checks at its start whether it is still wanted.)"""
+        for running_key, task in self._running.values():
+            if running_key == key and not task.done():
+                task.cancel()
+                return True
+        return False
 
     @property
     def pending(self) -> int:
@@ -125,6 +145,8 @@ class CommandPort(Protocol):
     builtin_words: frozenset[str]
 
     def room_words(self, room_id: str) -> frozenset[str]: ...
+
+    def withdraws(self, room_id: str, invocation: Invocation) -> WithdrawScope | None: ...
 
     async def run(
         self, message: IncomingMessage, room: RoomContext, invocation: Invocation
@@ -152,7 +174,8 @@ class Router:
         self._outbox = outbox
         self._room_commands = room_commands
         self.workers = RoomWorkers(gateway.ready)
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, IncomingMessage] = {}  # claimed, not finished, by event ID
+        self._withdrawn: dict[str, bool] = {}  # in flight but taken back: redact what was sent?
         self._rate_notice_at: dict[tuple[str, str], float] = {}
         self._undecryptable_notified: set[tuple[str, str, str]] = set()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
@@ -188,10 +211,17 @@ class Router:
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
+        withdrawn = self._withdraw(
+            lambda m: m.event_id == redacts and m.room_id == room_id, redact=True
+        )
         await self._store.messages.delete_event(room_id, redacts)
-        log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
+        log.info(
+            "router.redaction_applied", room_id=room_id, event_id=redacts, withdrawn=bool(withdrawn)
+        )
 
     async def on_left(self, room_id: str) -> None:
+        # Nothing can be redacted in a room the bot is no longer in: just stop.
+        self._withdraw(lambda m: m.room_id == room_id, redact=False)
         await self._store.rooms.forget(room_id)
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
@@ -268,7 +298,42 @@ class Router:
             return
         if not await self._store.triggers.claim(message, stored, decision):
             return  # already answered (a replayed sync)
+        if decision.invocation is not None:
+            scope = self._commands.withdraws(message.room_id, decision.invocation)
+            if scope is not None:
+                await self._withdraw_questions_of(message, scope)
         self._schedule(message, decision, received_at)
+
+    # --- Withdrawn questions ------------------------------------------------------------------
+    def _withdraw(self, matches: Callable[[IncomingMessage], bool], *, redact: bool) -> list[str]:
+        """Take back the triggers in flight that `matches`: a running one is cancelled, a
+        queued one will not start (it checks at its start), and what was already sent for
+        them is redacted when `redact`. Synchronous: the marks are set before any await."""
+        chosen = [event_id for event_id, message in self._in_flight.items() if matches(message)]
+        for event_id in chosen:
+            self._withdrawn[event_id] = redact or self._withdrawn.get(event_id, False)
+            self.workers.cancel(event_id)
+        return chosen
+
+    async def _withdraw_questions_of(self, command: IncomingMessage, scope: WithdrawScope) -> None:
+        """`!oublie` / `!oublie-moi`: the asker's questions sent before it are taken back now,
+        not after they are answered."""
+        chosen = self._withdraw(
+            lambda m: (
+                m.sender == command.sender
+                and m.event_id != command.event_id
+                and (scope is WithdrawScope.EVERYWHERE or m.room_id == command.room_id)
+            ),
+            redact=True,
+        )
+        if chosen:
+            await self._store.triggers.withdraw(chosen)
+            log.info(
+                "router.questions_withdrawn",
+                room_id=command.room_id,
+                event_id=command.event_id,
+                count=len(chosen),
+            )
 
     def _facts(
         self,
@@ -322,7 +387,7 @@ class Router:
     def _schedule(
         self, message: IncomingMessage, decision: Decision, received_at: float | None = None
     ) -> None:
-        self._in_flight.add(message.event_id)
+        self._in_flight[message.event_id] = message
         metrics.QUESTIONS.inc()
 
         async def job() -> None:
@@ -330,12 +395,30 @@ class Router:
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
+                self._outbox.track(message.event_id)
                 try:
-                    await self._handle(message, decision, received_at)
+                    if await self._still_wanted(message):
+                        await self._handle(message, decision, received_at)
                 finally:
-                    self._in_flight.discard(message.event_id)
+                    self._in_flight.pop(message.event_id, None)
+                    if self._withdrawn.pop(message.event_id, False):
+                        redacted = await self._outbox.retract(message)
+                        log.info("router.answer_retracted", redacted=redacted)
+                    else:
+                        self._outbox.untrack(message.event_id)
 
-        self.workers.submit(message.room_id, job)
+        self.workers.submit(message.room_id, job, key=message.event_id)
+
+    async def _still_wanted(self, message: IncomingMessage) -> bool:
+        """Checked when a job starts: a question withdrawn while it waited in the room's queue
+        (redacted, forgotten, its room left) never reaches the model."""
+        if message.event_id in self._withdrawn:
+            return False
+        status = await self._store.triggers.status(message.event_id)
+        if status != "pending":
+            log.info("router.withdrawn_before_start", status=status)
+            return False
+        return True
 
     async def _handle(
         self, message: IncomingMessage, decision: Decision, received_at: float | None
