@@ -1,14 +1,21 @@
 """Withdrawing one job (issue 13, item 5): the room's worker goes on; what was sent, even a send
-still in flight at the time, is redacted."""
+still in flight at the time, is redacted. And a failed prompt leaves no typing notice on."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.answer.conversation import TYPING_DELAY_SECONDS, ConversationHandler
 from bot.answer.replies import Outbox
-from bot.models import IncomingMessage, MessageKind
+from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.router import RoomWorkers
+from bot.store import Store
+from config.room_settings import RoomSettings
+from config.settings import Settings
 
 ROOM = "!salon:localhost"
 
@@ -99,3 +106,42 @@ async def test_cancelling_one_job_lets_the_room_go_on_with_the_next() -> None:
     assert workers.cancel("$absent") is False
     assert await workers.drain(5)
     assert done == ["suivante"] and workers.pending == 0
+
+
+class TypingOutbox:
+    def __init__(self) -> None:
+        self.typing_calls: list[bool] = []
+
+    async def typing(self, room_id: str, typing: bool) -> None:
+        self.typing_calls.append(typing)
+
+
+@pytest.mark.parametrize("fails_after_typing_started", [False, True])
+async def test_no_typing_notice_is_left_behind_when_the_prompt_cannot_be_built(
+    tmp_path: Path, fails_after_typing_started: bool
+) -> None:
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    settings = Settings(
+        homeserver="https://matrix.example",
+        user_id="@bot:localhost",
+        password="secret",
+        mistral_api_key="key",
+    )
+    outbox = TypingOutbox()
+
+    class Unreadable(ConversationHandler):
+        async def build_request(self, *args: Any, **kwargs: Any) -> Any:
+            if fails_after_typing_started:
+                await asyncio.sleep(TYPING_DELAY_SECONDS * 4)
+            raise RuntimeError("base illisible")
+
+    handler = Unreadable(settings, store, None, None, outbox)  # type: ignore[arg-type]
+    room = RoomContext(room_id=ROOM, name="Salon", is_direct=True, encrypted=False, member_count=2)
+    try:
+        with pytest.raises(RuntimeError):
+            await handler.answer(trigger("$q"), "question", room, RoomSettings())
+        await asyncio.sleep(TYPING_DELAY_SECONDS * 4)
+        await handler.close()
+    finally:
+        await store.close()
+    assert outbox.typing_calls == ([True, False] if fails_after_typing_started else [])
