@@ -12,10 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import structlog
+
 from bot.answer.render import render_markdown
 from bot.answer.split import split_for_matrix
 from bot.models import IncomingMessage
 from bot.ops import metrics
+
+log = structlog.get_logger(__name__)
 
 
 class MatrixSender(Protocol):
@@ -145,8 +149,12 @@ class Outbox:
         redacted = 0
         for index, event_id in reversed(list(enumerate(sent.event_ids))):
             txn_id = transaction_id(trigger.event_id, "retract", index)
-            if await self._sender.redact(trigger.room_id, event_id, txn_id):
-                redacted += 1
+            try:
+                redacted += await self._sender.redact(trigger.room_id, event_id, txn_id)
+            except Exception as error:  # one failure must not spare the other events
+                log.warning(
+                    "outbox.redact_failed", room_id=trigger.room_id, error_type=type(error).__name__
+                )
         return redacted
 
     async def reply(

@@ -22,11 +22,13 @@ import hashlib
 import re
 import unicodedata
 
+from bot import texts
+
 NAME_MAX_CHARS = 64
 ROOM_NAME_MAX_CHARS = 80
 ELLIPSIS = "…"
-FENCE_OPEN = "<<<DONNÉES {tag}"
-FENCE_CLOSE = "FIN DES DONNÉES {tag}>>>"
+FENCE_OPEN = texts.DATA_FENCE_OPEN
+FENCE_CLOSE = texts.DATA_FENCE_CLOSE
 _INVISIBLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 _BACKTICKS = re.compile(r"`+")
 
