@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import structlog
 
@@ -42,7 +42,7 @@ from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+Job = Callable[[], Coroutine[Any, Any, None]]
 RATE_NOTICE_EVERY = 60.0
 
 
@@ -95,7 +95,8 @@ class RoomWorkers:
         await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
         while not queue.empty():
             key, job = queue.get_nowait()
-            task = asyncio.ensure_future(job())
+            # Named like its worker: log lines and the bench's samples name the room's task.
+            task = asyncio.create_task(job(), name=f"room-{room_id}")
             self._running[room_id] = (key, task)
             try:
                 await task  # cancelling this worker (shutdown) cancels the job too
