@@ -26,11 +26,14 @@ from nio import (
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
+    ReceiptEvent,
     RedactionEvent,
+    RoomCreateError,
     RoomEncryptedMedia,
     RoomGetStateError,
     RoomKeyEvent,
     RoomMessage,
+    RoomPreset,
     RoomSendResponse,
     SyncError,
     SyncResponse,
@@ -44,7 +47,13 @@ from nio.store import DefaultStore
 from bot import faults, logs, metrics
 from bot.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
 from bot.events import parse_message, parse_redaction
-from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    IncomingMessage,
+    ReadReceipt,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.store import Session, Store
 from config.settings import Settings
 
@@ -64,7 +73,8 @@ AUTH_ERROR_CODES = {
 }
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
-    "room": {"timeline": {"limit": 50}, "ephemeral": {"not_types": ["*"]}},
+    # Of ephemeral events, only receipts: `!resume` starts where each member last read.
+    "room": {"timeline": {"limit": 50}, "ephemeral": {"types": ["m.receipt"]}},
 }
 
 
@@ -97,6 +107,8 @@ class EventSink(Protocol):
     async def on_left(self, room_id: str) -> None: ...
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
+
+    async def on_receipt(self, receipt: ReadReceipt) -> None: ...
 
 
 def effective_power_level(
@@ -173,6 +185,8 @@ class MatrixGateway:
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
+        self._synced = asyncio.Condition()  # notified after every sync (DM creation waits on it)
+        self._dm_lock = asyncio.Lock()
         self.last_sync_monotonic: float | None = None  # readiness probe (bot.health)
 
     @property
@@ -384,6 +398,8 @@ class MatrixGateway:
         await self._store.set_state(SYNC_TOKEN_KEY, response.next_batch)
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
+        async with self._synced:
+            self._synced.notify_all()
 
     async def _crypto_housekeeping(self) -> None:
         client = self.client
@@ -408,6 +424,7 @@ class MatrixGateway:
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
         self.client.add_event_callback(guard(self._on_unknown), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
+        self.client.add_ephemeral_callback(guard(self._on_receipts), ReceiptEvent)
         self.client.add_to_device_callback(
             guard(self._on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
         )
@@ -645,6 +662,24 @@ class MatrixGateway:
             event.event_id == event_id for events in self._undecrypted.values() for event in events
         )
 
+    async def _on_receipts(self, room: MatrixRoom, event: ReceiptEvent) -> None:
+        """Public read receipts (`m.read`) of members; private ones never reach the bot."""
+        if self._sink is None:
+            return
+        for receipt in event.receipts:
+            if receipt.receipt_type != "m.read" or receipt.user_id == self.user_id:
+                continue
+            thread = receipt.thread_id if receipt.thread_id not in (None, "main") else ""
+            await self._sink.on_receipt(
+                ReadReceipt(
+                    room_id=room.room_id,
+                    user_id=receipt.user_id,
+                    event_id=receipt.event_id,
+                    read_at_ms=int(receipt.timestamp),
+                    thread=thread or "",
+                )
+            )
+
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         redaction = parse_redaction(
             room.room_id, event.source if isinstance(event.source, dict) else {}
@@ -717,6 +752,53 @@ class MatrixGateway:
                     if isinstance(room_id, str) and room_id not in self._direct_rooms:
                         self._direct_rooms.add(room_id)
                         await self._store.remember_room(room_id, is_direct=True)
+
+    def _is_dm_with(self, room_id: str, user_id: str) -> bool:
+        """A DM with `user_id`: listed as direct, and its members (joined or invited) are
+        exactly the bot and that person."""
+        room = self.client.rooms.get(room_id)
+        return (
+            room_id in self._direct_rooms
+            and room is not None
+            and set(room.users) == {self.user_id, user_id}
+        )
+
+    async def direct_room_with(self, user_id: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+        """The bot's DM with `user_id`, created (encrypted, `direct` access rule, listed in
+        m.direct) and known to the sync loop before this returns. Raises SendFailed."""
+        async with self._dm_lock:
+            for room_id in sorted(self._direct_rooms):
+                if self._is_dm_with(room_id, user_id):
+                    return room_id
+            response = await self.client.room_create(
+                is_direct=True,
+                preset=RoomPreset.trusted_private_chat,
+                invite=[user_id],
+                initial_state=[
+                    {
+                        "type": "m.room.encryption",
+                        "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                    },
+                    {"type": ACCESS_RULES_EVENT, "state_key": "", "content": {"rule": "direct"}},
+                ],
+            )
+            if isinstance(response, RoomCreateError):
+                self._raise_if_auth_error(response)
+                raise SendFailed(f"DM not created: {response.status_code}")
+            room_id = str(response.room_id)
+            self._direct_rooms.add(room_id)
+            await self._store.remember_room(room_id, is_direct=True)
+            await self._list_in_m_direct(user_id, room_id)
+
+            def known() -> bool:
+                room = self.client.rooms.get(room_id)
+                return room is not None and bool(room.encrypted) and user_id in room.users
+
+            async with self._synced:
+                await asyncio.wait_for(self._synced.wait_for(known), timeout)
+            log.info("matrix.dm_created", room_id=room_id)
+            return room_id
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)

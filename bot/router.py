@@ -19,7 +19,14 @@ from bot import metrics, texts
 from bot.conversation import ConversationHandler
 from bot.formatting import strip_reply_fallback
 from bot.llm import LLMClient
-from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    IncomingMessage,
+    MessageKind,
+    ReadReceipt,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
 from bot.room_commands import RoomCommandsRepository
@@ -37,6 +44,9 @@ log = structlog.get_logger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 RATE_NOTICE_EVERY = 60.0
+# A read receipt this long after the previous one starts a new reading session (see
+# Store.save_read_receipt): the previous session's last receipt is kept for `!resume`.
+READ_SESSION_GAP_MS = 15 * 60_000
 
 
 class RoomDirectory(Protocol):
@@ -59,6 +69,8 @@ class RoomDirectory(Protocol):
     async def power_level(self, room_id: str, user_id: str) -> int: ...
 
     async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
+
+    async def direct_room_with(self, user_id: str) -> str: ...
 
 
 class RoomWorkers:
@@ -178,6 +190,9 @@ class Router:
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
+
+    async def on_receipt(self, receipt: ReadReceipt) -> None:
+        await self._store.save_read_receipt(receipt, READ_SESSION_GAP_MS)
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         """The key of a message never came: tell its sender once, in a short notice.
@@ -441,4 +456,5 @@ class Router:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            direct_room=self._gateway.direct_room_with,
         )

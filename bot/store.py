@@ -22,7 +22,7 @@ import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
 from bot import faults
-from bot.models import IncomingMessage
+from bot.models import IncomingMessage, ReadReceipt
 
 TriggerStatus = Literal["pending", "answered", "failed", "skipped"]
 Role = Literal["user", "assistant"]
@@ -96,6 +96,17 @@ class Schedule(Record):
     created_at_ms: int
     next_run_ms: int
     last_run_ms: int | None = None
+
+
+class ReadPosition(Record):
+    event_id: str
+    read_at_ms: int
+    event_ms: int | None
+
+    @property
+    def since_ms(self) -> int:
+        """Messages strictly after this are unread."""
+        return (self.event_ms if self.event_ms is not None else self.read_at_ms) + 1
 
 
 class UserDataDeleted(Record):
@@ -253,6 +264,7 @@ class Store:
                 "custom_commands",
                 "schedules",
                 "awaiting_keys",
+                "read_receipts",
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
@@ -552,6 +564,14 @@ class Store:
             "messages": [dict(row) for row in messages],
             "conversation_turns": [dict(row) for row in turns],
             "settings_changes": [dict(row) for row in audit],
+            "read_receipts": [
+                dict(row)
+                for row in await self._fetchall(
+                    "SELECT room_id, thread, event_id, read_at_ms FROM read_receipts "
+                    "WHERE user_id = ? ORDER BY room_id",
+                    (user_id,),
+                )
+            ],
         }
 
     async def purge_user(self, user_id: str) -> UserDataDeleted:
@@ -578,6 +598,7 @@ class Store:
             await db.execute(
                 "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
             )
+            await db.execute("DELETE FROM read_receipts WHERE user_id = ?", (user_id,))
         return UserDataDeleted(messages=messages, conversation_turns=turns)
 
     # --- Room commands: disabled built-ins, custom commands, schedules ----------------------------
@@ -748,3 +769,50 @@ class Store:
     async def forget_awaiting_key(self, event_id: str) -> None:
         async with self._transaction() as db:
             await db.execute("DELETE FROM awaiting_keys WHERE event_id = ?", (event_id,))
+
+    # --- Read receipts (`!resume` since the asker last read) --------------------------------------
+    async def save_read_receipt(self, receipt: ReadReceipt, session_gap_ms: int) -> None:
+        """Keep a member's newest public receipt; when it opens a new reading session (more
+        than `session_gap_ms` after the previous one), the previous one becomes `earlier`."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO read_receipts (room_id, user_id, thread, event_id, read_at_ms) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id, thread) DO UPDATE SET "
+                "earlier_event_id = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
+                "THEN event_id ELSE earlier_event_id END, "
+                "earlier_read_at_ms = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
+                "THEN read_at_ms ELSE earlier_read_at_ms END, "
+                "event_id = excluded.event_id, read_at_ms = excluded.read_at_ms "
+                "WHERE excluded.read_at_ms >= read_at_ms AND excluded.event_id != event_id",
+                (
+                    receipt.room_id,
+                    receipt.user_id,
+                    receipt.thread,
+                    receipt.event_id,
+                    receipt.read_at_ms,
+                    session_gap_ms,
+                    session_gap_ms,
+                ),
+            )
+
+    async def read_positions(
+        self, room_id: str, user_id: str, thread: str = ""
+    ) -> list[ReadPosition]:
+        """Where the member stopped reading, newest first: the latest receipt, then the last
+        one of their previous session. Each is placed at its event's time when the bot stored
+        that event, else at the moment of the receipt."""
+        row = await self._fetchone(
+            "SELECT r.event_id, r.read_at_ms, m.timestamp_ms, "
+            "r.earlier_event_id, r.earlier_read_at_ms, e.timestamp_ms "
+            "FROM read_receipts r "
+            "LEFT JOIN room_messages m ON m.event_id = r.event_id AND m.room_id = r.room_id "
+            "LEFT JOIN room_messages e ON e.event_id = r.earlier_event_id AND e.room_id = r.room_id "
+            "WHERE r.room_id = ? AND r.user_id = ? AND r.thread = ?",
+            (room_id, user_id, thread),
+        )
+        if row is None:
+            return []
+        positions = [ReadPosition(event_id=row[0], read_at_ms=row[1], event_ms=row[2])]
+        if row[3] is not None:
+            positions.append(ReadPosition(event_id=row[3], read_at_ms=row[4], event_ms=row[5]))
+        return positions

@@ -63,6 +63,7 @@ class CommandContext:
     prefix: str = "!"
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
+    direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user
     _sender_level: int | None = None
     _replies: int = 0
 

@@ -329,7 +329,7 @@ async def test_unknown_command_gets_a_hint_and_no_llm_call(env: Env) -> None:
 
 async def test_bad_arguments_get_the_usage_line(env: Env) -> None:
     text = only(await env.run("/resume n'importe quoi"))
-    assert "Usage : `/resume [N | durée]`" in text
+    assert "Usage : `/resume [N | durée | date] [fil] [en privé]`" in text
     assert env.llm.requests == []
     assert "Usage : `!stats`" in only(await env.run("!stats maintenant", sender=MODERATOR))
 
@@ -337,7 +337,7 @@ async def test_bad_arguments_get_the_usage_line(env: Env) -> None:
 # aide
 async def test_help_lists_what_the_user_may_run(env: Env) -> None:
     text = only(await env.run("!aide"))
-    assert "`!resume [N | durée]`" in text and "`!oublie-moi`" in text
+    assert "`!resume [N | durée | date] [fil] [en privé]`" in text and "`!oublie-moi`" in text
     assert "!stats" not in text
     assert "`!stats`" in only(await env.run("!help", sender=MODERATOR))
     assert "`!stats`" in only(await env.run("!aide", direct=True))
@@ -345,7 +345,11 @@ async def test_help_lists_what_the_user_may_run(env: Env) -> None:
 
 async def test_help_on_one_command(env: Env) -> None:
     text = only(await env.run("!aide résumé"))
-    assert "`!resume [N | durée]`" in text and "`!summary`" in text and "30 jours" in text
+    assert (
+        "`!resume [N | durée | date] [fil] [en privé]`" in text
+        and "`!summary`" in text
+        and "30 jours" in text
+    )
     assert texts.HELP_POWER_EVERYONE in text
     assert "modérateurs" in only(await env.run("!aide !stats"))
     assert "certaines variantes" in only(await env.run("!aide config"))
@@ -504,7 +508,8 @@ async def test_summary_of_the_default_window(env: Env) -> None:
     await env.say("Je prépare l'ordre du jour", sender=MODERATOR, minutes_ago=10)
     replies = await env.run("!resume")
     assert len(replies) == 1 and replies[0].notice is False
-    assert replies[0].text.startswith("**Résumé des 2 derniers messages (depuis ")
+    assert replies[0].text.startswith("**Résumé du salon** — depuis votre dernier message, ")
+    assert replies[0].text.split("\n")[0].endswith(" — 2 messages")
     assert "tout va bien" in replies[0].text
     [request] = env.llm.requests
     prompt = request.messages[-1].content
@@ -520,11 +525,11 @@ async def test_summary_of_the_default_window(env: Env) -> None:
 async def test_summary_by_count_and_by_duration(env: Env) -> None:
     for i in range(10):
         await env.say(f"message {i}", sender=BOB, minutes_ago=295 - i * 30)
-    assert "des 4 derniers messages" in only(await env.run("!resume 4"))
+    assert "— les 4 derniers messages" in only(await env.run("!resume 4"))
     assert "message 9" in env.llm.requests[-1].messages[-1].content
     assert "message 5" not in env.llm.requests[-1].messages[-1].content
-    assert "des 2 derniers messages" in only(await env.run("!résumé 1h"))
-    assert "des 10 derniers messages" in only(await env.run("!summary 1 semaine"))
+    assert "— 2 messages" in only(await env.run("!résumé 1h"))
+    assert "— 10 messages" in only(await env.run("!summary 1 semaine"))
 
 
 async def test_summary_of_a_thread_reads_only_the_thread(env: Env) -> None:
@@ -532,7 +537,7 @@ async def test_summary_of_a_thread_reads_only_the_thread(env: Env) -> None:
     await env.say("Dans le fil", minutes_ago=20, thread_root_id=root.event_id)
     await env.say("Hors du fil", minutes_ago=10)
     text = only(await env.run("!resume 50", thread=root.event_id))
-    assert text.startswith("**Résumé du fil de discussion, 2 messages")
+    assert text.startswith("**Résumé du fil de discussion** — les 2 derniers messages")
     prompt = env.llm.requests[-1].messages[-1].content
     assert "Sujet : budget" in prompt and "Dans le fil" in prompt and "Hors du fil" not in prompt
 
@@ -572,7 +577,9 @@ async def test_commands_run_concurrently_in_different_rooms(env: Env) -> None:
     await env.say("a", sender=BOB, minutes_ago=1)
     await env.say("b", sender=BOB, minutes_ago=1, room_id=OTHER_ROOM)
     await asyncio.gather(env.run("!resume 5"), env.run("!resume 5", room_id=OTHER_ROOM))
-    assert [r.text.startswith("**Résumé du dernier message") for r in env.outbox.replies] == [
+    assert [
+        r.text.startswith("**Résumé du salon** — le dernier message") for r in env.outbox.replies
+    ] == [
         True,
         True,
     ]
