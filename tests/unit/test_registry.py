@@ -159,12 +159,13 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
         self.error: LLMError | None = None
+        self.answer = "**Résumé** : tout va bien."
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.requests.append(request)
         if self.error is not None:
             raise self.error
-        return Completion(text="**Résumé** : tout va bien.", prompt_tokens=70, completion_tokens=7)
+        return Completion(text=self.answer, prompt_tokens=70, completion_tokens=7)
 
 
 @dataclass
@@ -585,3 +586,131 @@ async def test_commands_run_concurrently_in_different_rooms(env: Env) -> None:
     ]
     prompts = sorted(request.messages[-1].content for request in env.llm.requests)
     assert prompts[0].endswith("Bob : a") and prompts[1].endswith("Bob : b")
+
+
+async def test_summary_starts_where_the_asker_last_read(env: Env) -> None:
+    from bot.models import ReadReceipt
+
+    first = await env.say("lu depuis longtemps", sender=BOB, minutes_ago=200)
+    await env.say("ma dernière question", minutes_ago=150)
+    read = await env.say("lu aussi", sender=BOB, minutes_ago=100)
+    await env.say("pas encore lu", sender=BOB, minutes_ago=50)
+
+    async def receipt(event: StoredMessage, minutes_ago: float) -> None:
+        await env.store.save_read_receipt(
+            ReadReceipt(
+                room_id=ROOM,
+                user_id=ALICE,
+                event_id=event.event_id,
+                read_at_ms=now_ms() - int(minutes_ago * 60_000),
+            ),
+            15 * 60_000,
+        )
+
+    await receipt(first, 190)
+    await receipt(read, 90)
+    text = only(await env.run("!resume"))
+    assert text.startswith("**Résumé du salon** — depuis votre dernière lecture, ")
+    assert text.split("\n")[0].endswith(" — 1 message")
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "pas encore lu" in prompt and "lu aussi" not in prompt
+    assert "ma dernière question" not in prompt, "a receipt beats the asker's last message"
+
+    # The room opened again: the newest receipt marks everything read; the previous
+    # session's last receipt is where the asker stopped.
+    latest = await env.say("tout dernier", sender=BOB, minutes_ago=1)
+    await receipt(latest, 0.5)
+    only(await env.run("!resume"))
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "pas encore lu" in prompt and "tout dernier" in prompt and "lu aussi" not in prompt
+
+
+async def test_everything_read_is_said_without_a_model_call(env: Env) -> None:
+    from bot.models import ReadReceipt
+
+    last = await env.say("fin", sender=BOB, minutes_ago=5)
+    await env.store.save_read_receipt(
+        ReadReceipt(room_id=ROOM, user_id=ALICE, event_id=last.event_id, read_at_ms=now_ms()),
+        15 * 60_000,
+    )
+    assert "Rien de nouveau depuis votre dernière lecture" in only(await env.run("!resume"))
+    assert env.llm.requests == []
+
+
+async def test_without_receipt_or_message_the_last_day_is_summarised(env: Env) -> None:
+    await env.say("avant-hier", sender=BOB, minutes_ago=25 * 60)
+    await env.say("ce matin", sender=BOB, minutes_ago=60)
+    text = only(await env.run("!resume"))
+    assert text.startswith("**Résumé du salon** — dernières 24 heures — 1 message")
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "ce matin" in prompt and "avant-hier" not in prompt
+
+
+async def test_date_windows_and_their_bad_forms(env: Env) -> None:
+    from datetime import datetime, timedelta
+
+    from bot.conversation import PARIS
+
+    now = datetime.now(PARIS)
+    yesterday_noon = now.replace(hour=12, minute=0) - timedelta(days=1)
+    minutes = (now - yesterday_noon).total_seconds() / 60
+    await env.say("hier midi", sender=BOB, minutes_ago=minutes)
+    await env.say("à l'instant", sender=BOB, minutes_ago=0.1)
+    text = only(await env.run("!resume hier"))
+    assert text.startswith("**Résumé du salon** — hier, ") and text.split("\n")[0].endswith(
+        " — 1 message"
+    )
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "hier midi" in prompt and "à l'instant" not in prompt
+    calls = len(env.llm.requests)
+    for bad, reason in [
+        ("!resume 15/11-12/11", "période inversée"),
+        ("!resume 31/02", "date inconnue"),
+        ("!resume fil", "pour résumer un fil"),
+        ("!resume demain", "ni un nombre, ni une durée, ni une date"),
+    ]:
+        reply = only(await env.run(bad))
+        assert reason in reply and "Usage : `!resume [N | durée | date]" in reply
+        assert "Traceback" not in reply
+    assert len(env.llm.requests) == calls
+
+
+async def test_a_window_over_the_cap_is_refused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commands import resume
+
+    await env.store.save_messages(
+        [
+            StoredMessage(
+                event_id=f"$cap{i}",
+                room_id=ROOM,
+                sender=BOB,
+                sender_name="Bob",
+                body=f"m{i}",
+                timestamp_ms=now_ms() - 60_000 + i,
+            )
+            for i in range(30)
+        ]
+    )
+    monkeypatch.setattr(resume, "MAX_SUMMARY_MESSAGES", 20)
+    reply = only(await env.run("!resume 2h"))
+    assert "plus de 20 messages sur cette période" in reply and "Usage" in reply
+    assert env.llm.requests == []
+
+
+async def test_summary_points_link_to_their_messages(env: Env) -> None:
+    decided = await env.say("On livre vendredi", sender=BOB, minutes_ago=3)
+    asked = await env.say("Qui fait la note ?", sender=MODERATOR, minutes_ago=2)
+    env.llm.answer = (
+        "### Décisions\n- Livraison vendredi [1] ([voir](https://evil.example))\n"
+        "### Actions\n- **Bob** : la note [2, 7]\n### Questions ouvertes\n- Aucune."
+    )
+    text = only(await env.run("!resume 2"))
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "[1] " in prompt and "Bob : On livre vendredi" in prompt
+    assert "[2] " in prompt and "Mod : Qui fait la note ?" in prompt
+    link = "https://matrix.to/#/{room}/{event}?via=localhost"
+    assert f"[1]({link.format(room=ROOM, event=decided.event_id)})" in text
+    assert f"[2]({link.format(room=ROOM, event=asked.event_id)})" in text
+    assert "evil.example" not in text and "[7]" not in text
+    assert "[Bob](https://matrix.to/#/@bob:localhost)" in text
+    assert "Questions ouvertes" not in text

@@ -210,3 +210,40 @@ def test_transcript_shows_dates_when_the_window_spans_days() -> None:
     lines = transcript(history(4, start=late))
     assert lines[0].startswith("[1] 10/03 23:58") and lines[-1].startswith("[4] 11/03 00:01")
     assert transcript(history(2))[0].startswith("[1] 09:00 ")
+
+
+async def test_messages_keep_one_number_across_chunks_and_progress_is_told() -> None:
+    """Message n of the window is `[n]` in whichever chunk it lands: citations stay exact."""
+    llm = FakeLLM(delay=0.005)
+    messages = history(300, words=12)
+    told: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        told.append((done, total))
+
+    summarizer = Summarizer(llm, WordCounter(), make_settings(), max_parallel=2)
+    result = await summarizer.summarize(
+        messages,
+        room_name="Équipe projet",
+        language="français",
+        instructions="",
+        progress=progress,
+    )
+    chunk_prompts = llm.user_prompts()[: result.chunks]
+    for n, message in enumerate(messages, start=1):
+        [prompt] = [p for p in chunk_prompts if message.body in p]
+        assert f"[{n}] " + transcript_line(message, with_date=False) in prompt
+    assert told == [(done, result.chunks) for done in range(result.chunks + 1)]
+
+
+async def test_one_chunk_tells_no_progress() -> None:
+    told: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        told.append((done, total))
+
+    summarizer = Summarizer(FakeLLM(), WordCounter(), make_settings())
+    await summarizer.summarize(
+        history(5), room_name="x", language="français", instructions="", progress=progress
+    )
+    assert told == []
