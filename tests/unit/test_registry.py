@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import team_week
 from bot import texts
-from bot.conversation import ConversationHandler
+from bot.conversation import PARIS, ConversationHandler
 from bot.llm import ChatRequest, Completion, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
@@ -160,12 +163,14 @@ class ScriptedLLM:
         self.requests: list[ChatRequest] = []
         self.error: LLMError | None = None
         self.answer = "**Résumé** : tout va bien."
+        self.respond: Callable[[ChatRequest], str] | None = None
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.requests.append(request)
         if self.error is not None:
             raise self.error
-        return Completion(text=self.answer, prompt_tokens=70, completion_tokens=7)
+        text = self.respond(request) if self.respond is not None else self.answer
+        return Completion(text=text, prompt_tokens=70, completion_tokens=7)
 
 
 @dataclass
@@ -714,3 +719,64 @@ async def test_summary_points_link_to_their_messages(env: Env) -> None:
     assert "evil.example" not in text and "[7]" not in text
     assert "[Bob](https://matrix.to/#/@bob:localhost)" in text
     assert "Questions ouvertes" not in text
+
+
+# resume over the generated week of a team (bench/team_week.py): exact windows and links
+WEEK_NOW = datetime(2026, 11, 13, 18, 0, tzinfo=PARIS)  # Friday evening of that week
+NUMBERED = re.compile(r"^\[(\d+)\] (?:\d\d/\d\d )?\d\d:\d\d (.+?) : (.*)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("form", "days", "from_hour", "label"),
+    [
+        ("hier", range(3, 4), 0, "hier, jeudi 12/11"),
+        ("12/11", range(3, 4), 0, "hier, jeudi 12/11"),
+        ("11/11", range(2, 3), 0, "le mercredi 11/11"),
+        ("10/11-12/11", range(1, 4), 0, "du mardi 10/11 au jeudi 12/11"),
+        ("depuis lundi", range(0, 5), 0, "depuis le lundi 09/11"),
+        ("depuis mercredi", range(2, 5), 0, "depuis le mercredi 11/11"),
+        ("depuis 9h", range(4, 5), 9, "depuis 9h00"),
+        ("depuis 14h", range(4, 5), 14, "depuis 14h00"),
+        ("3h", range(4, 5), 15, "depuis 15:00"),
+    ],
+)
+async def test_team_week_windows_numbering_and_links_are_exact(
+    env: Env, form: str, days: range, from_hour: int, label: str
+) -> None:
+    corpus = team_week.build()
+    await env.store.save_messages(
+        StoredMessage(
+            event_id=m.event_id,
+            room_id=ROOM,
+            sender=m.sender,
+            sender_name=m.sender_name,
+            body=m.body,
+            timestamp_ms=m.timestamp_ms,
+        )
+        for m in corpus
+    )
+    expected = [
+        m
+        for m in corpus
+        if m.line.day in days and (m.line.day != days[0] or m.line.hour >= from_hour)
+    ]
+    decisions = {m.body for m in corpus if m.line.decision}
+
+    def cite_decisions(request: ChatRequest) -> str:
+        lines = NUMBERED.findall(request.messages[-1].content)
+        cited = [f"- {text} [{n}]" for n, _, text in lines if text in decisions]
+        return "### Décisions\n" + "\n".join(cited) if cited else "Rien de notable [999]."
+
+    env.llm.respond = cite_decisions
+    text = only(await env.run(f"!resume {form}", at_ms=int(WEEK_NOW.timestamp() * 1000)))
+
+    numbered = NUMBERED.findall(env.llm.requests[-1].messages[-1].content)
+    assert [(int(n), name, body) for n, name, body in numbered] == [
+        (i, m.sender_name, m.body) for i, m in enumerate(expected, start=1)
+    ]
+    assert text.split("\n")[0] == (f"**Résumé du salon** — {label} — {len(expected)} messages")
+    linked = re.findall(
+        r"\]\(https://matrix\.to/#/!room:localhost/(\$[^?]+)\?via=localhost\)", text
+    )
+    assert linked == [m.event_id for m in expected if m.line.decision]
+    assert "999" not in text
