@@ -132,8 +132,10 @@ async def test_summary_map_reduce_on_history_larger_than_context(
     await wait_for_event(
         alice,
         room_id,
-        lambda e: e["content"].get("m.relates_to", {}).get("event_id") == progress["event_id"]
-        and e["content"].get("m.new_content", {}).get("body", "").startswith("**Résumé"),
+        lambda e: (
+            e["content"].get("m.relates_to", {}).get("event_id") == progress["event_id"]
+            and e["content"].get("m.new_content", {}).get("body", "").startswith("**Résumé")
+        ),
         timeout=60,
     )
 
