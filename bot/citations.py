@@ -34,9 +34,7 @@ _CITATION = re.compile(r"\[\s*(#?\d+(?:\s*(?:[-–,;]|et)\s*#?\d+)*)\s*\]")
 _MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\(\s*<?[^)\s>]*>?(?:\s+\"[^\"]*\")?\s*\)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto|matrix):[^>\s]*)>", re.IGNORECASE)
 _HTML_LINK = re.compile(r"</?a\b[^>]*>", re.IGNORECASE)
-_BARE_URL = re.compile(
-    r"\b(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"»]", re.IGNORECASE
-)
+_BARE_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"»]", re.IGNORECASE)
 _OWNER = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)\*\*([^*\n]+?)\*\*")
 
 
