@@ -143,7 +143,9 @@ SUMMARY_EMPTY_SINCE_LAST = (
     "Rien à résumer : aucun message depuis votre dernier message. "
     "Essayez `{prefix}resume 50` ou `{prefix}resume 2h`."
 )
-SUMMARY_EMPTY = "Rien à résumer : je n'ai aucun message enregistré sur cette période."
+SUMMARY_EMPTY = (
+    "Rien à résumer : je n'ai aucun message enregistré sur cette période.\nUsage : `{usage}`"
+)
 SUMMARY_TOO_MANY = "plus de {limit} messages sur cette période : choisissez une période plus courte"
 SUMMARY_NO_THREAD = (
     "pour résumer un fil, écrivez `resume fil` dans le fil ou en réponse à son premier message"

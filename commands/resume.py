@@ -46,7 +46,7 @@ class Window:
     label: str  # "depuis votre dernière lecture, 14:02", "hier, dimanche 29/11"…
     capped: bool = False  # a default window had more messages than a summary takes
     show_count: bool = True  # "— 87 messages" after the label
-    empty_text: str = texts.SUMMARY_EMPTY
+    empty_text: str = ""  # what to say when there is nothing; default: SUMMARY_EMPTY
 
 
 def summarizer_for(ctx: CommandContext) -> Summarizer:
@@ -303,7 +303,8 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     if not window.messages:
         if ctx.message.scheduled:
             return  # a scheduled digest of an empty window posts nothing
-        await ctx.reply(window.empty_text)
+        usage = COMMAND.usage_line(ctx.prefix)
+        await ctx.reply(window.empty_text or texts.SUMMARY_EMPTY.format(usage=usage))
         return
     dm_room_id: str | None = None
     if args.private and not ctx.room.is_direct:

@@ -556,7 +556,9 @@ async def test_summary_never_reads_another_room(env: Env) -> None:
 
 
 async def test_empty_window_makes_no_llm_call(env: Env) -> None:
-    assert "Rien à résumer" in only(await env.run("!resume 2h"))
+    empty = only(await env.run("!resume 2h"))
+    assert "Rien à résumer" in empty and "Usage : `!resume [N | durée | date]" in empty
+    assert "Usage : `!resume" in only(await env.run("!resume 12/11-13/11"))
     await env.say("ma question", minutes_ago=1)
     text = only(await env.run("!resume"))
     assert "depuis votre dernier message" in text and "`!resume 50`" in text
