@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot import texts
-from bot.citations import Speaker, render, server_of, urls_in
+from bot.citations import Speaker, escape_markdown, render, server_of, urls_in
 from bot.conversation import PARIS, error_text
 from bot.formatting import split_for_matrix
 from bot.llm import LLMError
@@ -197,7 +197,7 @@ def header(ctx: CommandContext, window: Window, *, thread: bool, private: bool) 
         pattern = texts.SUMMARY_HEADER_PRIVATE_THREAD if thread else texts.SUMMARY_HEADER_PRIVATE
     else:
         pattern = texts.SUMMARY_HEADER_THREAD if thread else texts.SUMMARY_HEADER_ROOM
-    text = pattern.format(window=window.label, room=ctx.room.name)
+    text = pattern.format(window=window.label, room=escape_markdown(ctx.room.name))
     return f"{text} — {what}" if window.show_count else text
 
 

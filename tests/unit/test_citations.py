@@ -8,6 +8,7 @@ from bot.citations import (
     Speaker,
     cited_numbers,
     drop_model_links,
+    escape_markdown,
     link_citations,
     number_lines,
     permalink,
@@ -175,3 +176,12 @@ def test_render_keeps_only_the_bots_links() -> None:
         f"### Actions\n- [Bob]({BOB}) : note ({link(3)})"
     )
     assert "$faux" not in rendered
+
+
+def test_room_names_cannot_inject_markdown() -> None:
+    from bot.formatting import render_markdown
+
+    name = "Salon [clic](https://evil.example) **gras** <b>x</b>"
+    html = render_markdown(f"**Résumé de « {escape_markdown(name)} »**")
+    assert "href" not in html and "<b>x</b>" not in html and "<strong>gras</strong>" not in html
+    assert "[clic](https://evil.example)" in html
