@@ -13,15 +13,13 @@ Deterministic: the chatter is drawn with a seeded generator; the same week gives
 from __future__ import annotations
 
 import random
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from bot.citations import cited_numbers, section_of
+from bot.answer.citations import cited_numbers, section_of
+from bot.french import PARIS, fold
 
-PARIS = ZoneInfo("Europe/Paris")
 WEEK = date(2026, 11, 9)  # the Monday the script's dates ("jeudi 12/11", "20/11") refer to
 SERVER = "agent.dinum.tchap.gouv.fr"
 
@@ -339,11 +337,6 @@ def known(messages: list[CorpusMessage]) -> list[Known]:
     return found
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
-
-
 @dataclass(frozen=True)
 class Score:
     decisions: float  # share of the known decisions found in the "Décisions" section
@@ -372,7 +365,7 @@ def score(summary: str, expected: list[Known]) -> Score:
         found = []
         for line in sections.get(where[item.kind], []):
             cites = item.index + 1 in cited_numbers(line)
-            if cites or all(keyword in _fold(line) for keyword in item.keywords):
+            if cites or all(keyword in fold(line) for keyword in item.keywords):
                 found.append((line, cites))
         return found
 
@@ -387,12 +380,12 @@ def score(summary: str, expected: list[Known]) -> Score:
 
     def owner_named(item: Known, lines: list[tuple[str, bool]]) -> bool:
         assert item.owner is not None
-        first = _fold(item.owner.name.split()[0])
-        return any(first in _fold(line) for line, _ in lines)
+        first = fold(item.owner.name.split()[0])
+        return any(first in fold(line) for line, _ in lines)
 
     def due_kept(item: Known, lines: list[tuple[str, bool]]) -> bool:
-        tokens = [t for t in _fold(item.due).split() if any(c.isdigit() for c in t) or len(t) > 3]
-        return any(any(t in _fold(line) for t in tokens) for line, _ in lines)
+        tokens = [t for t in fold(item.due).split() if any(c.isdigit() for c in t) or len(t) > 3]
+        return any(any(t in fold(line) for t in tokens) for line, _ in lines)
 
     return Score(
         decisions=share(decisions, lambda _, lines: bool(lines)),

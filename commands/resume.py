@@ -2,7 +2,7 @@
 
 This module picks the window (since the asker last read, a count, a duration, a French date
 form, a thread), posts the summary here or in the asker's DM, and shows progress on long
-summaries; `bot.summary` does the chunking and the LLM calls, `bot.citations` the sections and
+summaries; `bot.answer.summary` does the chunking and the LLM calls, `bot.answer.citations` the sections and
 the links to the source messages, `commands.resume_args` the arguments.
 """
 
@@ -17,16 +17,17 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot import texts
-from bot.citations import Speaker, escape_markdown, render, server_of, urls_in
-from bot.conversation import PARIS, error_text
-from bot.formatting import split_for_matrix
-from bot.llm import LLMError
-from bot.store import StoredMessage
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.answer.citations import Speaker, escape_markdown, render, server_of, urls_in
+from bot.answer.conversation import error_text
+from bot.answer.llm import LLMError
+from bot.answer.split import split_for_matrix
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.classify import parse_invocation
+from bot.french import PARIS
+from bot.store.database import StoredMessage
 from commands.arguments import MAX_SUMMARY_MESSAGES
 from commands.base import Command, CommandContext, UsageError
-from commands.registry import parse_invocation
 from commands.resume_args import ResumeArgs, describe, parse_resume, resolve_dates
 
 log = structlog.get_logger(__name__)
@@ -83,7 +84,7 @@ async def thread_root(ctx: CommandContext, args: ResumeArgs) -> str | None:
         return None
     if message.reply_to_event_id is None:
         raise UsageError(texts.SUMMARY_NO_THREAD)
-    replied = await ctx.store.get_message(message.reply_to_event_id)
+    replied = await ctx.store.messages.get(message.reply_to_event_id)
     if replied is not None and replied.room_id == message.room_id and replied.thread_root_id:
         return replied.thread_root_id
     return message.reply_to_event_id
@@ -100,7 +101,7 @@ async def _fetch(
     """Conversation messages of the window (commands left out), at most `limit`, and whether
     there were more."""
     message = ctx.message
-    found = await ctx.store.messages_in_window(
+    found = await ctx.store.messages.in_window(
         message.room_id,
         since_ms=since_ms,
         limit=(limit + 1) * FETCH_FACTOR,
@@ -163,7 +164,7 @@ async def _since_last_read(ctx: CommandContext) -> Window:
     message = ctx.message
     now_ms = message.timestamp_ms
     cap = MAX_SUMMARY_MESSAGES
-    positions = await ctx.store.read_positions(message.room_id, message.sender)
+    positions = await ctx.store.receipts.positions(message.room_id, message.sender)
     for position in positions:
         found, more = await _fetch(
             ctx, since_ms=position.since_ms, until_ms=now_ms, limit=cap, thread=None
@@ -175,7 +176,7 @@ async def _since_last_read(ctx: CommandContext) -> Window:
         since = since_text(positions[0].since_ms - 1, now_ms)
         empty = texts.SUMMARY_EMPTY_SINCE_READ.format(since=since, prefix=ctx.prefix)
         return Window([], "", empty_text=empty)
-    last = await ctx.store.last_message_time(message.room_id, message.sender, before_ms=now_ms)
+    last = await ctx.store.messages.last_time(message.room_id, message.sender, before_ms=now_ms)
     if last is not None:
         found, more = await _fetch(ctx, since_ms=last + 1, until_ms=now_ms, limit=cap, thread=None)
         label = texts.SUMMARY_WINDOW_LAST_MESSAGE.format(since=since_text(last, now_ms))
@@ -329,8 +330,8 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
             room_name=room_name,
             language=ctx.room_settings.langue,
             instructions=ctx.conversation.system_prompt(ctx.room, ctx.room_settings),
-            model=ctx.room_settings.modele or ctx.settings.model,
-            temperature=ctx.room_settings.temperature,
+            model=ctx.room_settings.model_or(ctx.settings.model),
+            temperature=ctx.room_settings.temperature_or(ctx.settings.temperature),
             progress=target.progress,
         )
     except LLMError as error:
@@ -354,7 +355,7 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     await target.finish(text)
     if dm_room_id is not None and not ctx.message.scheduled:
         await ctx.reply(texts.SUMMARY_SENT_PRIVATELY)
-    await ctx.store.record_usage(
+    await ctx.store.usage.record(
         ctx.message.room_id, result.prompt_tokens, result.completion_tokens
     )
     log.info(

@@ -15,7 +15,8 @@ from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 
 from bot import texts
-from commands.arguments import MAX_SUMMARY_MESSAGES, fold, parse_count_or_duration
+from bot.french import fold
+from commands.arguments import MAX_SUMMARY_MESSAGES, parse_count_or_duration
 from commands.base import UsageError
 
 _WEEKDAYS = {

@@ -16,10 +16,10 @@ import time
 from bench import team_week
 from bench.harness import Bench
 from bench.results import Figure, Row
-from bot.llm import LLMClient
-from bot.store import StoredMessage
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.answer.llm import LLMClient
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.store.database import StoredMessage
 from config.settings import Settings
 
 TITLE = "8. Summary recall (real model)"

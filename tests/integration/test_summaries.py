@@ -16,11 +16,11 @@ from typing import Any
 import nio
 
 from bot import texts
-from bot.schedule import PARIS
+from bot.french import PARIS
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.integration.test_commands import group_room, summary_requests
 from tests.support.bot_helpers import ask, replies_to
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import (
     join_room,
     send_text,
@@ -59,7 +59,7 @@ async def wait_for_receipt(bot: RunningBot, room_id: str, user_id: str, event_id
     absence: the loop ends as soon as it is there)."""
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        positions = await bot.store.read_positions(room_id, user_id)
+        positions = await bot.store.receipts.positions(room_id, user_id)
         if positions and positions[0].event_id == event_id:
             return
         await asyncio.sleep(0.05)
@@ -147,7 +147,7 @@ async def test_private_summary_lands_in_a_real_dm_with_a_notice_in_the_room(
     dm = alice.rooms[dm_id]
     assert set(dm.users) == {alice.user_id, bot.user_id}, "the bot and exactly that person"
     assert dm.encrypted
-    assert await bot.store.is_direct_room(dm_id)
+    assert await bot.store.rooms.is_direct(dm_id)
     state = await alice.room_get_state_event(dm_id, "im.vector.room.access_rules")
     assert state.content == {"rule": "direct"}
 
@@ -165,7 +165,7 @@ async def test_private_summary_lands_in_a_real_dm_with_a_notice_in_the_room(
     )
     await sync_once(alice)
     assert set(alice.invited_rooms) == set(), "no second DM"
-    assert [r for r in await bot.store.known_room_ids() if r not in (room_id, dm_id)] == []
+    assert [r for r in await bot.store.rooms.known_ids() if r not in (room_id, dm_id)] == []
 
 
 async def test_scheduled_summary_can_be_private_to_its_author(
@@ -182,7 +182,7 @@ async def test_scheduled_summary_can_be_private_to_its_author(
     assert "Planification n°" in confirmation["content"]["body"]
     note = await send_text(bob, room_id, "Décision : la note part demain")
     await wait_until_stored(bot, note)
-    [schedule] = await bot.store.schedules(room_id)
+    [schedule] = await bot.store.schedules.list(room_id)
     assert bot.app.scheduler is not None
     bot.app.scheduler.clock = lambda: schedule.next_run_ms / 1000 + 60
     assert await bot.app.scheduler.tick() == 1
@@ -216,7 +216,7 @@ def _room_events(client: nio.AsyncClient, room_id: str) -> list[dict[str, Any]]:
 
 async def wait_until_stored(bot: RunningBot, event_id: str) -> None:
     deadline = time.monotonic() + 15
-    while await bot.store.get_message(event_id) is None:
+    while await bot.store.messages.get(event_id) is None:
         assert time.monotonic() < deadline, f"the bot never stored {event_id}"
         await asyncio.sleep(0.05)
 
@@ -225,8 +225,8 @@ async def bot_dm(bot: RunningBot, exclude: set[str]) -> str:
     """The DM the bot created (recorded as direct in its store), once it exists."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        for room_id in await bot.store.known_room_ids():
-            if room_id not in exclude and await bot.store.is_direct_room(room_id):
+        for room_id in await bot.store.rooms.known_ids():
+            if room_id not in exclude and await bot.store.rooms.is_direct(room_id):
                 return room_id
         await asyncio.sleep(0.05)
     raise AssertionError("the bot never made a DM")

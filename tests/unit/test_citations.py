@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.citations import (
+from bot.answer.citations import (
     Speaker,
     cited_numbers,
     drop_model_links,
@@ -179,7 +179,7 @@ def test_render_keeps_only_the_bots_links() -> None:
 
 
 def test_room_names_cannot_inject_markdown() -> None:
-    from bot.formatting import render_markdown
+    from bot.answer.render import render_markdown
 
     name = "Salon [clic](https://evil.example) **gras** <b>x</b>"
     html = render_markdown(f"**Résumé de « {escape_markdown(name)} »**")

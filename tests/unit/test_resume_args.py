@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.french import PARIS
 from commands.base import UsageError
 from commands.resume_args import ResumeArgs, describe, parse_resume, resolve_dates
 
-PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 18, 10, 0, tzinfo=PARIS)  # a Wednesday
 
 

@@ -14,16 +14,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 from bot import texts
-from bot.citations import number_lines
-from bot.llm import ChatMessage, ChatRequest, Completion
-from bot.store import StoredMessage
-from bot.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.answer.citations import number_lines
+from bot.answer.llm import ChatMessage, ChatRequest, Completion
+from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.french import PARIS
+from bot.store.database import StoredMessage
 from config.settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 # Never cut the transcript finer than this, even when a huge system prompt eats the budget.
 MIN_CHUNK_TOKENS = 256
 # Room left in prompts for the "part i of n" header and the partial titles.
@@ -85,7 +84,7 @@ def transcript_line(message: StoredMessage, *, with_date: bool) -> str:
 
 def transcript(messages: Sequence[StoredMessage]) -> list[str]:
     """`[n] HH:MM Name : text`, numbered from 1: the model cites these numbers, and message n
-    is `messages[n - 1]` (see `bot.citations`)."""
+    is `messages[n - 1]` (see `bot.answer.citations`)."""
     with_date = spans_several_days(messages)
     return number_lines([transcript_line(message, with_date=with_date) for message in messages])
 

@@ -10,10 +10,11 @@ keeps only the expected sections, and turns each action's owner into a pill. All
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from bot.french import fold
 
 MAX_RANGE = 20  # `[1-5000]` is not a citation a reader can use
 
@@ -36,11 +37,6 @@ _AUTOLINK = re.compile(r"<((?:https?|mailto|matrix):[^>\s]*)>", re.IGNORECASE)
 _HTML_LINK = re.compile(r"</?a\b[^>]*>", re.IGNORECASE)
 _BARE_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\"»]", re.IGNORECASE)
 _OWNER = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)\*\*([^*\n]+?)\*\*")
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def escape_markdown(text: str) -> str:
@@ -124,7 +120,7 @@ class Speaker:
 
 
 def _name_keys(name: str) -> set[str]:
-    folded = _fold(name)
+    folded = fold(name)
     short = re.sub(r"\s*\[[^\]]*\]\s*$", "", folded)  # Tchap's `Nom [Ministère]`
     return {folded, short, short.split(" ")[0]} if short else {folded}
 
@@ -136,10 +132,10 @@ def pill_owners(line: str, speakers: Sequence[Speaker]) -> str:
     match = _OWNER.match(line)
     if match is None:
         return line
-    wanted = _fold(match.group(2)).lstrip("@")
+    wanted = fold(match.group(2)).lstrip("@")
     candidates = {s.user_id: s for s in speakers if wanted in _name_keys(s.name)}
     if len(candidates) != 1:
-        exact = {s.user_id: s for s in speakers if _fold(s.name) == wanted}
+        exact = {s.user_id: s for s in speakers if fold(s.name) == wanted}
         if len(exact) != 1:
             return line
         candidates = exact
@@ -154,7 +150,7 @@ def section_of(line: str) -> str | None:
     if match is None:
         return None
     title = next(group for group in match.groups() if group is not None)
-    return _SECTION_KEYS.get(_fold(title).rstrip(" :"))
+    return _SECTION_KEYS.get(fold(title).rstrip(" :"))
 
 
 def structure(text: str, speakers: Sequence[Speaker] = ()) -> str:
@@ -168,7 +164,7 @@ def structure(text: str, speakers: Sequence[Speaker] = ()) -> str:
         if name is not None:
             current = sections.setdefault(name, [])
             continue
-        if current is not preamble and _NOTHING.match(_fold(line)) and line.strip():
+        if current is not preamble and _NOTHING.match(fold(line)) and line.strip():
             continue
         if current is sections.get("Actions"):
             line = pill_owners(line, speakers)
