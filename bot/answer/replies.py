@@ -16,7 +16,7 @@ import structlog
 
 from bot.answer.render import render_markdown
 from bot.answer.split import split_for_matrix
-from bot.models import IncomingMessage
+from bot.models import BOT_MARKER, IncomingMessage
 from bot.ops import metrics
 
 log = structlog.get_logger(__name__)
@@ -66,6 +66,7 @@ def reply_content(
         "m.mentions": (
             {"user_ids": [trigger.sender]} if mention_sender and not trigger.scheduled else {}
         ),
+        BOT_MARKER: {"generated": True},
     }
     if relation is not None:
         content["m.relates_to"] = relation
@@ -89,14 +90,15 @@ def edit_content(
             "formatted_body": html,
         },
         "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},
+        BOT_MARKER: {"generated": True},
     }
 
 
 @dataclass
 class _Sent:
-    """What was sent for one tracked trigger: event IDs, and sends not yet answered."""
+    """What was sent for one tracked trigger: (room ID, event ID), and sends not yet answered."""
 
-    event_ids: list[str] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)
     in_flight: set[asyncio.Future[str]] = field(default_factory=set)
 
 
@@ -121,19 +123,29 @@ class Outbox:
 
     def sent_for(self, trigger_event_id: str) -> list[str]:
         sent = self._tracked.get(trigger_event_id)
-        return list(sent.event_ids) if sent else []
+        return [event_id for _, event_id in sent.events] if sent else []
 
-    async def _send(self, trigger: IncomingMessage, content: dict[str, Any], txn_id: str) -> str:
+    async def _send(
+        self,
+        trigger: IncomingMessage,
+        content: dict[str, Any],
+        txn_id: str,
+        *,
+        room_id: str | None = None,
+    ) -> str:
+        """Send for `trigger` (in its room unless `room_id` says otherwise), remembered while
+        the trigger is tracked."""
+        target = room_id or trigger.room_id
         sent = self._tracked.get(trigger.event_id)
         if sent is None:
-            return await self._sender.send_event(trigger.room_id, content, txn_id)
-        future = asyncio.ensure_future(self._sender.send_event(trigger.room_id, content, txn_id))
+            return await self._sender.send_event(target, content, txn_id)
+        future = asyncio.ensure_future(self._sender.send_event(target, content, txn_id))
         sent.in_flight.add(future)
 
         def landed(done: asyncio.Future[str]) -> None:
             sent.in_flight.discard(done)
             if not done.cancelled() and done.exception() is None:
-                sent.event_ids.append(done.result())
+                sent.events.append((target, done.result()))
 
         future.add_done_callback(landed)
         return await asyncio.shield(future)
@@ -147,13 +159,13 @@ class Outbox:
         if sent.in_flight:
             await asyncio.gather(*sent.in_flight, return_exceptions=True)
         redacted = 0
-        for index, event_id in reversed(list(enumerate(sent.event_ids))):
+        for index, (room_id, event_id) in reversed(list(enumerate(sent.events))):
             txn_id = transaction_id(trigger.event_id, "retract", index)
             try:
-                redacted += await self._sender.redact(trigger.room_id, event_id, txn_id)
+                redacted += await self._sender.redact(room_id, event_id, txn_id)
             except Exception as error:  # one failure must not spare the other events
                 log.warning(
-                    "outbox.redact_failed", room_id=trigger.room_id, error_type=type(error).__name__
+                    "outbox.redact_failed", room_id=room_id, error_type=type(error).__name__
                 )
         return redacted
 
@@ -178,6 +190,30 @@ class Outbox:
             )
         return event_ids
 
+    async def post(
+        self, room_id: str, trigger: IncomingMessage, markdown: str, *, purpose: str
+    ) -> list[str]:
+        """Messages standing on their own in another room (the asker's DM with the bot), with
+        transaction IDs still derived from the trigger."""
+        event_ids = []
+        for index, (body, html) in enumerate(split_for_matrix(markdown)):
+            content = {
+                "msgtype": "m.text",
+                "body": body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": html,
+                "m.mentions": {},
+            }
+            event_ids.append(
+                await self._send(
+                    trigger,
+                    content,
+                    transaction_id(trigger.event_id, purpose, index),
+                    room_id=room_id,
+                )
+            )
+        return event_ids
+
     async def edit(
         self,
         trigger: IncomingMessage,
@@ -187,13 +223,18 @@ class Outbox:
         purpose: str,
         revision: int,
         measure_from: float | None = None,
+        room_id: str | None = None,
     ) -> str:
-        """`measure_from` as in `reply` (the final edit of a streamed answer)."""
+        """`measure_from` as in `reply` (the final edit of a streamed answer); `room_id` when
+        the edited message is not in the trigger's room."""
         content = edit_content(original_event_id, markdown, render_markdown(markdown))
         if measure_from is not None:
             metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
         return await self._send(
-            trigger, content, transaction_id(trigger.event_id, f"{purpose}-edit", revision)
+            trigger,
+            content,
+            transaction_id(trigger.event_id, f"{purpose}-edit", revision),
+            room_id=room_id,
         )
 
     async def typing(self, room_id: str, typing: bool) -> None:

@@ -54,6 +54,14 @@ class PeopleRepository:
             "questions": [dict(row) for row in triggers],
             "custom_commands": [dict(row) for row in commands],
             "schedules": [dict(row) for row in schedules],
+            "read_receipts": [
+                dict(row)
+                for row in await self._db.fetchall(
+                    "SELECT room_id, thread, event_id, read_at_ms FROM read_receipts "
+                    "WHERE user_id = ? ORDER BY room_id",
+                    (user_id,),
+                )
+            ],
         }
 
     async def purge(
@@ -92,6 +100,7 @@ class PeopleRepository:
                 (now_ms(), user_id, keep_event_id, until_ms, until_ms),
             )
             withdrawn = max(cursor.rowcount, 0)
+            await db.execute("DELETE FROM read_receipts WHERE user_id = ?", (user_id,))
             cursor = await db.execute(
                 "DELETE FROM custom_commands WHERE created_by = ?", (user_id,)
             )
