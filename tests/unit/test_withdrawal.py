@@ -136,7 +136,7 @@ async def test_no_typing_notice_is_left_behind_when_the_prompt_cannot_be_built(
             raise RuntimeError("base illisible")
 
     handler = Unreadable(settings, store, None, None, outbox)  # type: ignore[arg-type]
-    room = RoomContext(room_id=ROOM, name="Salon", is_direct=True, encrypted=False, member_count=2)
+    room = RoomContext(room_id=ROOM, name="Salon", is_direct=True, encrypted=False)
     try:
         with pytest.raises(RuntimeError):
             await handler.answer(trigger("$q"), "question", room, RoomSettings())
