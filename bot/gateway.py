@@ -26,6 +26,7 @@ from nio import (
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
+    MemoryDownloadResponse,
     RedactionEvent,
     RoomEncryptedMedia,
     RoomGetStateError,
@@ -39,9 +40,11 @@ from nio import (
     UnknownToDeviceEvent,
     WhoamiResponse,
 )
+from nio.crypto.attachments import decrypt_attachment
 from nio.store import DefaultStore
 
 from bot import faults, logs, metrics
+from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
 from bot.events import parse_message, parse_redaction
 from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
@@ -812,6 +815,45 @@ class MatrixGateway:
                     event.get("content") if isinstance(event.get("content"), dict) else None
                 )
         return effective_power_level(user_id, power_levels, create_sender, create_content)
+
+    async def download_attachment(
+        self, attachment: Attachment, max_bytes: int | None = None
+    ) -> bytes:
+        """The attachment's bytes, decrypted (hash checked) when it came from an encrypted room.
+
+        Downloads through the authenticated media API (nio's `download`). Refuses what is
+        declared or turns out larger than `max_bytes` (default: `attachment_max_mb`). Raises
+        AttachmentError; never returns partial or unchecked bytes.
+        """
+        cap = max_bytes if max_bytes is not None else self._settings.attachment_max_bytes
+        if attachment.size is not None and attachment.size > cap:
+            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "declared size")
+        try:
+            response = await asyncio.wait_for(
+                self.client.download(mxc=attachment.mxc_url),
+                timeout=self._settings.attachment_download_timeout_seconds,
+            )
+        except TimeoutError:
+            raise AttachmentError(AttachmentErrorReason.TIMEOUT) from None
+        except Exception as error:  # transport errors nio did not absorb
+            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, type(error).__name__) from None
+        if not isinstance(response, MemoryDownloadResponse) or not isinstance(response.body, bytes):
+            status = getattr(response, "status_code", None)
+            log.warning("matrix.download_failed", status=status)
+            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, str(status))
+        data = response.body
+        if len(data) > cap:
+            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "downloaded size")
+        encrypted = attachment.encrypted_file
+        if encrypted is None:
+            return data
+        try:
+            plain = await asyncio.to_thread(
+                decrypt_attachment, data, encrypted.key, encrypted.sha256, encrypted.iv
+            )
+        except (EncryptionError, ValueError, TypeError):  # bad hash, key or iv
+            raise AttachmentError(AttachmentErrorReason.INTEGRITY) from None
+        return bytes(plain)
 
     async def event_sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event we did not store (e.g. a reply to a message older than the bot)."""

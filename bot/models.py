@@ -10,6 +10,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.attachments.models import Attachment
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -19,7 +21,8 @@ class MessageKind(StrEnum):
     TEXT = "m.text"
     NOTICE = "m.notice"
     EMOTE = "m.emote"
-    OTHER = "other"  # images, files, unknown msgtypes: stored for nothing, never answered
+    ATTACHMENT = "attachment"  # m.file, m.image, m.audio, m.video: see `IncomingMessage.attachment`
+    OTHER = "other"  # unknown msgtypes, unusable attachments: stored for nothing, never answered
 
 
 class IncomingMessage(Frozen):
@@ -42,6 +45,9 @@ class IncomingMessage(Frozen):
         default=None, description="Set on edits (`m.replace`): the event being edited"
     )
     encrypted: bool = False
+    attachment: Attachment | None = Field(
+        default=None, description="Set (with kind ATTACHMENT) on files, images, sounds, videos"
+    )
     scheduled: bool = Field(
         default=False, description="Posted by a schedule, not typed: no reply relation"
     )

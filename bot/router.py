@@ -234,8 +234,8 @@ class Router:
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
-        if message.kind is MessageKind.OTHER:
-            return
+        if message.kind in (MessageKind.OTHER, MessageKind.ATTACHMENT):
+            return  # attachments are handled by their features (documents, media), never as text
         if (
             not answerable
             or message.kind is MessageKind.NOTICE

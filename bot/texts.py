@@ -41,6 +41,17 @@ UNDECRYPTABLE = (
     "Vérifiez que votre session est vérifiée, puis renvoyez votre message."
 )
 
+# --- Attachments (files, images, voice) ------------------------------------------------------
+# Keyed by bot.attachments.AttachmentErrorReason values; {max_mb} is the configured size cap.
+ATTACHMENT_ERRORS = {
+    "too_large": "📎 Ce fichier dépasse la taille maximale que je peux lire ({max_mb} Mo).",
+    "unavailable": "📎 Je n'ai pas pu télécharger ce fichier depuis le serveur : réessayez plus tard.",
+    "timeout": "📎 Le téléchargement de ce fichier a pris trop de temps : réessayez plus tard.",
+    "integrity": (
+        "📎 Ce fichier est endommagé (son contenu ne correspond pas à son empreinte) : renvoyez-le."
+    ),
+}
+
 # --- System prompt pieces ------------------------------------------------------------------
 ROOM_INSTRUCTIONS_HEADER = "Consignes propres à ce salon :"
 ANSWER_LANGUAGE = "Réponds en {language}."

@@ -277,6 +277,20 @@ class Settings(BaseSettings):
     )
     health_port: int = Field(default=8080, ge=0, le=65_535, description="0 disables the endpoint")
 
+    # --- Attachments ----------------------------------------------------------------------
+    attachment_max_mb: float = Field(
+        default=20.0,
+        gt=0,
+        le=1024,
+        description="Largest file the bot downloads (MB, checked on the declared and the real size)",
+    )
+    attachment_download_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Timeout of one attachment download from the homeserver",
+    )
+
     # --- Logs -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error"
@@ -353,6 +367,10 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "tchap-bot.sqlite3"
+
+    @property
+    def attachment_max_bytes(self) -> int:
+        return int(self.attachment_max_mb * 1_000_000)
 
     @property
     def crypto_store_dir(self) -> Path:
