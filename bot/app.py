@@ -12,6 +12,7 @@ from bot.conversation import ConversationHandler
 from bot.gateway import AuthenticationFailed, MatrixGateway
 from bot.health import HealthServer, start_health_server, sync_readiness
 from bot.llm import CircuitBreaker, LLMClient
+from bot.media import MediaService
 from bot.replies import Outbox
 from bot.retention import retention_loop
 from bot.room_commands import RoomCommandsRepository
@@ -85,6 +86,7 @@ class BotApp:
             outbox,
             room_commands,
             Summarizer(llm, tokens, settings),
+            MediaService(settings, store, llm, conversation, gateway),
         )
         scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
         router.scheduler = scheduler

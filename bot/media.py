@@ -46,6 +46,8 @@ class AttachmentSource(Protocol):
         self, attachment: Attachment, max_bytes: int | None = None
     ) -> bytes: ...
 
+    async def fetch_message(self, room_id: str, event_id: str) -> IncomingMessage | None: ...
+
 
 class MediaError(Exception):
     """A voice message or image that cannot be used; `text` is the one sentence users see."""
@@ -78,6 +80,9 @@ def placeholder(message: IncomingMessage) -> str:
     if attachment.kind is AttachmentKind.AUDIO:
         return texts.VOICE_PLACEHOLDER
     return texts.IMAGE_PLACEHOLDER.format(name=attachment.name)
+
+
+IMAGE_PLACEHOLDER_START = texts.IMAGE_PLACEHOLDER.split("{", 1)[0]
 
 
 def _minutes(seconds: float) -> str:
@@ -114,6 +119,25 @@ class MediaService:
         if room_settings.voix is not None:
             return room_settings.voix
         return self._settings.voice_messages
+
+    async def replied_message(self, message: IncomingMessage) -> IncomingMessage | None:
+        """The message `message` replies to, with its attachment, from the homeserver."""
+        if message.reply_to_event_id is None:
+            return None
+        replied = await self._source.fetch_message(message.room_id, message.reply_to_event_id)
+        return replied if replied is not None and replied.room_id == message.room_id else None
+
+    async def replied_image(self, message: IncomingMessage) -> IncomingMessage | None:
+        """The image a question replies to, if it does. The store says first whether the
+        replied message can be an image (its placeholder), sparing the homeserver a request
+        for every reply to a text."""
+        if message.reply_to_event_id is None:
+            return None
+        stored = await self._store.get_message(message.reply_to_event_id)
+        if stored is not None and not stored.body.startswith(IMAGE_PLACEHOLDER_START):
+            return None
+        replied = await self.replied_message(message)
+        return replied if replied is not None and is_image(replied) else None
 
     async def _download(self, attachment: Attachment) -> bytes:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -19,6 +20,7 @@ from bot import metrics, texts
 from bot.conversation import ConversationHandler
 from bot.formatting import strip_reply_fallback
 from bot.llm import LLMClient
+from bot.media import MediaError, MediaService, is_image, is_voice, placeholder
 from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
@@ -30,7 +32,7 @@ from bot.summary import Summarizer
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
-from config.room_settings import AnswerMode
+from config.room_settings import AnswerMode, RoomSettings
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -59,6 +61,12 @@ class RoomDirectory(Protocol):
     async def power_level(self, room_id: str, user_id: str) -> int: ...
 
     async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
+
+
+@dataclass
+class _WaitingImage:
+    image: IncomingMessage
+    timer: asyncio.TimerHandle
 
 
 class RoomWorkers:
@@ -125,6 +133,7 @@ class Router:
         outbox: Outbox,
         room_commands: RoomCommandsRepository,
         summarizer: Summarizer | None = None,
+        media: MediaService | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -136,6 +145,10 @@ class Router:
         self._outbox = outbox
         self._room_commands = room_commands
         self._summarizer = summarizer
+        self._media = media
+        # DM images waiting for the question typed after them, and the question that took one.
+        self._waiting_images: dict[tuple[str, str], _WaitingImage] = {}
+        self._image_of_question: dict[str, IncomingMessage] = {}
         self.scheduler: Scheduler | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
@@ -234,6 +247,9 @@ class Router:
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
+        if self._media is not None and (is_voice(message) or is_image(message)):
+            await self._on_media(message, room, answerable, received_at)
+            return
         if message.kind in (MessageKind.OTHER, MessageKind.ATTACHMENT):
             return  # attachments are handled by their features (documents, media), never as text
         if (
@@ -250,7 +266,144 @@ class Router:
             return
         if not await self._store.claim_trigger(message, self._stored(message)):
             return  # already answered (a replayed sync)
+        self._take_waiting_image(message)
         self._schedule(message, received_at)
+
+    # --- Voice messages and images ------------------------------------------------------------
+    async def _on_media(
+        self, message: IncomingMessage, room: RoomContext, answerable: bool, received_at: float
+    ) -> None:
+        """A voice message or an image: kept as a placeholder for summaries and context;
+        a question when it is addressed to the bot (DM, "tous" rooms, a reply to the bot, an
+        image whose caption mentions it)."""
+        stored = StoredMessage(
+            event_id=message.event_id,
+            room_id=message.room_id,
+            sender=message.sender,
+            sender_name=message.sender_name,
+            body=placeholder(message),
+            timestamp_ms=message.timestamp_ms,
+            thread_root_id=message.thread_root_id,
+        )
+        if not answerable or not self._settings.is_allowed_user(message.sender):
+            await self._store.save_messages([stored])
+            return
+        if message.event_id in self._in_flight:
+            return
+        if not await self._media_for_bot(message, room):
+            await self._store.save_messages([stored])
+            return
+        if not await self._store.claim_trigger(message, stored):
+            return
+        wait = self._settings.image_question_wait_seconds
+        if (
+            is_image(message)
+            and wait > 0
+            and not self._image_question(message)
+            and (room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL)
+        ):
+            self._wait_for_question(message, wait)
+            return
+        self._schedule(message, received_at)
+
+    async def _media_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
+        assert self._media is not None
+        everything = room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL
+        if (
+            is_voice(message)
+            and not room.is_direct
+            and not self._media.voice_enabled(self._room_config.get(message.room_id))
+        ):
+            return False  # a group room that turned voice off: silence, not a notice each time
+        if everything:
+            return True
+        attachment = message.attachment
+        if (
+            attachment is not None
+            and attachment.caption
+            and mentions_bot(message, self._identity(message.room_id))
+        ):
+            return True
+        if message.reply_to_event_id is None:
+            return False
+        return await self._replied_sender(message) == self._gateway.user_id
+
+    def _image_question(self, message: IncomingMessage) -> str:
+        """The question an image carries in its caption (mention removed), or ""."""
+        attachment = message.attachment
+        if attachment is None or not attachment.caption:
+            return ""
+        return strip_bot_mention(attachment.caption, self._identity(message.room_id)).strip()
+
+    def _wait_for_question(self, image: IncomingMessage, wait: float) -> None:
+        """In a DM the question usually follows the picture: keep it (in memory) for `wait`
+        seconds; the next text from its sender takes it, else it is described."""
+        key = (image.room_id, image.sender)
+        previous = self._waiting_images.pop(key, None)
+        if previous is not None:
+            previous.timer.cancel()
+            self._in_flight.discard(previous.image.event_id)
+            self._schedule(previous.image)
+        self._in_flight.add(image.event_id)
+        timer = asyncio.get_running_loop().call_later(wait, self._image_wait_over, key, image)
+        self._waiting_images[key] = _WaitingImage(image, timer)
+
+    def _image_wait_over(self, key: tuple[str, str], image: IncomingMessage) -> None:
+        waiting = self._waiting_images.get(key)
+        if waiting is not None and waiting.image.event_id == image.event_id:
+            del self._waiting_images[key]
+            self._schedule(image)  # no question came: describe it
+
+    def _take_waiting_image(self, message: IncomingMessage) -> None:
+        """A DM text question right after an image is about that image."""
+        if message.kind is not MessageKind.TEXT or (
+            self._command_in(message, self._identity(message.room_id)) is not None
+        ):
+            return
+        waiting = self._waiting_images.pop((message.room_id, message.sender), None)
+        if waiting is not None:
+            waiting.timer.cancel()
+            self._image_of_question[message.event_id] = waiting.image
+
+    async def _answer_media(
+        self,
+        message: IncomingMessage,
+        room: RoomContext,
+        room_settings: RoomSettings,
+        received_at: float | None,
+        image: IncomingMessage | None = None,
+        question: str | None = None,
+    ) -> None:
+        """Answer a voice message, an image, or a text question about `image`; a file that
+        cannot be used gets one sentence and the room goes on."""
+        assert self._media is not None
+        try:
+            if image is not None:
+                await self._media.answer_image(
+                    message, image, question, room, room_settings, received_at
+                )
+            elif is_voice(message):
+                if not self._media.voice_enabled(room_settings):
+                    await self._outbox.reply(
+                        message, texts.VOICE_DISABLED, purpose="media-error", notice=True
+                    )
+                    await self._store.finish_trigger(message, "skipped")
+                    return
+                await self._media.answer_voice(message, room, room_settings, received_at)
+            else:
+                await self._media.answer_image(
+                    message,
+                    message,
+                    self._image_question(message) or None,
+                    room,
+                    room_settings,
+                    received_at,
+                )
+        except MediaError as error:
+            metrics.ERRORS.labels(f"media_{error.reason}").inc()
+            log.info("router.media_refused", reason=error.reason)
+            await self._outbox.reply(message, error.text, purpose="media-error", notice=True)
+            await self._store.finish_trigger(message, "failed")
 
     @staticmethod
     def _stored(message: IncomingMessage) -> StoredMessage | None:
@@ -366,7 +519,27 @@ class Router:
                     message, "room", message.room_id, texts.ROOM_RATE_LIMITED
                 )
                 return
+            if self._media is not None and message.attachment is not None:
+                await self._answer_media(message, room, room_settings, received_at)
+                return
             question, _ = self._question_text(message, identity)
+            image = self._image_of_question.pop(message.event_id, None)
+            if image is not None:
+                try:
+                    await self._answer_media(
+                        message, room, room_settings, received_at, image, question or None
+                    )
+                finally:
+                    self._in_flight.discard(image.event_id)
+                    await self._store.finish_trigger(image, "answered", question=False)
+                return
+            if self._media is not None and question:
+                replied_image = await self._media.replied_image(message)
+                if replied_image is not None:
+                    await self._answer_media(
+                        message, room, room_settings, received_at, replied_image, question
+                    )
+                    return
             if not question:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
@@ -441,4 +614,5 @@ class Router:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            media=self._media,
         )

@@ -14,9 +14,9 @@ from typing import Any
 import nio
 import pytest
 from PIL import Image
+from sandbox.fake_mistral import FakeMistral, image_urls
 
 from bot import texts
-from sandbox.fake_mistral import FakeMistral, image_urls
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, replies_to, room_with_bot
 from tests.support.matrix_client import send_file, send_text, sync_once, wait_for_event
