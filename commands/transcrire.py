@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot import texts
-from bot.media import MediaError, is_voice
+from bot.answer.media import MediaError, is_voice
 from commands.base import Command, CommandContext, NoArgs, no_arguments
 
 

@@ -32,7 +32,7 @@ from mistralai.client.models import (
 )
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
-from bot import faults, metrics
+from bot.ops import faults, metrics
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import structlog
 
-from bot import metrics, texts
+from bot import texts
 from bot.attachments import Attachment, AttachmentError, AttachmentKind, attachment_error_text
 from bot.attachments.images import ImageLimits, ImageProblem, ImageRejected, prepare_image
 from bot.attachments.voice import (
@@ -25,10 +25,11 @@ from bot.attachments.voice import (
     check_declared,
     inspect_audio,
 )
-from bot.conversation import ConversationHandler, error_text
-from bot.llm import LLMClient, LLMError, LLMErrorKind
+from bot.answer.conversation import ConversationHandler, error_text
+from bot.answer.llm import LLMClient, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, RoomContext
-from bot.store import Store, StoredMessage
+from bot.ops import metrics
+from bot.store.database import Store, StoredMessage
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
