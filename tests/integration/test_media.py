@@ -85,12 +85,19 @@ async def test_dm_photo_then_question_reaches_the_vision_model_without_its_metad
     assert SECRET_MAKE.encode() not in raw
     # The image itself got no answer of its own: the question took it.
     follow_up = await ask(alice, room_id, bot.user_id, "Et en une phrase ?")
-    replies_to_image = [
-        e
-        for e in alice.rooms[room_id].timeline.events
-        if getattr(e, "source", {}).get("content", {}).get("m.relates_to", {}).get("m.in_reply_to")
-        == {"event_id": image_event}
-    ] if hasattr(alice.rooms[room_id], "timeline") else []
+    replies_to_image = (
+        [
+            e
+            for e in alice.rooms[room_id].timeline.events
+            if getattr(e, "source", {})
+            .get("content", {})
+            .get("m.relates_to", {})
+            .get("m.in_reply_to")
+            == {"event_id": image_event}
+        ]
+        if hasattr(alice.rooms[room_id], "timeline")
+        else []
+    )
     assert not replies_to_image
     # The room's memory keeps a placeholder and the answer, never the picture.
     history = fake_llm.requests[-1]["messages"]
@@ -221,7 +228,11 @@ async def test_model_without_vision_gets_one_sentence(
 
 
 async def send_voice(
-    client: nio.AsyncClient, room_id: str, seconds: float = 2.0, data: bytes | None = None, **kw: Any
+    client: nio.AsyncClient,
+    room_id: str,
+    seconds: float = 2.0,
+    data: bytes | None = None,
+    **kw: Any,
 ) -> str:
     return await send_file(
         client,
