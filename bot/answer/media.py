@@ -16,6 +16,8 @@ from typing import Protocol
 import structlog
 
 from bot import texts
+from bot.answer.conversation import ConversationHandler, error_text
+from bot.answer.llm import LLMClient, LLMError, LLMErrorKind
 from bot.attachments import Attachment, AttachmentError, AttachmentKind, attachment_error_text
 from bot.attachments.images import ImageLimits, ImageProblem, ImageRejected, prepare_image
 from bot.attachments.voice import (
@@ -25,8 +27,6 @@ from bot.attachments.voice import (
     check_declared,
     inspect_audio,
 )
-from bot.answer.conversation import ConversationHandler, error_text
-from bot.answer.llm import LLMClient, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
 from bot.store.database import Store, StoredMessage

@@ -14,11 +14,11 @@ from typing import Any
 import nio
 import pytest
 from PIL import Image
-from sandbox.fake_mistral import FakeMistral, image_urls
 
 from bot import texts
+from sandbox.fake_mistral import FakeMistral, image_urls
 from tests.integration.conftest import StartBot
-from tests.support.bot_helpers import ask, replies_to, room_with_bot
+from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.matrix_client import send_file, send_text, sync_once, wait_for_event
 from tests.support.media_samples import (
     GPS_IFD,
@@ -85,19 +85,9 @@ async def test_dm_photo_then_question_reaches_the_vision_model_without_its_metad
     assert SECRET_MAKE.encode() not in raw
     # The image itself got no answer of its own: the question took it.
     follow_up = await ask(alice, room_id, bot.user_id, "Et en une phrase ?")
-    replies_to_image = (
-        [
-            e
-            for e in alice.rooms[room_id].timeline.events
-            if getattr(e, "source", {})
-            .get("content", {})
-            .get("m.relates_to", {})
-            .get("m.in_reply_to")
-            == {"event_id": image_event}
-        ]
-        if hasattr(alice.rooms[room_id], "timeline")
-        else []
-    )
+    replies_to_image = [
+        e for e in bot_replies(alice, room_id, bot.user_id) if replies_to(image_event)(e)
+    ]
     assert not replies_to_image
     # The room's memory keeps a placeholder and the answer, never the picture.
     history = fake_llm.requests[-1]["messages"]
@@ -232,8 +222,12 @@ async def send_voice(
     room_id: str,
     seconds: float = 2.0,
     data: bytes | None = None,
-    **kw: Any,
+    reply_to: str | None = None,
 ) -> str:
+    """A voice message as Element and Tchap send it (optionally replying to an event)."""
+    extra: dict[str, Any] = dict(voice_content(seconds))
+    if reply_to is not None:
+        extra["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
     return await send_file(
         client,
         room_id,
@@ -242,8 +236,7 @@ async def send_voice(
         "audio/ogg",
         "m.audio",
         info={"duration": int(seconds * 1000)},
-        extra_content=voice_content(seconds),
-        **kw,
+        extra_content=extra,
     )
 
 
@@ -256,7 +249,8 @@ async def test_dm_voice_message_is_transcribed_and_answered(
     alice = await user_client("alice", encryption=encrypted)
     room_id = await dm_with_bot(alice, bot.user_id, encrypted=encrypted)
 
-    event_id = await send_voice(alice, room_id)
+    voice = voice_ogg(2.0)
+    event_id = await send_voice(alice, room_id, data=voice)
     answer = await wait_for_event(alice, room_id, replies_to(event_id))
 
     assert body(answer) == (
@@ -267,7 +261,7 @@ async def test_dm_voice_message_is_transcribed_and_answered(
     assert transcription["model"] == "voxtral-mini-latest"
     assert transcription["language"] == "fr"
     assert transcription["file_name"] == "voix.ogg"
-    assert transcription["content"] == voice_ogg(2.0)
+    assert transcription["content"] == voice, "the very bytes sent, decrypted"
     # The transcript is the person's text in the room's memory.
     stored = await bot.store.get_message(event_id)
     assert stored.body == "Quelle est la date limite de dépôt des congés ?"
