@@ -258,9 +258,12 @@ SANDBOX_FAKE_WARNING = (
 SANDBOX_HEALTH = "Santé et métriques du bot : http://127.0.0.1:{port}/healthz"
 SANDBOX_HOW_INTERACTIVE = (
     "Écrivez un message puis Entrée : le bot répond ici. `!aide` liste les commandes "
-    "(`!resume`, `!oublie`…). Ctrl-D pour quitter (tout est arrêté)."
+    "(`!resume`, `!oublie`…). `/envoyer CHEMIN` envoie une image ou un message vocal. "
+    "Ctrl-D pour quitter (tout est arrêté)."
 )
 SANDBOX_HOW_SCRIPTED = "Mode scripté : envoi des messages un par un, puis arrêt."
+SANDBOX_FILE_SENT = "📎 {name} envoyé ({msgtype})."
+SANDBOX_FILE_UNREADABLE = "📎 Impossible de lire {path} : {error}"
 SANDBOX_PROMPT = "vous › "
 SANDBOX_USER_LABEL = "vous"
 SANDBOX_BOT_LABEL = "assistant"
