@@ -382,3 +382,27 @@ async def test_endpoint_without_transcription_gets_one_sentence(
     assert body(notice) == texts.VOICE_UNSUPPORTED
     answer = await ask(alice, room_id, bot.user_id, "Et par écrit ?")
     assert body(answer) == "Réponse simulée : Et par écrit ?"
+
+
+async def test_model_failure_after_a_transcript_is_one_notice(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    """Streaming on: the quoted transcript waits for the model's first token, so a model that
+    fails leaves one notice, not a half-answer holding the transcript."""
+    fake_llm.transcription_text = "Où en est mon dossier ?"
+    bot = await start_bot(streaming=True, llm_max_retries=0)
+    alice = await user_client("alice")
+    room_id = await dm_with_bot(alice, bot.user_id)
+
+    fake_llm.fail_next(1, status=503)
+    voice = await send_voice(alice, room_id)
+    notice = await wait_for_event(alice, room_id, replies_to(voice))
+    assert body(notice) == texts.LLM_UNAVAILABLE
+    # The next question is answered; the transcript stays the voice message's stored text.
+    answer = await ask(alice, room_id, bot.user_id, "Tu es là ?")
+    assert [e for e in bot_replies(alice, room_id, bot.user_id) if replies_to(voice)(e)] == [
+        notice
+    ]
+    assert answer["sender"] == bot.user_id
+    assert fake_llm.last_request["messages"][-1]["content"].endswith("Tu es là ?")
+    assert (await bot.store.get_message(voice)).body == "Où en est mon dossier ?"
