@@ -520,7 +520,7 @@ class Router:
                     message, "room", message.room_id, texts.ROOM_RATE_LIMITED
                 )
                 return
-            if self._media is not None and message.attachment is not None:
+            if self._media is not None and (is_voice(message) or is_image(message)):
                 await self._answer_media(message, room, room_settings, received_at)
                 return
             question, _ = self._question_text(message, identity)
