@@ -8,6 +8,8 @@ import struct
 import zlib
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image, ImageCms
 
 from bot.attachments.images import (
@@ -187,3 +189,19 @@ def test_empty_and_oversized_files() -> None:
     with pytest.raises(ImageRejected) as caught:
         prepare_image(source, ImageLimits(max_bytes=len(source) - 1))
     assert caught.value.problem is ImageProblem.TOO_LARGE
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefix=st.sampled_from(
+        [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff\xe0", b"GIF89a", b"RIFF\x00\x00\x00\x00WEBPVP8 "]
+    ),
+    tail=st.binary(max_size=2048),
+)
+def test_any_bytes_give_an_image_or_a_reason(prefix: bytes, tail: bytes) -> None:
+    try:
+        prepared = prepare_image(prefix + tail)
+    except ImageRejected as rejected:
+        assert rejected.problem in ImageProblem
+    else:
+        assert prepared.data.startswith(b"\xff\xd8")

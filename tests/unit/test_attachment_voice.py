@@ -10,6 +10,8 @@ import wave
 import numpy as np
 import pytest
 import soundfile
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.attachments.voice import (
     AudioLimits,
@@ -123,3 +125,26 @@ def test_empty_file() -> None:
     with pytest.raises(AudioRejected) as caught:
         inspect_audio(b"")
     assert caught.value.problem is AudioProblem.EMPTY
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    prefix=st.sampled_from(
+        [
+            b"",
+            b"OggS",
+            b"RIFF\x24\x00\x00\x00WAVEfmt ",
+            b"\x00\x00\x00\x18ftypM4A ",
+            b"fLaC",
+            b"ID3",
+        ]
+    ),
+    tail=st.binary(max_size=2048),
+)
+def test_any_bytes_give_a_clip_or_a_reason(prefix: bytes, tail: bytes) -> None:
+    try:
+        clip = inspect_audio(prefix + tail)
+    except AudioRejected as rejected:
+        assert rejected.problem in AudioProblem
+    else:
+        assert 0 < clip.duration_seconds <= AudioLimits().max_seconds
