@@ -29,7 +29,8 @@ from bot.attachments.voice import (
 )
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
-from bot.store.database import Store, StoredMessage
+from bot.store import Store
+from bot.store.database import StoredMessage
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -134,7 +135,7 @@ class MediaService:
         for every reply to a text."""
         if message.reply_to_event_id is None:
             return None
-        stored = await self._store.get_message(message.reply_to_event_id)
+        stored = await self._store.messages.get(message.reply_to_event_id)
         if stored is not None and not stored.body.startswith(IMAGE_PLACEHOLDER_START):
             return None
         replied = await self.replied_message(message)
@@ -199,7 +200,7 @@ class MediaService:
 
     async def _store_text(self, message: IncomingMessage, text: str) -> None:
         """The transcript becomes the message's text for summaries and reply context."""
-        await self._store.save_messages(
+        await self._store.messages.save(
             [
                 StoredMessage(
                     event_id=message.event_id,
@@ -212,7 +213,9 @@ class MediaService:
                 )
             ]
         )
-        await self._store.apply_edit(message.room_id, message.event_id, message.sender, text)
+        await self._store.messages.apply_edit(
+            message.room_id, message.event_id, message.sender, text
+        )
 
     async def answer_voice(
         self,

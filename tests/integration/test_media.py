@@ -263,7 +263,7 @@ async def test_dm_voice_message_is_transcribed_and_answered(
     assert transcription["file_name"] == "voix.ogg"
     assert transcription["content"] == voice, "the very bytes sent, decrypted"
     # The transcript is the person's text in the room's memory.
-    stored = await bot.store.get_message(event_id)
+    stored = await bot.store.messages.get(event_id)
     assert stored.body == "Quelle est la date limite de dépôt des congés ?"
     await ask(alice, room_id, bot.user_id, "Et pour les RTT ?")
     history = [m["content"] for m in fake_llm.last_request["messages"]]
@@ -405,4 +405,4 @@ async def test_model_failure_after_a_transcript_is_one_notice(
     ]
     assert answer["sender"] == bot.user_id
     assert fake_llm.last_request["messages"][-1]["content"].endswith("Tu es là ?")
-    assert (await bot.store.get_message(voice)).body == "Où en est mon dossier ?"
+    assert (await bot.store.messages.get(voice)).body == "Où en est mon dossier ?"
