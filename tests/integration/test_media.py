@@ -7,6 +7,7 @@ fake Mistral server records exactly what reached the model.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from typing import Any
@@ -400,9 +401,29 @@ async def test_model_failure_after_a_transcript_is_one_notice(
     assert body(notice) == texts.LLM_UNAVAILABLE
     # The next question is answered; the transcript stays the voice message's stored text.
     answer = await ask(alice, room_id, bot.user_id, "Tu es là ?")
-    assert [e for e in bot_replies(alice, room_id, bot.user_id) if replies_to(voice)(e)] == [
-        notice
-    ]
+    assert [e for e in bot_replies(alice, room_id, bot.user_id) if replies_to(voice)(e)] == [notice]
     assert answer["sender"] == bot.user_id
     assert fake_llm.last_request["messages"][-1]["content"].endswith("Tu es là ?")
     assert (await bot.store.messages.get(voice)).body == "Où en est mon dossier ?"
+
+
+async def test_dm_image_waiting_for_its_question_survives_a_restart(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    """The wait is in memory; the claim is in SQLite: after a restart the image is described."""
+    bot = await start_bot(image_question_wait_seconds=600)
+    alice = await user_client("alice")
+    room_id = await dm_with_bot(alice, bot.user_id)
+
+    event_id = await send_file(alice, room_id, png(), "plan.png", "image/png", "m.image")
+    for _ in range(300):  # the claim is written as the event arrives
+        if await bot.store.triggers.status(event_id) == "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert await bot.store.triggers.status(event_id) == "pending"
+    assert not fake_llm.requests
+    await bot.restart()
+
+    answer = await wait_for_event(alice, room_id, replies_to(event_id))
+    assert body(answer).startswith("Réponse simulée (1 image) : Décris brièvement")
+    assert await bot.store.triggers.status(event_id) == "answered"
