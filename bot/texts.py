@@ -370,3 +370,7 @@ IMAGE_TOO_MANY_PIXELS = (
 IMAGE_UNREADABLE = "🖼️ Je n'ai pas pu lire cette image : le fichier est vide, endommagé ou n'est pas au format PNG, JPEG, WebP ou GIF."
 TRANSCRIBE_NEEDS_REPLY = "🎤 Utilisez `{prefix}transcrire` en réponse à un message vocal."
 TRANSCRIBE_NOT_AUDIO = "🎤 Le message auquel vous répondez n'est pas un message vocal."
+TRANSCRIBE_UNREADABLE = (
+    "🎤 Je ne peux pas lire le message auquel vous répondez (envoyé avant mon arrivée, ou sa clé "
+    "de chiffrement ne m'a pas été transmise)."
+)

@@ -13,7 +13,10 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
         await ctx.reply(texts.TRANSCRIBE_NEEDS_REPLY.format(prefix=ctx.prefix))
         return
     voice = await media.replied_message(ctx.message)
-    if voice is None or not is_voice(voice):
+    if voice is None:
+        await ctx.reply(texts.TRANSCRIBE_UNREADABLE)
+        return
+    if not is_voice(voice):
         await ctx.reply(texts.TRANSCRIBE_NOT_AUDIO)
         return
     if not media.voice_enabled(ctx.room_settings):

@@ -314,7 +314,12 @@ async def test_group_transcribe_command_posts_a_colleague_transcript(
     assert posted["content"]["msgtype"] == "m.text"
     assert len(fake_llm.transcriptions) == 1
     assert not fake_llm.requests, "a transcript is not a question"
-    # Not replying to anything: one sentence.
+    # Replying to a text, or to nothing: one sentence each.
+    text = await send_text(bob, room_id, "Ceci est un texte.")
+    await wait_for_event(alice, room_id, lambda e: e.get("event_id") == text)
+    wrong = await send_text(alice, room_id, "!transcrire", reply_to=text)
+    notice = await wait_for_event(alice, room_id, replies_to(wrong))
+    assert body(notice) == texts.TRANSCRIBE_NOT_AUDIO
     lone = await send_text(alice, room_id, "!transcribe")
     notice = await wait_for_event(alice, room_id, replies_to(lone))
     assert body(notice) == texts.TRANSCRIBE_NEEDS_REPLY.format(prefix="!")
