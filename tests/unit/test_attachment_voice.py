@@ -148,3 +148,30 @@ def test_any_bytes_give_a_clip_or_a_reason(prefix: bytes, tail: bytes) -> None:
         assert rejected.problem in AudioProblem
     else:
         assert 0 < clip.duration_seconds <= AudioLimits().max_seconds
+
+
+def m4a_header(seconds: float, timescale: int = 44_100) -> bytes:
+    """The boxes of an iOS voice memo (M4A) that say its length: ftyp, moov/mvhd, a sound track
+    with its mdhd (no samples: enough for the container check, which never decodes audio)."""
+
+    def box(name: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I4s", 8 + len(payload), name) + payload
+
+    def full_box(name: bytes, payload: bytes) -> bytes:
+        return box(name, b"\x00\x00\x00\x00" + payload)
+
+    duration = int(seconds * timescale)
+    mdhd = full_box(b"mdhd", struct.pack(">IIIIHH", 0, 0, timescale, duration, 0x55C4, 0))
+    hdlr = full_box(b"hdlr", struct.pack(">I4s", 0, b"soun") + b"\x00" * 12 + b"Son\x00")
+    mvhd = full_box(b"mvhd", struct.pack(">IIII", 0, 0, 1000, int(seconds * 1000)) + bytes(80))
+    track = box(b"trak", box(b"mdia", mdhd + hdlr + box(b"minf", box(b"stbl", b""))))
+    return box(b"ftyp", b"M4A \x00\x00\x00\x00M4A mp42isom") + box(b"moov", mvhd + track)
+
+
+def test_m4a_duration_is_read_from_its_boxes() -> None:
+    clip = inspect_audio(m4a_header(3.0))
+    assert clip.duration_seconds == pytest.approx(3.0)
+    assert clip.file_name == "voix.m4a"
+    with pytest.raises(AudioRejected) as caught:
+        inspect_audio(m4a_header(400.0))
+    assert caught.value.problem is AudioProblem.TOO_LONG
