@@ -18,22 +18,26 @@ import structlog
 
 from bot import texts
 from bot.answer.conversation import ConversationHandler
-from bot.answer.inbound import strip_reply_fallback
-from bot.answer.llm import LLMClient
 from bot.answer.media import MediaError, MediaService, is_image, is_voice, placeholder
 from bot.answer.replies import Outbox
-from bot.answer.summary import Summarizer
-from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
+from bot.classify import RoomFacts, classify, parse_invocation
+from bot.models import (
+    Action,
+    Decision,
+    IncomingMessage,
+    Invocation,
+    MessageKind,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.ops import metrics
 from bot.ops.ratelimit import SlidingWindowLimiter
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.schedule import Scheduler
 from bot.store import Store
 from bot.store.database import Schedule, StoredMessage
-from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
-from commands.base import CommandContext
-from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
+from bot.triggers import BotIdentity, mentions_bot, strip_bot_mention
 from config.room_settings import AnswerMode, RoomSettings
 from config.settings import Settings
 
@@ -68,6 +72,7 @@ class RoomDirectory(Protocol):
 @dataclass
 class _WaitingImage:
     image: IncomingMessage
+    decision: Decision
     timer: asyncio.TimerHandle
 
 
@@ -122,6 +127,19 @@ class RoomWorkers:
         return not still_running
 
 
+class CommandPort(Protocol):
+    """What the router needs from the commands (wired in by `bot.app`; the core never imports
+    `commands/`)."""
+
+    builtin_words: frozenset[str]
+
+    def room_words(self, room_id: str) -> frozenset[str]: ...
+
+    async def run(
+        self, message: IncomingMessage, room: RoomContext, invocation: Invocation
+    ) -> None: ...
+
+
 class Router:
     def __init__(
         self,
@@ -129,29 +147,24 @@ class Router:
         store: Store,
         gateway: RoomDirectory,
         conversation: ConversationHandler,
-        registry: CommandRegistry,
+        commands: CommandPort,
         room_config: RoomConfigRepository,
-        llm: LLMClient,
         outbox: Outbox,
         room_commands: RoomCommandsRepository,
-        summarizer: Summarizer | None = None,
         media: MediaService | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._gateway = gateway
         self._conversation = conversation
-        self._registry = registry
+        self._commands = commands
         self._room_config = room_config
-        self._llm = llm
         self._outbox = outbox
         self._room_commands = room_commands
-        self._summarizer = summarizer
         self._media = media
         # DM images waiting for the question typed after them, and the question that took one.
         self._waiting_images: dict[tuple[str, str], _WaitingImage] = {}
         self._image_of_question: dict[str, IncomingMessage] = {}
-        self.scheduler: Scheduler | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
         self._rate_notice_at: dict[tuple[str, str], float] = {}
@@ -164,12 +177,16 @@ class Router:
         """Re-queue questions recorded but not answered before a crash, if still fresh."""
         cutoff = int(time.time() * 1000 - self._settings.catch_up_window_minutes * 60_000)
         resumed = 0
-        for message in await self._store.triggers.pending():
-            if message.timestamp_ms < cutoff:
-                await self._store.triggers.finish(message, "skipped")
+        for job in await self._store.triggers.pending():
+            if job.message.timestamp_ms < cutoff:
+                await self._store.triggers.finish(job.message, "skipped")
+                continue
+            decision = job.decision or classify(job.message, self._facts(job.message, None))
+            if decision.action not in (Action.QUESTION, Action.COMMAND):
+                await self._store.triggers.finish(job.message, "skipped")
                 continue
             resumed += 1
-            self._schedule(message)
+            self._schedule(job.message, decision)
         if resumed:
             log.info("router.resumed_pending", count=resumed)
         return resumed
@@ -252,24 +269,25 @@ class Router:
         if self._media is not None and (is_voice(message) or is_image(message)):
             await self._on_media(message, room, answerable, received_at)
             return
-        if message.kind in (MessageKind.OTHER, MessageKind.ATTACHMENT):
-            return  # attachments are handled by their features (documents, media), never as text
-        if (
-            not answerable
-            or message.kind is MessageKind.NOTICE
-            or not self._settings.is_allowed_user(message.sender)
-        ):
-            await self._store_message(message)
+        replied_to = None
+        if message.reply_to_event_id is not None and answerable and not room.is_direct:
+            replied_to = await self._replied_sender(message)
+        facts = self._facts(message, room, answerable=answerable, replied_to=replied_to)
+        decision = classify(message, facts)
+        if decision.action is Action.IGNORE:
+            return
+        stored = self._stored(message, decision)
+        if decision.action is Action.STORE:
+            if stored is not None:
+                await self._store.messages.save([stored])
             return
         if message.event_id in self._in_flight:
             return
-        if not await self._is_for_bot(message, room):
-            await self._store_message(message)
-            return
-        if not await self._store.triggers.claim(message, self._stored(message)):
+        if not await self._store.triggers.claim(message, stored, decision):
             return  # already answered (a replayed sync)
-        self._take_waiting_image(message)
-        self._schedule(message, received_at)
+        if decision.action is Action.QUESTION:
+            self._take_waiting_image(message)
+        self._schedule(message, decision, received_at)
 
     # --- Voice messages and images ------------------------------------------------------------
     async def _on_media(
@@ -295,29 +313,31 @@ class Router:
         if not await self._media_for_bot(message, room):
             await self._store.messages.save([stored])
             return
-        if not await self._store.triggers.claim(message, stored):
+        question = self._image_question(message)
+        decision = Decision(action=Action.QUESTION, text=stored.body, question=question)
+        if not await self._store.triggers.claim(message, stored, decision):
             return
         wait = self._settings.image_question_wait_seconds
         if (
             is_image(message)
             and wait > 0
-            and not self._image_question(message)
+            and not question
             and (room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL)
         ):
-            self._wait_for_question(message, wait)
+            self._wait_for_question(message, decision, wait)
             return
-        self._schedule(message, received_at)
+        self._schedule(message, decision, received_at)
 
     async def _media_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
         assert self._media is not None
-        everything = room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL
+        room_settings = self._room_config.get(message.room_id)
         if (
             is_voice(message)
             and not room.is_direct
-            and not self._media.voice_enabled(self._room_config.get(message.room_id))
+            and not self._media.voice_enabled(room_settings)
         ):
             return False  # a group room that turned voice off: silence, not a notice each time
-        if everything:
+        if room.is_direct or room_settings.mode is AnswerMode.ALL:
             return True
         attachment = message.attachment
         if (
@@ -333,35 +353,31 @@ class Router:
     def _image_question(self, message: IncomingMessage) -> str:
         """The question an image carries in its caption (mention removed), or ""."""
         attachment = message.attachment
-        if attachment is None or not attachment.caption:
+        if attachment is None or not attachment.caption or not is_image(message):
             return ""
         return strip_bot_mention(attachment.caption, self._identity(message.room_id)).strip()
 
-    def _wait_for_question(self, image: IncomingMessage, wait: float) -> None:
+    def _wait_for_question(self, image: IncomingMessage, decision: Decision, wait: float) -> None:
         """In a DM the question usually follows the picture: keep it (in memory) for `wait`
-        seconds; the next text from its sender takes it, else it is described."""
+        seconds; the next question from its sender takes it, else it is described."""
         key = (image.room_id, image.sender)
         previous = self._waiting_images.pop(key, None)
         if previous is not None:
             previous.timer.cancel()
             self._in_flight.discard(previous.image.event_id)
-            self._schedule(previous.image)
+            self._schedule(previous.image, previous.decision)
         self._in_flight.add(image.event_id)
         timer = asyncio.get_running_loop().call_later(wait, self._image_wait_over, key, image)
-        self._waiting_images[key] = _WaitingImage(image, timer)
+        self._waiting_images[key] = _WaitingImage(image, decision, timer)
 
     def _image_wait_over(self, key: tuple[str, str], image: IncomingMessage) -> None:
         waiting = self._waiting_images.get(key)
         if waiting is not None and waiting.image.event_id == image.event_id:
             del self._waiting_images[key]
-            self._schedule(image)  # no question came: describe it
+            self._schedule(image, waiting.decision)  # no question came: describe it
 
     def _take_waiting_image(self, message: IncomingMessage) -> None:
-        """A DM text question right after an image is about that image."""
-        if message.kind is not MessageKind.TEXT or (
-            self._command_in(message, self._identity(message.room_id)) is not None
-        ):
-            return
+        """A DM question typed right after an image is about that image."""
         waiting = self._waiting_images.pop((message.room_id, message.sender), None)
         if waiting is not None:
             waiting.timer.cancel()
@@ -373,18 +389,14 @@ class Router:
         room: RoomContext,
         room_settings: RoomSettings,
         received_at: float | None,
-        image: IncomingMessage | None = None,
-        question: str | None = None,
+        image: IncomingMessage,
+        question: str,
     ) -> None:
-        """Answer a voice message, an image, or a text question about `image`; a file that
-        cannot be used gets one sentence and the room goes on."""
+        """Answer a voice message, or a question about `image` (which may be `message`); a
+        file that cannot be used gets one sentence and the room goes on."""
         assert self._media is not None
         try:
-            if image is not None:
-                await self._media.answer_image(
-                    message, image, question, room, room_settings, received_at
-                )
-            elif is_voice(message):
+            if is_voice(message):
                 if not self._media.voice_enabled(room_settings):
                     await self._outbox.reply(
                         message, texts.VOICE_DISABLED, purpose="media-error", notice=True
@@ -394,12 +406,7 @@ class Router:
                 await self._media.answer_voice(message, room, room_settings, received_at)
             else:
                 await self._media.answer_image(
-                    message,
-                    message,
-                    self._image_question(message) or None,
-                    room,
-                    room_settings,
-                    received_at,
+                    message, image, question or None, room, room_settings, received_at
                 )
         except MediaError as error:
             metrics.ERRORS.labels(f"media_{error.reason}").inc()
@@ -407,53 +414,57 @@ class Router:
             await self._outbox.reply(message, error.text, purpose="media-error", notice=True)
             await self._store.triggers.finish(message, "failed")
 
+    async def _image_for(self, message: IncomingMessage) -> IncomingMessage | None:
+        """The image a text question is about: the one it took in a DM, or the one it replies
+        to (its waiting trigger is finished here)."""
+        image = self._image_of_question.pop(message.event_id, None)
+        if image is not None:
+            self._in_flight.discard(image.event_id)
+            await self._store.triggers.finish(image, "answered", question=False)
+            return image
+        if self._media is None or message.reply_to_event_id is None:
+            return None
+        return await self._media.replied_image(message)
+
+    def _facts(
+        self,
+        message: IncomingMessage,
+        room: RoomContext | None,
+        *,
+        answerable: bool = True,
+        replied_to: str | None = None,
+    ) -> RoomFacts:
+        room = room or self._gateway.room_context(message.room_id)
+        return RoomFacts(
+            bot=self._identity(message.room_id),
+            is_direct=room.is_direct,
+            answers_all=self._room_config.get(message.room_id).mode is AnswerMode.ALL,
+            answerable=answerable,
+            sender_allowed=self._settings.is_allowed_user(message.sender),
+            replied_to_sender=replied_to,
+            command_prefixes=tuple(self._settings.command_prefixes),
+            builtin_commands=self._commands.builtin_words,
+            room_commands=self._commands.room_words(message.room_id),
+        )
+
     @staticmethod
-    def _stored(message: IncomingMessage) -> StoredMessage | None:
+    def _stored(message: IncomingMessage, decision: Decision) -> StoredMessage | None:
         """The message as summaries read it (reply fallback removed); None when it has no text."""
         if not message.body:
             return None
-        body, _ = strip_reply_fallback(message.body, message.formatted_body)
         return StoredMessage(
             event_id=message.event_id,
             room_id=message.room_id,
             sender=message.sender,
             sender_name=message.sender_name,
-            body=body,
+            body=decision.text,
             timestamp_ms=message.timestamp_ms,
             thread_root_id=message.thread_root_id,
         )
 
-    async def _store_message(self, message: IncomingMessage) -> None:
-        stored = self._stored(message)
-        if stored is not None:
-            await self._store.messages.save([stored])
-
     def _identity(self, room_id: str) -> BotIdentity:
         return BotIdentity(
             user_id=self._gateway.user_id, display_names=self._gateway.bot_names(room_id)
-        )
-
-    async def _is_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
-        identity = self._identity(message.room_id)
-        if room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL:
-            return is_addressed_to_bot(
-                message, identity, is_direct_room=True, replied_to_sender=None
-            )
-        mentioned = mentions_bot(message, identity)
-        invocation = self._command_in(message, identity)
-        if invocation is not None and (
-            mentioned or self._is_known_command(message.room_id, invocation.word)
-        ):
-            return True  # unknown `!words` without a mention may belong to another bot
-        if mentioned:
-            return is_addressed_to_bot(
-                message, identity, is_direct_room=False, replied_to_sender=None
-            )
-        if message.reply_to_event_id is None:
-            return False
-        replied_sender = await self._replied_sender(message)
-        return is_addressed_to_bot(
-            message, identity, is_direct_room=False, replied_to_sender=replied_sender
         )
 
     async def _replied_sender(self, message: IncomingMessage) -> str | None:
@@ -463,26 +474,10 @@ class Router:
             return stored.sender if stored.room_id == message.room_id else None
         return await self._gateway.event_sender(message.room_id, message.reply_to_event_id)
 
-    def _question_text(self, message: IncomingMessage, identity: BotIdentity) -> tuple[str, bool]:
-        body, _ = strip_reply_fallback(message.body, message.formatted_body)
-        question = strip_bot_mention(body, identity).strip()
-        return question, question != body.strip()
-
-    def _command_in(self, message: IncomingMessage, identity: BotIdentity) -> Invocation | None:
-        if message.kind is not MessageKind.TEXT:
-            return None
-        question, had_mention = self._question_text(message, identity)
-        invocation = parse_invocation(question, self._settings.command_prefixes)
-        if invocation is None and had_mention:
-            candidate = parse_invocation(
-                question, self._settings.command_prefixes, prefix_optional=True
-            )
-            if candidate is not None and self._registry.lookup(candidate.word) is not None:
-                invocation = candidate
-        return invocation
-
     # --- Work -------------------------------------------------------------------------------
-    def _schedule(self, message: IncomingMessage, received_at: float | None = None) -> None:
+    def _schedule(
+        self, message: IncomingMessage, decision: Decision, received_at: float | None = None
+    ) -> None:
         self._in_flight.add(message.event_id)
         metrics.QUESTIONS.inc()
 
@@ -492,23 +487,21 @@ class Router:
                 room_id=message.room_id, event_id=message.event_id
             ):
                 try:
-                    await self._handle(message, received_at)
+                    await self._handle(message, decision, received_at)
                 finally:
                     self._in_flight.discard(message.event_id)
 
         self.workers.submit(message.room_id, job)
 
-    async def _handle(self, message: IncomingMessage, received_at: float | None) -> None:
+    async def _handle(
+        self, message: IncomingMessage, decision: Decision, received_at: float | None
+    ) -> None:
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         room = self._gateway.room_context(message.room_id)
-        identity = self._identity(message.room_id)
         room_settings = self._room_config.get(message.room_id)
         try:
-            invocation = self._command_in(message, identity)
-            if invocation is not None:
-                await self._registry.dispatch(
-                    self._command_context(message, room, invocation.prefix), invocation
-                )
+            if decision.invocation is not None:
+                await self._commands.run(message, room, decision.invocation)
                 await self._store.triggers.finish(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
@@ -522,33 +515,25 @@ class Router:
                 )
                 return
             if self._media is not None and (is_voice(message) or is_image(message)):
-                await self._answer_media(message, room, room_settings, received_at)
+                await self._answer_media(
+                    message, room, room_settings, received_at, message, decision.question
+                )
                 return
-            question, _ = self._question_text(message, identity)
-            image = self._image_of_question.pop(message.event_id, None)
+            image = await self._image_for(message) if decision.question else None
             if image is not None:
-                try:
-                    await self._answer_media(
-                        message, room, room_settings, received_at, image, question or None
-                    )
-                finally:
-                    self._in_flight.discard(image.event_id)
-                    await self._store.triggers.finish(image, "answered", question=False)
+                await self._answer_media(
+                    message, room, room_settings, received_at, image, decision.question
+                )
                 return
-            if self._media is not None and question:
-                replied_image = await self._media.replied_image(message)
-                if replied_image is not None:
-                    await self._answer_media(
-                        message, room, room_settings, received_at, replied_image, question
-                    )
-                    return
-            if not question:
+            if not decision.question:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
                 )
                 await self._store.triggers.finish(message, "answered")
                 return
-            await self._conversation.answer(message, question, room, room_settings, received_at)
+            await self._conversation.answer(
+                message, decision.question, room, room_settings, received_at
+            )
         except asyncio.CancelledError:
             raise  # shutdown: the trigger stays pending and is resumed at next start
         except Exception as error:
@@ -572,12 +557,6 @@ class Router:
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
         await self._store.triggers.finish(message, "skipped")
 
-    def _is_known_command(self, room_id: str, word: str) -> bool:
-        return (
-            self._registry.lookup(word) is not None
-            or self._room_commands.custom(room_id, normalise(word)) is not None
-        )
-
     async def run_scheduled(self, schedule: Schedule, run_ms: int) -> None:
         """Queue a schedule's command as if its creator had typed it, once (trigger table)."""
         message = IncomingMessage(
@@ -590,31 +569,13 @@ class Router:
             timestamp_ms=run_ms,
             scheduled=True,
         )
-        if await self._store.triggers.claim(message):
+        invocation = parse_invocation(message.body, self._settings.command_prefixes)
+        if invocation is None:
+            log.warning(
+                "router.schedule_unusable", room_id=schedule.room_id, schedule_id=schedule.id
+            )
+            return
+        decision = Decision(action=Action.COMMAND, text=message.body, invocation=invocation)
+        if await self._store.triggers.claim(message, decision=decision):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
-            self._schedule(message)
-
-    def _command_context(
-        self, message: IncomingMessage, room: RoomContext, prefix: str
-    ) -> CommandContext:
-        async def power_level_of(user_id: str) -> int:
-            return await self._gateway.power_level(message.room_id, user_id)
-
-        return CommandContext(
-            message=message,
-            room=room,
-            room_settings=self._room_config.get(message.room_id),
-            settings=self._settings,
-            store=self._store,
-            llm=self._llm,
-            outbox=self._outbox,
-            registry=self._registry,
-            conversation=self._conversation,
-            room_config=self._room_config,
-            power_level_of=power_level_of,
-            prefix=prefix,
-            summarizer=self._summarizer,
-            room_commands=self._room_commands,
-            scheduler=self.scheduler,
-            media=self._media,
-        )
+            self._schedule(message, decision)
