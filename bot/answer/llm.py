@@ -54,12 +54,10 @@ SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
 
 
 class LLMError(Exception):
-    def __init__(
-        self, kind: LLMErrorKind, detail: str = "", status_code: int | None = None
-    ) -> None:
+    def __init__(self, kind: LLMErrorKind, detail: str = "", status: int | None = None) -> None:
         super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
         self.kind = kind
-        self.status_code = status_code  # the HTTP status when the service answered with an error
+        self.status = status  # HTTP status, when the service answered one
 
 
 @dataclass(frozen=True)
@@ -403,7 +401,7 @@ class LLMClient:
         metrics.LLM_ERRORS.labels(kind.value).inc()
         log.warning("llm.request_failed", kind=kind.value, error_type=type(error).__name__)
         status = error.status_code if isinstance(error, MistralError) else None
-        return LLMError(kind, type(error).__name__, status_code=status)
+        return LLMError(kind, type(error).__name__, status=status)
 
 
 async def _with_idle_timeout(stream: Any, seconds: float) -> AsyncIterator[Any]:

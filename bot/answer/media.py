@@ -173,7 +173,7 @@ class MediaService:
         except LLMError as error:
             if error.kind is LLMErrorKind.EMPTY:
                 raise MediaError(texts.VOICE_EMPTY_TRANSCRIPT, "empty_transcript") from None
-            if error.kind is LLMErrorKind.REJECTED and error.status_code in NOT_SUPPORTED_STATUS:
+            if error.kind is LLMErrorKind.REJECTED and error.status in NOT_SUPPORTED_STATUS:
                 raise MediaError(texts.VOICE_UNSUPPORTED, "transcription_unsupported") from None
             raise MediaError(error_text(error), f"transcription_{error.kind.value}") from None
         metrics.MEDIA_PROCESSED.labels("voice").inc()
@@ -306,6 +306,6 @@ class MediaService:
 
 
 def _vision_failure_text(error: LLMError) -> str:
-    if error.kind is LLMErrorKind.REJECTED and error.status_code in NOT_SUPPORTED_STATUS:
+    if error.kind is LLMErrorKind.REJECTED and error.status in NOT_SUPPORTED_STATUS:
         return texts.IMAGE_UNSUPPORTED
     return error_text(error)

@@ -386,7 +386,7 @@ async def test_missing_transcription_endpoint_is_rejected_not_an_outage(
     with pytest.raises(LLMError) as caught:
         await bounded(client.transcribe(b"OggS", "voix.ogg", "voxtral-mini-latest", None))
     assert caught.value.kind is LLMErrorKind.REJECTED
-    assert caught.value.status_code == 404
+    assert caught.value.status == 404
     assert len(fake_llm.transcriptions) == 0
     assert not client.breaker.is_open, "a 404 says nothing about an outage"
 
@@ -425,4 +425,4 @@ async def test_model_without_vision_is_rejected_with_its_status(
     with pytest.raises(LLMError) as caught:
         await bounded(make_client().complete(request))
     assert caught.value.kind is LLMErrorKind.REJECTED
-    assert caught.value.status_code == 400
+    assert caught.value.status == 400
