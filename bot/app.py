@@ -90,6 +90,7 @@ class BotApp:
             power_level_of=gateway.power_level,
             summarizer=Summarizer(llm, tokens, settings),
             media=media,
+            direct_room=gateway.direct_room_with,
         )
         router = self.router = Router(
             settings,
