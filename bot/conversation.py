@@ -175,8 +175,7 @@ class ConversationHandler:
                     message, completion.text, purpose="answer", measure_from=llm_done
                 )
                 await self.record_answer(message, question, completion.text, event_ids, completion)
-        except LLMError as error:
-            metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+        except LLMError as error:  # counted by the LLM client (tchapbot_llm_errors_total)
             await self._send_failure(message, error)
             return
         finally:

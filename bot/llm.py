@@ -27,6 +27,7 @@ from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot import faults, metrics
+from bot.proxy import proxy_for
 
 log = structlog.get_logger(__name__)
 
@@ -181,8 +182,11 @@ class LLMClient:
         breaker: CircuitBreaker | None = None,
         backoff_initial_ms: int = 500,
         backoff_max_ms: int = 10_000,
+        proxy_url: str | None = None,
     ) -> None:
-        """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that."""
+        """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
+
+        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.proxy)."""
         self._timeout_seconds = timeout_seconds
         self._budget_seconds = timeout_seconds * 2
         self._max_retries = max_retries
@@ -192,6 +196,8 @@ class LLMClient:
         # semaphore let through would wait unseen inside httpx (bench/, figure 4).
         self._http = httpx2.AsyncClient(
             follow_redirects=True,
+            proxy=proxy_for(server_url, proxy_url),
+            trust_env=False,  # the environment's proxies are read by proxy_for, NO_PROXY included
             limits=httpx2.Limits(
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),

@@ -329,7 +329,6 @@ class Router:
     # --- Work -------------------------------------------------------------------------------
     def _schedule(self, message: IncomingMessage, received_at: float | None = None) -> None:
         self._in_flight.add(message.event_id)
-        metrics.QUESTIONS.inc()
 
         async def job() -> None:
             # Every log line of this question (LLM retries included) carries its room and event.
@@ -366,6 +365,7 @@ class Router:
                     message, "room", message.room_id, texts.ROOM_RATE_LIMITED
                 )
                 return
+            metrics.QUESTIONS.inc()
             question, _ = self._question_text(message, identity)
             if not question:
                 await self._outbox.reply(
@@ -417,6 +417,7 @@ class Router:
         )
         if await self._store.claim_trigger(message):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
+            metrics.SCHEDULED_RUNS.inc()
             self._schedule(message)
 
     def _command_context(

@@ -331,3 +331,16 @@ SCHEDULE_LIST_EMPTY = (
 SCHEDULE_UNKNOWN_COMMAND = "« {name} » n'est pas une commande connue dans ce salon"
 SCHEDULE_FORBIDDEN_COMMAND = "la commande « {name} » ne peut pas être planifiée"
 SCHEDULE_LIMIT_REACHED = "ce salon a déjà {limit} planifications : supprimez-en une d'abord"
+
+# --- Lines for the operators (logs, command line) ----------------------------------------------
+
+
+def homeserver_unreachable(homeserver: str, attempt: int, retry_in: float) -> str:
+    return (
+        f"Serveur Matrix injoignable ({homeserver}), tentative {attempt} : nouvel essai dans "
+        f"{retry_in:g} s. Vérifiez l'URL (TCHAP_BOT_HOMESERVER), le réseau ou le proxy "
+        f"(HTTPS_PROXY, TCHAP_BOT_PROXY_URL)."
+    )
+
+
+STOP_FORCED = "Arrêt forcé : le bot ne s'est pas arrêté à temps après le signal."
