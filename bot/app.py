@@ -168,7 +168,7 @@ class BotApp:
         settings = self.settings
         delay = 1.0
         attempt = 0
-        while True:
+        while not self.stop_event.is_set():  # a library may turn our cancel into an error
             attempt += 1
             try:
                 await gateway.start()

@@ -19,13 +19,13 @@ def proxy_for(
 ) -> str | None:
     """The proxy to use for `url` (None: connect directly)."""
     proxies = urllib.request.getproxies_environment() if environ is None else _proxies_from(environ)
-    host = urlsplit(url).hostname or ""
-    if _bypassed(host, proxies.get("no", "")):
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if _bypassed(parts.hostname or "", port, proxies.get("no", "")):
         return None
     if proxy_url:
         return proxy_url
-    scheme = urlsplit(url).scheme
-    return proxies.get(scheme) or proxies.get("all") or None
+    return proxies.get(parts.scheme) or proxies.get("all") or None
 
 
 def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
@@ -39,15 +39,19 @@ def _proxies_from(environ: Mapping[str, str]) -> dict[str, str]:
     return proxies
 
 
-def _bypassed(host: str, no_proxy: str) -> bool:
-    """NO_PROXY: `*`, host names and domain suffixes (`.gouv.fr` or `gouv.fr`)."""
+def _bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """NO_PROXY: `*`, host names, domain suffixes (`.gouv.fr` or `gouv.fr`), `host:port`."""
     host = host.lower().rstrip(".")
     for entry in (item.strip().lower() for item in no_proxy.split(",")):
         if not entry:
             continue
         if entry == "*":
             return True
-        entry = entry.split(":", 1)[0] if entry.count(":") == 1 else entry  # host:port
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else ("", "", "")
+        if name and entry_port.isdigit():  # host:port matches that port only
+            if int(entry_port) != port:
+                continue
+            entry = name
         entry = entry.lstrip(".")
         if host == entry or host.endswith("." + entry):
             return True
