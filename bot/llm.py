@@ -48,6 +48,19 @@ class LLMErrorKind(StrEnum):
 SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """One model the endpoint lists, with the capabilities it declares (vision, ocr...)."""
+
+    id: str
+    capabilities: frozenset[str] = frozenset()
+
+
+def _status_detail(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(error).__name__
+
+
 class LLMError(Exception):
     def __init__(self, kind: LLMErrorKind, detail: str = "") -> None:
         super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
@@ -211,6 +224,25 @@ class LLMClient:
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
+
+    async def list_models(self) -> list[ModelCard]:
+        """The endpoint's models (`GET /v1/models`), for `tchap-bot doctor`. Raises LLMError."""
+        try:
+            listed = await self._sdk.models.list_async(timeout_ms=int(self._timeout_seconds * 1000))
+        except Exception as error:
+            raise LLMError(classify_error(error), _status_detail(error)) from error
+        cards = []
+        for card in listed.data or []:
+            capabilities = getattr(card, "capabilities", None)
+            flags = (
+                {name for name, on in capabilities.model_dump().items() if on is True}
+                if capabilities is not None
+                else set()
+            )
+            model_id = getattr(card, "id", None)
+            if isinstance(model_id, str):
+                cards.append(ModelCard(id=model_id, capabilities=frozenset(flags)))
+        return cards
 
     async def close(self) -> None:
         await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]

@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import json
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import pytest
 from bot.app import STOP_DEADLINE_SECONDS
 from tests.integration.conftest import BOT_DISPLAY_NAME
 from tests.support.bot_helpers import ask, room_with_bot
-from tests.support.bot_process import BotProcess
+from tests.support.bot_process import REPO_ROOT, BotProcess
 from tests.support.fake_mistral import FakeMistral
 from tests.support.http_proxy import LocalProxy
 from tests.support.synapse import SynapseServer
@@ -212,3 +214,149 @@ async def test_proxy_from_the_environment_carries_matrix_and_model_traffic(
         await bot.stop()
     assert homeserver in local_proxy.targets()
     assert model not in local_proxy.targets(), local_proxy.seen
+
+
+# --- tchap-bot doctor and reset-session ---------------------------------------------------------
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def cli(bot: BotProcess, *args: str) -> CliResult:
+    """`python -m bot <args>` with the bot's environment, without blocking the event loop
+    (the fake Mistral server answers from this loop)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=REPO_ROOT,
+        env=bot.env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 120)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
+
+
+def doctor_lines(result: Any) -> list[str]:
+    lines = result.stdout.strip().splitlines()
+    for line in lines:
+        assert line.startswith(("✓ ", "✗ ")), f"one ✓/✗ line per check: {line!r}"
+    return lines
+
+
+def failed(lines: list[str], label: str) -> str:
+    found = [line for line in lines if line.startswith(f"✗ {label}")]
+    assert found, f"no failed check {label!r} in {lines}"
+    return found[0]
+
+
+async def test_doctor_passes_on_a_ready_bot_and_names_each_fault_with_its_fix(
+    synapse: SynapseServer,
+    fake_llm: FakeMistral,
+    new_user: Any,
+    tmp_path: Path,
+) -> None:
+    bot = await _new_bot(
+        synapse, fake_llm, new_user, tmp_path, allowed_models="mistral-large-latest"
+    )
+    await bot.start()  # first start: session, crypto store, cross-signing identity
+    await bot.stop()
+
+    passing = await cli(bot, "doctor")
+    lines = doctor_lines(passing)
+    assert passing.returncode == 0, passing.stdout + passing.stderr
+    labels = [line.split(" : ", 1)[0][2:] for line in lines]
+    for label in (
+        "Configuration",
+        "Dossier de données",
+        "Verrou",
+        "Serveur Matrix",
+        "Compte du bot",
+        "Magasin de clés",
+        "Signature croisée",
+        "Service de modèles",
+        "Modèle mistral-small-latest",
+        "Modèle mistral-large-latest",
+        "OCR (facultatif)",
+        "Embeddings (facultatif)",
+        "Transcription (facultatif)",
+        "Vision (facultatif)",
+    ):
+        assert label in labels, (label, lines)
+    assert "appareil" in " ".join(lines) and "signé" in " ".join(lines)
+    assert bot.account.password not in passing.stdout + passing.stderr
+
+    # Faults: a revoked token, an unknown model, a data folder others can read.
+    ((token,),) = bot.query("SELECT access_token FROM session")
+    await synapse.admin_request("POST", "/_matrix/client/v3/logout", token, {})
+    bot.data_dir.chmod(0o755)
+    bot.env["TCHAP_BOT_MODEL"] = "modele-inconnu"
+    failing = await cli(bot, "doctor")
+    lines = doctor_lines(failing)
+    assert failing.returncode == 1
+    assert "reset-session" in failed(lines, "Compte du bot")
+    assert "TCHAP_BOT_MODEL" in failed(lines, "Modèle modele-inconnu")
+    assert "chmod 700" in failed(lines, "Dossier de données")
+    assert token not in failing.stdout + failing.stderr
+
+    # The fix the doctor names: forget the revoked session, start again with the password.
+    bot.env["TCHAP_BOT_MODEL"] = "mistral-small-latest"
+    bot.data_dir.chmod(0o700)
+    reset = await cli(bot, "reset-session")
+    assert reset.returncode == 0, reset.stderr
+    assert "Session oubliée" in reset.stdout and token not in reset.stdout
+    assert bot.query("SELECT count(*) FROM session") == [(0,)]
+    await bot.start()
+    await bot.stop()
+    again = await cli(bot, "doctor")
+    assert again.returncode == 0, again.stdout
+
+    # Nothing reachable: the homeserver and the model endpoint are both named, with what to do.
+    bot.env["TCHAP_BOT_HOMESERVER"] = "http://127.0.0.1:9"
+    fake_llm.set_down(True)
+    try:
+        down = await cli(bot, "doctor")
+    finally:
+        fake_llm.set_down(False)
+    lines = doctor_lines(down)
+    assert down.returncode == 1
+    assert "TCHAP_BOT_HOMESERVER" in failed(lines, "Serveur Matrix")
+    assert "MISTRAL_SERVER_URL" in failed(lines, "Service de modèles")
+    assert "injoignable" in failed(lines, "Compte du bot")
+
+
+async def test_doctor_reports_invalid_settings_and_reset_session_refuses_a_running_bot(
+    synapse: SynapseServer, fake_llm: FakeMistral, new_user: Any, tmp_path: Path
+) -> None:
+    import fcntl
+    import os
+
+    bot = await _new_bot(synapse, fake_llm, new_user, tmp_path)
+    bot.env["TCHAP_BOT_PASSWORD"] = "change-me"
+    refused = await cli(bot, "doctor")
+    assert refused.returncode == 1
+    (line,) = doctor_lines(refused)
+    assert line.startswith("✗ Configuration") and "TCHAP_BOT_PASSWORD" in line
+
+    # Another process holds the data folder's lock: reset-session names it and changes nothing.
+    bot.data_dir.mkdir(parents=True)
+    with (bot.data_dir / "tchap-bot.lock").open("w") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        bot.env["TCHAP_BOT_PASSWORD"] = bot.account.password
+        busy = await cli(bot, "reset-session")
+        doctor = await cli(bot, "doctor")
+    assert busy.returncode == 4
+    assert busy.stderr.strip().splitlines() == [
+        f"Le bot tourne (PID {os.getpid()}) sur ce dossier de données : arrêtez-le avant "
+        "`tchap-bot reset-session`."
+    ]
+    assert f"✓ Verrou : le bot tourne sur ce dossier (PID {os.getpid()})" in doctor.stdout
