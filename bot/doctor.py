@@ -117,7 +117,7 @@ class Doctor:
                 "(sur Kubernetes : fsGroup du pod)",
             )
         mode = stat.S_IMODE(data_dir.stat().st_mode)
-        if mode & 0o077:
+        if mode & 0o007:  # group access is the norm on Kubernetes (fsGroup); others never
             return self._add(
                 False,
                 label,
