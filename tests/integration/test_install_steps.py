@@ -245,7 +245,7 @@ async def _healthcheck(**env: str) -> int:
         "bot",
         *argv[1:],
         cwd=ROOT,
-        env=_clean_env(**image_env, **env, HTTP_PROXY="http://127.0.0.1:9"),
+        env=_clean_env(**{**image_env, **env}, HTTP_PROXY="http://127.0.0.1:9"),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
