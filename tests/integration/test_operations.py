@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from bot.app import STOP_DEADLINE_SECONDS
-from tests.integration.conftest import BOT_DISPLAY_NAME
+from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, room_with_bot
 from tests.support.bot_process import REPO_ROOT, BotProcess
 from tests.support.fake_mistral import FakeMistral
@@ -360,3 +360,31 @@ async def test_doctor_reports_invalid_settings_and_reset_session_refuses_a_runni
         "`tchap-bot reset-session`."
     ]
     assert f"✓ Verrou : le bot tourne sur ce dossier (PID {os.getpid()})" in doctor.stdout
+
+
+# --- Metrics: questions, commands and scheduled runs apart ---------------------------------------
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(name, labels or None)
+    return float(value or 0.0)
+
+
+async def test_questions_and_commands_are_counted_apart(
+    start_bot: StartBot, user_client: Any
+) -> None:
+    bot = await start_bot()
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+    questions = _sample("tchapbot_questions_total")
+    commands = _sample("tchapbot_commands_total", command="aide")
+    scheduled = _sample("tchapbot_scheduled_runs_total")
+
+    await ask(alice, room_id, bot.user_id, "!aide")
+    await ask(alice, room_id, bot.user_id, "Une vraie question")
+
+    assert _sample("tchapbot_questions_total") == questions + 1, "the command is no question"
+    assert _sample("tchapbot_commands_total", command="aide") == commands + 1
+    assert _sample("tchapbot_scheduled_runs_total") == scheduled
