@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from bot.logs import configure_logging
+from bot.ops.logs import configure_logging
 from config.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
@@ -51,13 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         "healthcheck",
         help="sonde de l'image : /healthz sur TCHAP_BOT_HEALTH_HOST:TCHAP_BOT_HEALTH_PORT",
     )
-    sandbox = sub.add_parser(
+    # Listed for --help only: `main` hands `sandbox …` to the sandbox's own parser, so that
+    # `tchap-bot run` never imports the sandbox.
+    sub.add_parser(
         "sandbox",
         help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
+        add_help=False,
     )
-    from bot.sandbox import add_arguments as add_sandbox_arguments
-
-    add_sandbox_arguments(sandbox)
     return parser
 
 
@@ -82,7 +82,7 @@ async def _export(settings: Settings, user_id: str) -> int:
 
     store = await Store.open(settings.database_path)
     try:
-        print(json.dumps(await store.export_user(user_id), ensure_ascii=False, indent=2))
+        print(json.dumps(await store.people.export(user_id), ensure_ascii=False, indent=2))
     finally:
         await store.close()
     return 0
@@ -93,7 +93,7 @@ async def _purge(settings: Settings, user_id: str) -> int:
 
     store = await Store.open(settings.database_path)
     try:
-        deleted = await store.purge_user(user_id)
+        deleted = await store.people.purge(user_id)
     finally:
         await store.close()
     print(
@@ -105,7 +105,7 @@ async def _purge(settings: Settings, user_id: str) -> int:
 async def _reset_session(settings: Settings) -> int:
     """Forget a revoked access token; the crypto store stays (reused if the device is the same)."""
     from bot import texts
-    from bot.datalock import LockHeld, held
+    from bot.ops.datalock import LockHeld, held
     from bot.store import Store
 
     try:
@@ -115,8 +115,8 @@ async def _reset_session(settings: Settings) -> int:
                 return 0
             store = await Store.open(settings.database_path)
             try:
-                session = await store.load_session()
-                await store.forget_session()
+                session = await store.state.load_session()
+                await store.state.forget_session()
             finally:
                 await store.close()
     except LockHeld as running:
@@ -130,13 +130,14 @@ async def _reset_session(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "sandbox":  # before the settings: the sandbox needs no TCHAP_BOT_*
-        from bot.sandbox import run_sandbox
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:  # before the settings: the sandbox needs no TCHAP_BOT_*
+        from sandbox.trial import main as sandbox_main
 
-        return run_sandbox(args)
+        return sandbox_main(argv[1:])
+    args = _parser().parse_args(argv)
     if args.command == "healthcheck":  # the image's HEALTHCHECK: no settings but the port
-        from bot.health import probe
+        from bot.ops.health import probe
 
         return probe(os.environ)
     if args.command == "doctor":  # reports invalid settings itself, as its first check

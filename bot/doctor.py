@@ -22,18 +22,20 @@ from typing import Any
 
 import aiohttp
 
-from bot import datalock, texts
-from bot.cross_signing import (
+from bot import texts
+from bot.answer.llm import LLMClient, LLMError, ModelCard
+from bot.matrix.cross_signing import (
     KEYS_FILE_NAME,
     CrossSigningError,
     JsonDict,
     load_keys,
     query_identity,
 )
-from bot.gateway import crypto_store_opens
-from bot.llm import LLMClient, LLMError, ModelCard
-from bot.proxy import proxy_for
-from bot.store import Session, Store
+from bot.matrix.session import crypto_store_opens
+from bot.ops import datalock
+from bot.ops.proxy import proxy_for
+from bot.store import Store
+from bot.store.database import Session
 from config.settings import ConfigError, Settings, load_settings
 
 HTTP_TIMEOUT_SECONDS = 10.0
@@ -432,7 +434,7 @@ async def _load_saved_session(settings: Settings) -> Session | None:
         return None
     store = await Store.open(settings.database_path)
     try:
-        return await store.load_session()
+        return await store.state.load_session()
     finally:
         await store.close()
 

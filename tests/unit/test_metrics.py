@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 from prometheus_client.metrics_core import Metric
 
-import bot.metrics  # noqa: F401  (registers the metrics)
+import bot.ops.metrics  # noqa: F401  (registers the metrics)
 
 UNITS = ("_seconds", "_bytes", "_tokens", "_total", "_ratio")
 

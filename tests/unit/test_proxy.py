@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.proxy import proxy_for
+from bot.ops.proxy import proxy_for
 
 HS = "https://matrix.agent.dinum.tchap.gouv.fr"
 MODEL = "http://vllm.interne:8000"

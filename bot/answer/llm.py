@@ -26,8 +26,8 @@ from mistralai.client.errors import MistralError, NoResponseError
 from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
-from bot import faults, metrics
-from bot.proxy import proxy_for
+from bot.ops import faults, metrics
+from bot.ops.proxy import proxy_for
 
 log = structlog.get_logger(__name__)
 
@@ -199,7 +199,7 @@ class LLMClient:
     ) -> None:
         """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
 
-        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.proxy)."""
+        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.ops.proxy)."""
         self._timeout_seconds = timeout_seconds
         self._budget_seconds = timeout_seconds * 2
         self._max_retries = max_retries
