@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from bot.app import STOP_DEADLINE_SECONDS
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, room_with_bot
 from tests.support.bot_process import REPO_ROOT, BotProcess
-from sandbox.fake_mistral import FakeMistral
 from tests.support.http_proxy import LocalProxy
 from tests.support.synapse import SynapseServer
 
