@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from bot.ops.logs import configure_logging
 from config.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
+EXIT_LOCKED = 4  # another process holds the data folder (same code as the bot's own lock)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("user_id")
     purge.add_argument("--config", type=Path)
+    doctor = sub.add_parser(
+        "doctor",
+        help="vérifier l'installation : réglages, dossier, serveur Matrix, compte, clés, modèles",
+    )
+    doctor.add_argument("--config", type=Path)
+    reset = sub.add_parser(
+        "reset-session",
+        help="oublier le jeton d'accès enregistré (révoqué) ; le magasin de clés est gardé",
+    )
+    reset.add_argument("--config", type=Path)
+    sub.add_parser(
+        "healthcheck",
+        help="sonde de l'image : /healthz sur TCHAP_BOT_HEALTH_HOST:TCHAP_BOT_HEALTH_PORT",
+    )
     # Listed for --help only: `main` hands `sandbox …` to the sandbox's own parser, so that
     # `tchap-bot run` never imports the sandbox.
     sub.add_parser(
@@ -86,6 +102,33 @@ async def _purge(settings: Settings, user_id: str) -> int:
     return 0
 
 
+async def _reset_session(settings: Settings) -> int:
+    """Forget a revoked access token; the crypto store stays (reused if the device is the same)."""
+    from bot import texts
+    from bot.ops.datalock import LockHeld, held
+    from bot.store import Store
+
+    try:
+        with held(settings.data_dir):
+            if not settings.database_path.is_file():
+                print(texts.RESET_SESSION_NONE)
+                return 0
+            store = await Store.open(settings.database_path)
+            try:
+                session = await store.state.load_session()
+                await store.state.forget_session()
+            finally:
+                await store.close()
+    except LockHeld as running:
+        print(texts.RESET_SESSION_BOT_RUNNING.format(pid=running.pid), file=sys.stderr)
+        return EXIT_LOCKED
+    if session is None:
+        print(texts.RESET_SESSION_NONE)
+    else:
+        print(texts.RESET_SESSION_DONE.format(device_id=session.device_id))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sandbox"]:  # before the settings: the sandbox needs no TCHAP_BOT_*
@@ -93,6 +136,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return sandbox_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "healthcheck":  # the image's HEALTHCHECK: no settings but the port
+        from bot.ops.health import probe
+
+        return probe(os.environ)
+    if args.command == "doctor":  # reports invalid settings itself, as its first check
+        from bot.doctor import run_doctor
+
+        configure_logging("warning", "console")
+        return asyncio.run(run_doctor(args.config))
     settings = _settings(args.config)
     configure_logging(settings.log_level, settings.log_format, _secrets(settings))
     if args.command == "run":
@@ -103,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_export(settings, args.user_id))
     if args.command == "purge-user":
         return asyncio.run(_purge(settings, args.user_id))
+    if args.command == "reset-session":
+        return asyncio.run(_reset_session(settings))
     return EXIT_CONFIG_ERROR
 
 

@@ -493,7 +493,6 @@ class Router:
         self, message: IncomingMessage, decision: Decision, received_at: float | None = None
     ) -> None:
         self._in_flight.add(message.event_id)
-        metrics.QUESTIONS.inc()
 
         async def job() -> None:
             # Every log line of this question (LLM retries included) carries its room and event.
@@ -524,6 +523,7 @@ class Router:
                 await self._commands.run(message, room, invocation)
                 await self._store.triggers.finish(message, "answered", question=False)
                 return
+            metrics.QUESTIONS.inc()
             if self._media is not None and (is_voice(message) or is_image(message)):
                 await self._answer_media(
                     message, room, room_settings, received_at, message, decision.question
@@ -602,4 +602,5 @@ class Router:
         decision = Decision(action=Action.COMMAND, text=message.body, invocation=invocation)
         if await self._store.triggers.claim(message, decision=decision):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
+            metrics.SCHEDULED_RUNS.inc()
             self._schedule(message, decision)

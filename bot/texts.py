@@ -420,3 +420,33 @@ TRANSCRIBE_UNREADABLE = (
     "🎤 Je ne peux pas lire le message auquel vous répondez (envoyé avant mon arrivée, ou sa clé "
     "de chiffrement ne m'a pas été transmise)."
 )
+# --- Lines for the operators (logs, command line) ----------------------------------------------
+
+
+def homeserver_unreachable(homeserver: str, attempt: int, retry_in: float) -> str:
+    return (
+        f"Serveur Matrix injoignable ({homeserver}), tentative {attempt} : nouvel essai dans "
+        f"{retry_in:g} s. Vérifiez l'URL (TCHAP_BOT_HOMESERVER), le réseau ou le proxy "
+        f"(HTTPS_PROXY, TCHAP_BOT_PROXY_URL)."
+    )
+
+
+STOP_FORCED = "Arrêt forcé : le bot ne s'est pas arrêté à temps après le signal."
+
+# `tchap-bot doctor`: one line per check, ✓ or ✗ with what to do.
+DOCTOR_OK = "✓ {label} : {detail}"
+DOCTOR_FAILED = "✗ {label} : {detail}"
+DOCTOR_SUMMARY_OK = "Tout est prêt ({count} vérifications)."
+DOCTOR_SUMMARY_FAILED = (
+    "{failed} vérification(s) en échec sur {count} : corrigez-les puis relancez `tchap-bot doctor`."
+)
+DOCTOR_NOT_CHECKED = "non vérifié ({reason})"
+
+RESET_SESSION_DONE = (
+    "Session oubliée (appareil {device_id}). Au prochain démarrage, le bot se connecte avec "
+    "TCHAP_BOT_PASSWORD (nouvel appareil) ou TCHAP_BOT_ACCESS_TOKEN ; le magasin de clés est "
+    "gardé et resservira si l'appareil est le même."
+)
+RESET_SESSION_NONE = "Aucune session enregistrée : rien à oublier."
+RESET_SESSION_BOT_RUNNING = "Le bot tourne (PID {pid}) sur ce dossier de données : arrêtez-le avant `tchap-bot reset-session`."
+HEALTHCHECK_DISABLED = "Point de santé désactivé (TCHAP_BOT_HEALTH_PORT=0) : rien à vérifier."

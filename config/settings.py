@@ -30,6 +30,9 @@ from pydantic_settings import (
 ENV_PREFIX = "TCHAP_BOT_"
 DEFAULT_SYSTEM_PROMPT_FILE = Path(__file__).with_name("system_prompt.md")
 
+# The example config's placeholders: a bot started with them would fail later, less clearly.
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "…", "...", "xxx"})
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -284,8 +287,13 @@ class Settings(BaseSettings):
         le=24 * 3600,
         description="Pause between two large summaries in one room (0: none)",
     )
+    proxy_url: str | None = Field(
+        default=None,
+        description="HTTP(S) proxy for the homeserver and the model (default: HTTPS_PROXY/HTTP_PROXY; NO_PROXY honoured)",
+    )
     health_host: str = Field(
-        default="127.0.0.1", description="Address of /healthz, /readyz and /metrics"
+        default="127.0.0.1",
+        description="Address of /healthz, /readyz and /metrics (0.0.0.0 in the container image)",
     )
     health_port: int = Field(default=8080, ge=0, le=65_535, description="0 disables the endpoint")
 
@@ -358,6 +366,15 @@ class Settings(BaseSettings):
     def _non_empty_secret(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
             raise ValueError("ne doit pas être vide")
+        return value
+
+    @field_validator("mistral_api_key", "password", "access_token", "store_passphrase")
+    @classmethod
+    def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "valeur d'exemple de config/example.toml : remplacez-la par le vrai secret"
+            )
         return value
 
     @model_validator(mode="after")

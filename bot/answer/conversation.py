@@ -193,8 +193,7 @@ class ConversationHandler:
                     message, reply_prefix + completion.text, purpose="answer", measure_from=llm_done
                 )
                 await self.record_answer(message, recorded, completion.text, event_ids, completion)
-        except LLMError as error:
-            metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+        except LLMError as error:  # counted by the LLM client (tchapbot_llm_errors_total)
             await self._send_failure(message, error, failure_text)
             return
         finally:
