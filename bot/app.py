@@ -12,6 +12,7 @@ from bot.conversation import ConversationHandler
 from bot.gateway import AuthenticationFailed, MatrixGateway
 from bot.health import HealthServer, start_health_server, sync_readiness
 from bot.llm import CircuitBreaker, LLMClient
+from bot.pilot.service import Pilot
 from bot.replies import Outbox
 from bot.retention import retention_loop
 from bot.room_commands import RoomCommandsRepository
@@ -85,6 +86,7 @@ class BotApp:
             outbox,
             room_commands,
             Summarizer(llm, tokens, settings),
+            Pilot(settings, store),
         )
         scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
         router.scheduler = scheduler
@@ -110,7 +112,13 @@ class BotApp:
             )
             background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
             await warm_up
-            log.info("bot.started", user_id=settings.user_id, model=settings.model)
+            log.info(
+                "bot.started",
+                user_id=settings.user_id,
+                model=settings.model,
+                pilot_statistics=settings.pilot_secret is not None,
+                feedback=settings.feedback_enabled,
+            )
             await gateway.run(self.stop_event)
             return EXIT_OK
         except AuthenticationFailed as error:

@@ -35,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("user_id")
     purge.add_argument("--config", type=Path)
+    report = sub.add_parser(
+        "rapport",
+        help="écrire le rapport du pilote : une page HTML autonome (graphiques, tableaux)",
+    )
+    report.add_argument("--sortie", type=Path, required=True, help="fichier HTML à écrire")
+    report.add_argument(
+        "--depuis", default="30j", help="période : 30j (défaut), 12 semaines, 6 mois, 2026-09-01"
+    )
+    report.add_argument("--csv", type=Path, help="dossier où écrire aussi les tableaux en CSV")
+    report.add_argument("--config", type=Path)
     sandbox = sub.add_parser(
         "sandbox",
         help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
@@ -73,16 +83,65 @@ async def _export(settings: Settings, user_id: str) -> int:
 
 
 async def _purge(settings: Settings, user_id: str) -> int:
+    from bot.pilot.service import Pilot
     from bot.store import Store
 
     store = await Store.open(settings.database_path)
     try:
         deleted = await store.purge_user(user_id)
+        await Pilot(settings, store).forget_person(user_id)
     finally:
         await store.close()
     print(
         f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte."
     )
+    return 0
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+async def _report(settings: Settings, output: Path, since: str, csv_dir: Path | None) -> int:
+    import time
+    from datetime import datetime
+
+    from bot import texts
+    from bot.pilot.pseudonym import PARIS, paris_today
+    from bot.pilot.report import PeriodError, build_report, parse_period
+    from bot.pilot.report_csv import write_csv
+    from bot.pilot.report_html import french_date, render_html
+    from bot.pilot.service import Pilot
+    from bot.store import Store
+
+    now = time.time()
+    try:
+        start = parse_period(since, paris_today(now))
+    except PeriodError:
+        print(texts.REPORT_BAD_PERIOD.format(value=since), file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    store = await Store.open(settings.database_path)
+    try:
+        generated = datetime.fromtimestamp(now, PARIS).strftime("%d/%m/%Y %H:%M")
+        report = await build_report(
+            Pilot(settings, store).repository, settings, start, now, generated
+        )
+    finally:
+        await store.close()
+    page = render_html(report)
+    await asyncio.to_thread(_write_text, output, page)
+    print(
+        texts.REPORT_WRITTEN.format(
+            path=output,
+            days=report.days,
+            start=french_date(report.start),
+            end=french_date(report.end),
+        )
+    )
+    if csv_dir is not None:
+        await asyncio.to_thread(write_csv, report, csv_dir)
+        print(texts.REPORT_CSV_WRITTEN.format(path=csv_dir))
     return 0
 
 
@@ -102,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_export(settings, args.user_id))
     if args.command == "purge-user":
         return asyncio.run(_purge(settings, args.user_id))
+    if args.command == "rapport":
+        return asyncio.run(_report(settings, args.sortie, args.depuis, args.csv))
     return EXIT_CONFIG_ERROR
 
 

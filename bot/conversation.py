@@ -18,6 +18,7 @@ import structlog
 from bot import metrics, texts
 from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
 from bot.models import IncomingMessage, RoomContext
+from bot.pilot import usage
 from bot.replies import Outbox
 from bot.store import ConversationTurn, Store, StoredMessage, now_ms
 from bot.streaming import StreamingReply, stream_answer
@@ -156,6 +157,7 @@ class ConversationHandler:
         typing_on = asyncio.Event()
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
         request = await self.build_request(message, question, room, room_settings)
+        usage.current().model = request.model
         if self._settings.log_message_content:
             bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
         if received_at is not None:
@@ -177,6 +179,7 @@ class ConversationHandler:
                 await self.record_answer(message, question, completion.text, event_ids, completion)
         except LLMError as error:
             metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+            usage.current().failed()
             await self._send_failure(message, error)
             return
         finally:
@@ -265,6 +268,14 @@ class ConversationHandler:
             completion_tokens=completion.completion_tokens,
         )
         metrics.ANSWERS.inc()
+        note = usage.current()
+        note.answered(
+            "question",
+            event_ids,
+            note.model or self._settings.model,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        )
 
     async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
         await self._outbox.reply(message, error_text(error), purpose="error", notice=True)

@@ -26,6 +26,7 @@ from nio import (
     LoginResponse,
     MatrixRoom,
     MegolmEvent,
+    ReactionEvent,
     RedactionEvent,
     RoomEncryptedMedia,
     RoomGetStateError,
@@ -43,8 +44,8 @@ from nio.store import DefaultStore
 
 from bot import faults, logs, metrics
 from bot.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
-from bot.events import parse_message, parse_redaction
-from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
+from bot.events import parse_message, parse_reaction, parse_redaction
+from bot.models import IncomingMessage, Reaction, RoomContext, RoomInvite, UndecryptableMessage
 from bot.store import Session, Store
 from config.settings import Settings
 
@@ -97,6 +98,8 @@ class EventSink(Protocol):
     async def on_left(self, room_id: str) -> None: ...
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
+
+    async def on_reaction(self, reaction: Reaction) -> None: ...
 
 
 def effective_power_level(
@@ -406,6 +409,7 @@ class MatrixGateway:
         )
         self.client.add_event_callback(guard(self._on_megolm), MegolmEvent)
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
+        self.client.add_event_callback(guard(self._on_reaction), ReactionEvent)
         self.client.add_event_callback(guard(self._on_unknown), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
         self.client.add_to_device_callback(
@@ -651,6 +655,13 @@ class MatrixGateway:
         )
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
+
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        reaction = parse_reaction(
+            room.room_id, event.source if isinstance(event.source, dict) else {}
+        )
+        if reaction is not None and self._sink is not None:
+            await self._sink.on_reaction(reaction)
 
     async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
         content = event.source.get("content")

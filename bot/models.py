@@ -89,3 +89,16 @@ class RoomContext(Frozen):
     is_direct: bool
     encrypted: bool
     member_count: int
+
+
+class Reaction(Frozen):
+    """An `m.reaction` annotation (`m.relates_to.key` on `m.relates_to.event_id`)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    reacts_to: str
+    key: str
+    rating: int | None = Field(
+        default=None, description="1 for 👍, -1 for 👎 (any skin tone), None for other keys"
+    )

@@ -19,7 +19,16 @@ from bot import metrics, texts
 from bot.conversation import ConversationHandler
 from bot.formatting import strip_reply_fallback
 from bot.llm import LLMClient
-from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    IncomingMessage,
+    MessageKind,
+    Reaction,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
+from bot.pilot import usage
+from bot.pilot.service import Pilot
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
 from bot.room_commands import RoomCommandsRepository
@@ -125,6 +134,7 @@ class Router:
         outbox: Outbox,
         room_commands: RoomCommandsRepository,
         summarizer: Summarizer | None = None,
+        pilot: Pilot | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -136,6 +146,7 @@ class Router:
         self._outbox = outbox
         self._room_commands = room_commands
         self._summarizer = summarizer
+        self._pilot = pilot if pilot is not None else Pilot(settings, store)
         self.scheduler: Scheduler | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
@@ -171,13 +182,42 @@ class Router:
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
         await self._store.delete_event(room_id, redacts)
+        await self._pilot.on_redaction(room_id, redacts)
         log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
 
     async def on_left(self, room_id: str) -> None:
         await self._store.forget_room(room_id)
+        await self._pilot.forget_room(room_id)
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
+
+    async def on_reaction(self, reaction: Reaction) -> None:
+        """👍/👎 on one of the bot's answers is feedback; anything else is ignored. The first 👎
+        on an answer gets one short notice offering `!avis`."""
+        if reaction.sender == self._gateway.user_id or not self._settings.is_allowed_user(
+            reaction.sender
+        ):
+            return
+        answer = await self._pilot.on_reaction(reaction)
+        if answer is None:
+            return
+        trigger = IncomingMessage(
+            room_id=answer.room_id,
+            event_id=answer.event_id,
+            sender=reaction.sender,
+            sender_name=reaction.sender,
+            kind=MessageKind.TEXT,
+            body="",
+            timestamp_ms=0,
+            thread_root_id=answer.thread_root_id,
+        )
+        notice = texts.FEEDBACK_DISLIKE_ACK.format(prefix=self._settings.command_prefixes[0])
+
+        async def job() -> None:
+            await self._outbox.reply(trigger, notice, purpose="dislike-ack", notice=True)
+
+        self.workers.submit(answer.room_id, job)
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         """The key of a message never came: tell its sender once, in a short notice.
@@ -336,8 +376,11 @@ class Router:
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
+                note = usage.UsageNote()
                 try:
-                    await self._handle(message, received_at)
+                    with usage.tracking(note):
+                        await self._handle(message, received_at)
+                    await self._pilot.finish(message, note, received_at)
                 finally:
                     self._in_flight.discard(message.event_id)
 
@@ -351,6 +394,11 @@ class Router:
         try:
             invocation = self._command_in(message, identity)
             if invocation is not None:
+                usage.current().kind = "command"
+                if self._uses_model(message.room_id, invocation) and await self._over_quota(
+                    message
+                ):
+                    return
                 await self._registry.dispatch(
                     self._command_context(message, room, invocation.prefix), invocation
                 )
@@ -367,6 +415,8 @@ class Router:
                 )
                 return
             question, _ = self._question_text(message, identity)
+            if question and await self._over_quota(message):
+                return
             if not question:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
@@ -379,6 +429,7 @@ class Router:
         except Exception as error:
             bound.exception("router.handling_failed", error_type=type(error).__name__)
             metrics.ERRORS.labels("internal").inc()
+            usage.current().failed()
             try:
                 await self._outbox.reply(
                     message, texts.COMMAND_FAILED, purpose="internal-error", notice=True
@@ -391,11 +442,29 @@ class Router:
     ) -> None:
         """One polite notice per minute and per user (or room): a flood gets no flood back."""
         metrics.RATE_LIMITED.labels(scope).inc()
+        usage.current().refused()
         now = time.monotonic()
         if now - self._rate_notice_at.get((scope, key), -RATE_NOTICE_EVERY) >= RATE_NOTICE_EVERY:
             self._rate_notice_at[(scope, key)] = now
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
         await self._store.finish_trigger(message, "skipped")
+
+    def _uses_model(self, room_id: str, invocation: Invocation) -> bool:
+        command = self._registry.lookup(invocation.word)
+        if command is not None:
+            return command.uses_llm
+        return self._room_commands.custom(room_id, normalise(invocation.word)) is not None
+
+    async def _over_quota(self, message: IncomingMessage) -> bool:
+        """A daily quota is reached: one polite notice per person and day, then silence."""
+        refusal = await self._pilot.quota_refusal(message)
+        if refusal is None:
+            return False
+        usage.current().refused(quota=True)
+        if refusal.notice is not None:
+            await self._outbox.reply(message, refusal.notice, purpose="quota", notice=True)
+        await self._store.finish_trigger(message, "skipped")
+        return True
 
     def _is_known_command(self, room_id: str, word: str) -> bool:
         return (
@@ -441,4 +510,5 @@ class Router:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            pilot=self._pilot,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands import (
     aide,
+    avis,
     commande,
     commandes,
     config,
@@ -28,6 +29,7 @@ def build_registry() -> CommandRegistry:
         modele,
         stats,
         oublie_moi,
+        avis,
         commandes,
         commande,
         planifier,

@@ -14,6 +14,7 @@ from config.settings import Settings
 if TYPE_CHECKING:
     from bot.conversation import ConversationHandler
     from bot.llm import LLMClient
+    from bot.pilot.service import Pilot
     from bot.replies import Outbox
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
@@ -63,6 +64,7 @@ class CommandContext:
     prefix: str = "!"
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
+    pilot: Pilot | None = None
     _sender_level: int | None = None
     _replies: int = 0
 

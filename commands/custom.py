@@ -8,6 +8,7 @@ import string
 from bot import texts
 from bot.conversation import error_text
 from bot.llm import ChatMessage, ChatRequest, LLMError
+from bot.pilot import usage
 from bot.store import CustomCommand
 from bot.summary import transcript
 from commands.arguments import CountOrDuration
@@ -81,9 +82,14 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     try:
         completion = await ctx.llm.complete(request)
     except LLMError as error:
+        usage.current().kind = "custom"
+        usage.current().failed()
         await ctx.reply(error_text(error))
         return
     await ctx.store.record_usage(
         ctx.message.room_id, completion.prompt_tokens, completion.completion_tokens
     )
-    await ctx.reply(completion.text, notice=False)
+    event_ids = await ctx.reply(completion.text, notice=False)
+    usage.current().answered(
+        "custom", event_ids, request.model, completion.prompt_tokens, completion.completion_tokens
+    )

@@ -15,6 +15,7 @@ import structlog
 from bot import texts
 from bot.conversation import PARIS, error_text
 from bot.llm import LLMError
+from bot.pilot import usage
 from bot.store import StoredMessage
 from bot.summary import Summarizer
 from bot.tokens import MistralTokenCounter
@@ -141,6 +142,8 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
         )
     except LLMError as error:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)
+        usage.current().kind = "summary"
+        usage.current().failed()
         await _typing(ctx, False)
         await ctx.reply(error_text(error))
         return
@@ -148,7 +151,14 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
     text = f"{header(ctx, window.messages)}\n\n{result.text}"
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
-    await ctx.reply(text, notice=False)
+    event_ids = await ctx.reply(text, notice=False)
+    usage.current().answered(
+        "summary",
+        event_ids,
+        ctx.room_settings.modele or ctx.settings.model,
+        result.prompt_tokens,
+        result.completion_tokens,
+    )
     await ctx.store.record_usage(
         ctx.message.room_id, result.prompt_tokens, result.completion_tokens
     )

@@ -48,6 +48,7 @@ def test_commands_are_registered_in_order() -> None:
         "modele",
         "stats",
         "oublie-moi",
+        "avis",
         "commandes",
         "commande",
         "planifier",
