@@ -425,12 +425,12 @@ async def _quotas(repo: PilotRepository, settings: Settings, since: str, today: 
         Table(
             [
                 "Serveur",
-                "Budget (jetons/jour)",
+                "Budget/jour",
                 "Aujourd'hui",
-                "Aujourd'hui (% du budget)",
-                "Pic journalier",
+                "% du budget",
+                "Pic/jour",
                 "Jours au budget",
-                "Refus (quota)",
+                "Refus",
             ],
             rows,
         ),

@@ -154,7 +154,7 @@ def _legend(chart: Chart) -> list[str]:
             f'<text class="legend" x="{x + 14}" y="{HEIGHT - 9}" font-size="11">'
             f"{escape(series.name)}</text>"
         )
-        x += 24 + 7 * len(series.name)
+        x += 30 + 7.5 * len(series.name)
     return parts
 
 
