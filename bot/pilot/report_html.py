@@ -146,12 +146,12 @@ def _x_labels(categories: list[str], step_width: float) -> list[str]:
 
 def _legend(chart: Chart) -> list[str]:
     parts = []
-    x = LEFT
+    x = float(LEFT)
     for index, series in enumerate(chart.series):
         colour = COLOURS[index % len(COLOURS)]
         parts.append(
-            f'<rect x="{x}" y="{HEIGHT - 18}" width="10" height="10" fill="{colour}"/>'
-            f'<text class="legend" x="{x + 14}" y="{HEIGHT - 9}" font-size="11">'
+            f'<rect x="{x:.1f}" y="{HEIGHT - 18}" width="10" height="10" fill="{colour}"/>'
+            f'<text class="legend" x="{x + 14:.1f}" y="{HEIGHT - 9}" font-size="11">'
             f"{escape(series.name)}</text>"
         )
         x += 30 + 7.5 * len(series.name)
