@@ -233,3 +233,42 @@ async def test_stats_shows_the_room_pilot_figures_to_moderators(
     assert "Personnes actives : < 5" in body
     assert "Satisfaction : < 5" in body, "one person's reaction is not shown as a rate"
     assert "médiane" in body and " s" in body
+
+
+async def send_encrypted_reaction(
+    client: nio.AsyncClient, room_id: str, event_id: str, key: str
+) -> str:
+    """An `m.reaction` inside `m.room.encrypted`, as Element and Tchap send it (nio's own
+    room_send leaves reactions in clear)."""
+    content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+    assert client.olm is not None
+    if client.olm.should_share_group_session(room_id):
+        await client.share_group_session(room_id, ignore_unverified_devices=True)
+    event_type, encrypted = client.encrypt(room_id, "m.reaction", content)
+    assert event_type == "m.room.encrypted"
+    method, path, data = nio.Api.room_send(
+        client.access_token, room_id, event_type, encrypted, f"reaction-{event_id}-{len(key)}"
+    )
+    response = await client._send(nio.RoomSendResponse, method, path, data, (room_id,))
+    assert isinstance(response, nio.RoomSendResponse), response
+    return str(response.event_id)
+
+
+async def test_encrypted_reaction_in_an_encrypted_dm_is_feedback(
+    start_bot: StartBot, user_client: Any
+) -> None:
+    bot = await start_bot(**PILOT)
+    alice = await user_client("alice", encryption=True)
+    room_id = await room_with_bot(alice, bot.user_id, encrypted=True, is_direct=True)
+    answer = await ask(alice, room_id, bot.user_id, "Une question confidentielle")
+
+    reaction_id = await send_encrypted_reaction(alice, room_id, answer["event_id"], "👎")
+    ack = await wait_for_event(alice, room_id, replies_to(answer["event_id"]))
+
+    assert "!avis" in ack["content"]["body"]
+    assert rows(bot, "SELECT reaction_event_id, rating, kind FROM feedback") == [
+        (reaction_id, -1, "question")
+    ]
+    await alice.room_redact(room_id, reaction_id)
+    await ask(alice, room_id, bot.user_id, "!aide")  # handled after the redaction
+    assert rows(bot, "SELECT count(*) FROM feedback") == [(0,)]
