@@ -28,7 +28,7 @@ from bot.models import (
     UndecryptableMessage,
 )
 from bot.pilot import usage
-from bot.pilot.service import Pilot
+from bot.pilot.service import Acknowledgement, Pilot
 from bot.ratelimit import SlidingWindowLimiter
 from bot.replies import Outbox
 from bot.room_commands import RoomCommandsRepository
@@ -199,14 +199,17 @@ class Router:
             reaction.sender
         ):
             return
-        answer = await self._pilot.on_reaction(reaction)
-        if answer is None:
-            return
+        acknowledgement = await self._pilot.on_reaction(reaction)
+        if acknowledgement is not None:
+            self._acknowledge(acknowledgement)
+
+    def _acknowledge(self, acknowledgement: Acknowledgement) -> None:
+        answer = acknowledgement.answer
         trigger = IncomingMessage(
             room_id=answer.room_id,
             event_id=answer.event_id,
-            sender=reaction.sender,
-            sender_name=reaction.sender,
+            sender=acknowledgement.sender,
+            sender_name=acknowledgement.sender,
             kind=MessageKind.TEXT,
             body="",
             timestamp_ms=0,
@@ -380,7 +383,8 @@ class Router:
                 try:
                     with usage.tracking(note):
                         await self._handle(message, received_at)
-                    await self._pilot.finish(message, note, received_at)
+                    for acknowledgement in await self._pilot.finish(message, note, received_at):
+                        self._acknowledge(acknowledgement)
                 finally:
                     self._in_flight.discard(message.event_id)
 

@@ -7,6 +7,7 @@ The router and the commands call this with a few lines; it never sees raw Matrix
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -33,6 +34,17 @@ log = structlog.get_logger(__name__)
 COMMENT_MAX_CHARS = 2_000
 FEW_PEOPLE = 5
 """Any figure about fewer people than this is shown as "< 5" (report and `!stats`)."""
+EARLY_REACTIONS_KEPT = 500
+"""Reactions to events not (yet) known as answers, kept in memory: a streamed answer is
+recorded when its last edit is sent, and a 👍 may come before that."""
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """The first 👎 on an answer: reply to `answer`, mentioning `sender`."""
+
+    answer: AnswerRecord
+    sender: str
 
 
 @dataclass(frozen=True)
@@ -73,6 +85,7 @@ class Pilot:
         secret = settings.pilot_secret
         self._names = Pseudonymizer(secret.get_secret_value()) if secret is not None else None
         self._quota_told: set[tuple[str, str, str]] = set()
+        self._early: OrderedDict[str, list[Reaction]] = OrderedDict()
         metrics.QUOTA_TOKEN_BUDGET.set(settings.homeserver_daily_token_budget)
 
     @property
@@ -93,10 +106,11 @@ class Pilot:
     # --- Usage ----------------------------------------------------------------------------------
     async def finish(
         self, message: IncomingMessage, note: UsageNote, received_at: float | None
-    ) -> None:
-        """Record what one trigger produced (and which events are answers)."""
+    ) -> list[Acknowledgement]:
+        """Record what one trigger produced (and which events are answers). Reactions that came
+        before the answer was recorded count now; the 👎 acknowledgements to post are returned."""
         if self._names is None or not note.record:
-            return
+            return []
         at_ms = int(self._clock() * 1000)
         homeserver = homeserver_of(message.sender)
         duration = (
@@ -136,6 +150,13 @@ class Pilot:
         ):
             used = await self._repo.tokens_on(homeserver, event.day)
             metrics.QUOTA_TOKENS_TODAY.labels(metrics.homeserver_label(homeserver)).set(used)
+        acknowledgements = []
+        for answer in answers:
+            for reaction in self._early.pop(answer.event_id, []):
+                acknowledgement = await self._record_feedback(reaction, answer)
+                if acknowledgement is not None:
+                    acknowledgements.append(acknowledgement)
+        return acknowledgements
 
     # --- Quotas ---------------------------------------------------------------------------------
     async def quota_refusal(self, message: IncomingMessage) -> QuotaRefusal | None:
@@ -169,17 +190,27 @@ class Pilot:
         return QuotaRefusal(quota, notice)
 
     # --- Feedback -------------------------------------------------------------------------------
-    async def on_reaction(self, reaction: Reaction) -> AnswerRecord | None:
-        """Record a 👍/👎 on one of the bot's answers. Returns the answer when this 👎 is the
-        first on it (the caller then posts the one acknowledgement); None otherwise."""
-        if self._names is None or not self._settings.feedback_enabled:
-            return None
-        bound = log.bind(room_id=reaction.room_id, event_id=reaction.event_id)
-        if reaction.rating not in (1, -1):
+    async def on_reaction(self, reaction: Reaction) -> Acknowledgement | None:
+        """Record a 👍/👎 on one of the bot's answers. Returns what to acknowledge when this 👎
+        is the first on its answer (the caller posts the one notice); None otherwise."""
+        if not self.feedback_on or reaction.rating not in (1, -1):
             return None
         answer = await self._repo.answer(reaction.reacts_to)
-        if answer is None or answer.room_id != reaction.room_id:
-            bound.debug("pilot.reaction_not_on_an_answer")
+        if answer is None:
+            self._early.setdefault(reaction.reacts_to, []).append(reaction)
+            self._early.move_to_end(reaction.reacts_to)
+            while len(self._early) > EARLY_REACTIONS_KEPT:
+                self._early.popitem(last=False)
+            return None
+        return await self._record_feedback(reaction, answer)
+
+    async def _record_feedback(
+        self, reaction: Reaction, answer: AnswerRecord
+    ) -> Acknowledgement | None:
+        assert self._names is not None
+        bound = log.bind(room_id=reaction.room_id, event_id=reaction.event_id)
+        if answer.room_id != reaction.room_id:
+            bound.debug("pilot.reaction_from_another_room")
             return None
         at_ms = int(self._clock() * 1000)
         homeserver = homeserver_of(reaction.sender)
@@ -203,12 +234,14 @@ class Pilot:
         metrics.FEEDBACK.labels(metrics.homeserver_label(homeserver), rating, answer.kind).inc()
         bound.info("pilot.feedback_recorded", rating=rating, kind=answer.kind)
         if reaction.rating == -1 and await self._repo.acknowledge_dislike(answer.event_id):
-            return answer
+            return Acknowledgement(answer, reaction.sender)
         return None
 
     async def on_redaction(self, room_id: str, redacted_event_id: str) -> None:
         if self._names is None:
             return
+        for reactions in self._early.values():
+            reactions[:] = [r for r in reactions if r.event_id != redacted_event_id]
         homeserver = await self._repo.remove_feedback(self._names.room(room_id), redacted_event_id)
         if homeserver is not None:
             metrics.FEEDBACK_REMOVED.labels(metrics.homeserver_label(homeserver)).inc()

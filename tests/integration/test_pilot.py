@@ -48,6 +48,15 @@ async def eventually(check: Any, timeout: float = 10) -> None:  # noqa: ASYNC109
         await asyncio.sleep(0.1)
 
 
+async def recorded_answer(bot: RunningBot, answer: dict[str, Any]) -> dict[str, Any]:
+    """The bot records an answer's events just after sending them; a person takes longer to
+    react than that, a test client does not: wait for the record first."""
+    await eventually(
+        lambda: rows(bot, "SELECT 1 FROM bot_answers WHERE event_id = ?", (answer["event_id"],))
+    )
+    return answer
+
+
 def metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -75,6 +84,8 @@ async def test_reactions_on_answers_are_feedback_and_redaction_unrecords_them(
         alice, room_id, bot.user_id, f"{bot.user_id} Qu'est-ce que Tchap ?", **mention
     )
     summary = await ask(alice, room_id, bot.user_id, "!resume 3")
+    await recorded_answer(bot, answer)
+    await recorded_answer(bot, summary)
     thumbs_up = await react(alice, room_id, answer["event_id"], "👍")
     await react(bob, room_id, answer["event_id"], "👍🏽")  # a skin tone is still 👍
     await react(bob, room_id, summary["event_id"], "👎️")  # variation selector too
@@ -129,6 +140,7 @@ async def test_feedback_off_records_nothing_and_avis_says_so(
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
     answer = await ask(alice, room_id, bot.user_id, "Bonjour")
+    await recorded_answer(bot, answer)
     await react(alice, room_id, answer["event_id"], "👎")
 
     reply = await ask(alice, room_id, bot.user_id, "!avis super")
@@ -139,6 +151,8 @@ async def test_feedback_off_records_nothing_and_avis_says_so(
     assert rows(bot, "SELECT count(*) FROM feedback") == [(0,)]
     assert rows(bot, "SELECT count(*) FROM feedback_comments") == [(0,)]
     assert dislike_acks(alice, room_id, bot.user_id) == []
+    # The usage event is written just after the reply is sent: wait for the last one.
+    await eventually(lambda: len(rows(bot, "SELECT id FROM usage_events")) == 3)
     kinds = rows(bot, "SELECT kind, outcome, model IS NOT NULL FROM usage_events ORDER BY id")
     assert kinds == [
         ("question", "answered", 1),
@@ -172,6 +186,7 @@ async def test_daily_question_cap_one_notice_then_silence(
     assert not [e for e in replies if replies_to(silent)(e) or replies_to(summary)(e)]
     assert len(fake_llm.requests) == 2, "refused requests never reach the model"
     assert len([e for e in replies if "questions par jour" in e["content"]["body"]]) == 1
+    await eventually(lambda: len(rows(bot, "SELECT id FROM usage_events")) == 6)
     outcomes = rows(bot, "SELECT kind, outcome FROM usage_events ORDER BY id")
     assert outcomes == [
         ("question", "answered"),
@@ -220,6 +235,7 @@ async def test_stats_shows_the_room_pilot_figures_to_moderators(
     room_id = await group_room(alice, bob, bot)
     mention = {"mentions": [bot.user_id]}
     answer = await ask(alice, room_id, bot.user_id, f"{bot.user_id} Une question", **mention)
+    await recorded_answer(bot, answer)
     await ask(bob, room_id, bot.user_id, f"{bot.user_id} Une autre", **mention)
     await react(bob, room_id, answer["event_id"], "👍")
 
@@ -261,6 +277,7 @@ async def test_encrypted_reaction_in_an_encrypted_dm_is_feedback(
     alice = await user_client("alice", encryption=True)
     room_id = await room_with_bot(alice, bot.user_id, encrypted=True, is_direct=True)
     answer = await ask(alice, room_id, bot.user_id, "Une question confidentielle")
+    await recorded_answer(bot, answer)
 
     reaction_id = await send_encrypted_reaction(alice, room_id, answer["event_id"], "👎")
     ack = await wait_for_event(alice, room_id, replies_to(answer["event_id"]))
@@ -272,3 +289,26 @@ async def test_encrypted_reaction_in_an_encrypted_dm_is_feedback(
     await alice.room_redact(room_id, reaction_id)
     await ask(alice, room_id, bot.user_id, "!aide")  # handled after the redaction
     assert rows(bot, "SELECT count(*) FROM feedback") == [(0,)]
+
+
+async def test_reactions_while_an_answer_still_streams_count_once_it_ends(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    fake_llm.responder = lambda _body: " ".join(f"Étape {n} du dossier." for n in range(1, 40))
+    fake_llm.stream_tokens_per_second = 40
+    bot = await start_bot(**PILOT, streaming=True, stream_edit_interval_seconds=0.5)
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+
+    question = await send_text(alice, room_id, "La procédure ?")
+    first = await wait_for_event(alice, room_id, replies_to(question))
+    early = await react(alice, room_id, first["event_id"], "👎")  # the answer is still growing
+    assert rows(bot, "SELECT count(*) FROM bot_answers") == [(0,)], "really before the end"
+    ack = await wait_for_event(
+        alice,
+        room_id,
+        lambda e: replies_to(first["event_id"])(e) and "!avis" in e["content"]["body"],
+    )
+
+    assert ack["content"]["msgtype"] == "m.notice"
+    assert rows(bot, "SELECT reaction_event_id, kind FROM feedback") == [(early, "question")]
