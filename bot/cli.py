@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.logs import configure_logging
+from bot.ops.logs import configure_logging
 from config.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
     )
-    from bot.sandbox import add_arguments as add_sandbox_arguments
+    from sandbox.trial import add_arguments as add_sandbox_arguments
 
     add_sandbox_arguments(sandbox)
     return parser
@@ -72,7 +72,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _export(settings: Settings, user_id: str) -> int:
-    from bot.store import Store
+    from bot.store.database import Store
 
     store = await Store.open(settings.database_path)
     try:
@@ -84,7 +84,7 @@ async def _export(settings: Settings, user_id: str) -> int:
 
 async def _purge(settings: Settings, user_id: str) -> int:
     from bot.pilot.service import Pilot
-    from bot.store import Store
+    from bot.store.database import Store
 
     store = await Store.open(settings.database_path)
     try:
@@ -113,7 +113,7 @@ async def _report(settings: Settings, output: Path, since: str, csv_dir: Path | 
     from bot.pilot.report_csv import write_csv
     from bot.pilot.report_html import french_date, render_html
     from bot.pilot.service import Pilot
-    from bot.store import Store
+    from bot.store.database import Store
 
     now = time.time()
     try:
@@ -148,7 +148,7 @@ async def _report(settings: Settings, output: Path, since: str, csv_dir: Path | 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox":  # before the settings: the sandbox needs no TCHAP_BOT_*
-        from bot.sandbox import run_sandbox
+        from sandbox.trial import run_sandbox
 
         return run_sandbox(args)
     settings = _settings(args.config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import texts
-from bot.events import sanitize_text
+from bot.matrix.events import sanitize_text
 from bot.pilot.service import COMMENT_MAX_CHARS
 from commands.base import Command, CommandContext, UsageError
 

@@ -16,8 +16,8 @@ from statistics import median
 from typing import Literal
 
 from bot.pilot.pseudonym import paris_today
-from bot.pilot.repository import PilotRepository
 from bot.pilot.service import FEW_PEOPLE, percentile
+from bot.store.pilot import PilotRepository
 from config.settings import Settings
 
 MASK = "< 5"

@@ -19,15 +19,15 @@ from bot import texts
 from bot.models import IncomingMessage, Reaction
 from bot.pilot import metrics
 from bot.pilot.pseudonym import Pseudonymizer, homeserver_of, paris_day, paris_today
-from bot.pilot.repository import (
+from bot.pilot.usage import UsageNote
+from bot.store.database import Store
+from bot.store.pilot import (
     AnswerRecord,
     Comment,
     Feedback,
     PilotRepository,
     UsageEvent,
 )
-from bot.pilot.usage import UsageNote
-from bot.store import Store
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)

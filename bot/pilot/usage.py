@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from bot.pilot.repository import AnswerKind, Outcome, UsageKind
+from bot.store.pilot import AnswerKind, Outcome, UsageKind
 
 
 @dataclass

@@ -15,11 +15,11 @@ import nio
 from prometheus_client import REGISTRY
 
 from bot import texts
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.integration.test_commands import group_room
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.bot_process import database_text, query_database
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import send_text, wait_for_event
 
 SECRET = "secret-du-pilote-pour-les-tests"

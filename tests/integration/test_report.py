@@ -19,8 +19,8 @@ import pytest
 
 from bot.pilot.pseudonym import Pseudonymizer, paris_day
 from bot.pilot.report import MASK
-from bot.pilot.repository import Comment, Feedback, PilotRepository, UsageEvent
-from bot.store import Store
+from bot.store.database import Store
+from bot.store.pilot import Comment, Feedback, PilotRepository, UsageEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "secret-du-pilote-pour-les-tests"

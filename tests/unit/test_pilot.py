@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from bot.events import parse_reaction
+from bot.matrix.events import parse_reaction
 from bot.models import IncomingMessage, MessageKind
 from bot.pilot.pseudonym import Pseudonymizer, homeserver_of, paris_day
 from bot.pilot.report import MASK, PeriodError, build_report, parse_period, scrub_identifiers
 from bot.pilot.report_csv import write_csv
 from bot.pilot.report_html import render_html
-from bot.pilot.repository import AnswerRecord, UsageEvent
 from bot.pilot.service import Pilot
 from bot.pilot.usage import UsageNote
-from bot.store import Store
+from bot.store.database import Store
+from bot.store.pilot import AnswerRecord, UsageEvent
 from config.settings import ConfigError, Settings, load_settings
 
 SECRET = "secret-du-pilote-pour-les-tests"

@@ -1,5 +1,6 @@
--- Pilot evaluation (issue 19). No message content and no user ID in these tables: people are
--- a keyed hash (HMAC-SHA256 with TCHAP_BOT_PILOT_SECRET), rooms too except in bot_answers.
+-- Pilot evaluation (issue 19; its SQL is in bot/store/pilot.py). No message content and no
+-- user ID in these tables: people are a keyed hash (HMAC-SHA256 with TCHAP_BOT_PILOT_SECRET),
+-- rooms too except in bot_answers.
 
 -- One row per question, summary, command or document handled: what the report counts.
 CREATE TABLE usage_events (

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.store import Store
+from bot.store.database import Store
 
 UsageKind = Literal["question", "summary", "document", "custom", "command"]
 AnswerKind = Literal["question", "summary", "document", "custom"]
