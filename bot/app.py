@@ -13,14 +13,15 @@ from bot.answer.llm import CircuitBreaker, LLMClient
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
-from bot.matrix.gateway import AuthenticationFailed, MatrixGateway
+from bot.matrix.gateway import MatrixGateway
+from bot.matrix.session import AuthenticationFailed
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.pilot.service import Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
-from bot.store.database import Store
+from bot.store import Store
 from bot.store.retention import retention_loop
 from commands import build_registry
 from config.settings import Settings

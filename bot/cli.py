@@ -72,11 +72,11 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _export(settings: Settings, user_id: str) -> int:
-    from bot.store.database import Store
+    from bot.store import Store
 
     store = await Store.open(settings.database_path)
     try:
-        print(json.dumps(await store.export_user(user_id), ensure_ascii=False, indent=2))
+        print(json.dumps(await store.people.export(user_id), ensure_ascii=False, indent=2))
     finally:
         await store.close()
     return 0
@@ -84,11 +84,11 @@ async def _export(settings: Settings, user_id: str) -> int:
 
 async def _purge(settings: Settings, user_id: str) -> int:
     from bot.pilot.service import Pilot
-    from bot.store.database import Store
+    from bot.store import Store
 
     store = await Store.open(settings.database_path)
     try:
-        deleted = await store.purge_user(user_id)
+        deleted = await store.people.purge(user_id)
         await Pilot(settings, store).forget_person(user_id)
     finally:
         await store.close()
@@ -113,7 +113,7 @@ async def _report(settings: Settings, output: Path, since: str, csv_dir: Path | 
     from bot.pilot.report_csv import write_csv
     from bot.pilot.report_html import french_date, render_html
     from bot.pilot.service import Pilot
-    from bot.store.database import Store
+    from bot.store import Store
 
     now = time.time()
     try:

@@ -36,7 +36,8 @@ from bot.pilot.service import Acknowledgement, Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
-from bot.store.database import Schedule, Store, StoredMessage
+from bot.store import Store
+from bot.store.database import Schedule, StoredMessage
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
@@ -161,9 +162,9 @@ class Router:
         """Re-queue questions recorded but not answered before a crash, if still fresh."""
         cutoff = int(time.time() * 1000 - self._settings.catch_up_window_minutes * 60_000)
         resumed = 0
-        for message in await self._store.pending_triggers():
+        for message in await self._store.triggers.pending():
             if message.timestamp_ms < cutoff:
-                await self._store.finish_trigger(message, "skipped")
+                await self._store.triggers.finish(message, "skipped")
                 continue
             resumed += 1
             self._schedule(message)
@@ -182,12 +183,12 @@ class Router:
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
-        await self._store.delete_event(room_id, redacts)
+        await self._store.messages.delete_event(room_id, redacts)
         await self._pilot.on_redaction(room_id, redacts)
         log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
 
     async def on_left(self, room_id: str) -> None:
-        await self._store.forget_room(room_id)
+        await self._store.rooms.forget(room_id)
         await self._pilot.forget_room(room_id)
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
@@ -274,7 +275,7 @@ class Router:
         if message.sender == self._gateway.user_id:
             return
         if message.replaces_event_id is not None:
-            await self._store.apply_edit(
+            await self._store.messages.apply_edit(
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
@@ -292,7 +293,7 @@ class Router:
         if not await self._is_for_bot(message, room):
             await self._store_message(message)
             return
-        if not await self._store.claim_trigger(message, self._stored(message)):
+        if not await self._store.triggers.claim(message, self._stored(message)):
             return  # already answered (a replayed sync)
         self._schedule(message, received_at)
 
@@ -315,7 +316,7 @@ class Router:
     async def _store_message(self, message: IncomingMessage) -> None:
         stored = self._stored(message)
         if stored is not None:
-            await self._store.save_messages([stored])
+            await self._store.messages.save([stored])
 
     def _identity(self, room_id: str) -> BotIdentity:
         return BotIdentity(
@@ -347,7 +348,7 @@ class Router:
 
     async def _replied_sender(self, message: IncomingMessage) -> str | None:
         assert message.reply_to_event_id is not None
-        stored = await self._store.get_message(message.reply_to_event_id)
+        stored = await self._store.messages.get(message.reply_to_event_id)
         if stored is not None:
             return stored.sender if stored.room_id == message.room_id else None
         return await self._gateway.event_sender(message.room_id, message.reply_to_event_id)
@@ -407,7 +408,7 @@ class Router:
                 await self._registry.dispatch(
                     self._command_context(message, room, invocation.prefix), invocation
                 )
-                await self._store.finish_trigger(message, "answered", question=False)
+                await self._store.triggers.finish(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
                 await self._refuse_rate_limited(
@@ -426,7 +427,7 @@ class Router:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
                 )
-                await self._store.finish_trigger(message, "answered")
+                await self._store.triggers.finish(message, "answered")
                 return
             await self._conversation.answer(message, question, room, room_settings, received_at)
         except asyncio.CancelledError:
@@ -440,7 +441,7 @@ class Router:
                     message, texts.COMMAND_FAILED, purpose="internal-error", notice=True
                 )
             finally:
-                await self._store.finish_trigger(message, "failed")
+                await self._store.triggers.finish(message, "failed")
 
     async def _refuse_rate_limited(
         self, message: IncomingMessage, scope: str, key: str, notice: str
@@ -452,7 +453,7 @@ class Router:
         if now - self._rate_notice_at.get((scope, key), -RATE_NOTICE_EVERY) >= RATE_NOTICE_EVERY:
             self._rate_notice_at[(scope, key)] = now
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
-        await self._store.finish_trigger(message, "skipped")
+        await self._store.triggers.finish(message, "skipped")
 
     def _uses_model(self, room_id: str, invocation: Invocation) -> bool:
         command = self._registry.lookup(invocation.word)
@@ -468,7 +469,7 @@ class Router:
         usage.current().refused(quota=True)
         if refusal.notice is not None:
             await self._outbox.reply(message, refusal.notice, purpose="quota", notice=True)
-        await self._store.finish_trigger(message, "skipped")
+        await self._store.triggers.finish(message, "skipped")
         return True
 
     def _is_known_command(self, room_id: str, word: str) -> bool:
@@ -489,7 +490,7 @@ class Router:
             timestamp_ms=run_ms,
             scheduled=True,
         )
-        if await self._store.claim_trigger(message):
+        if await self._store.triggers.claim(message):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
             self._schedule(message)
 

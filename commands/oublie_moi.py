@@ -12,7 +12,7 @@ log = structlog.get_logger(__name__)
 
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
-    deleted = await ctx.store.purge_user(ctx.message.sender)
+    deleted = await ctx.store.people.purge(ctx.message.sender)
     if ctx.pilot is not None:
         await ctx.pilot.forget_person(ctx.message.sender)
     usage.current().record = False  # not even this command is counted afterwards

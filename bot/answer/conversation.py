@@ -23,7 +23,8 @@ from bot.answer.tokens import TokenCounter, fit_to_budget
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
 from bot.pilot import usage
-from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
+from bot.store import Store
+from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -100,7 +101,7 @@ class ConversationHandler:
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
         if message.reply_to_event_id:
-            quoted = await self._store.get_message(message.reply_to_event_id)
+            quoted = await self._store.messages.get(message.reply_to_event_id)
             if (
                 quoted is not None
                 and quoted.room_id == message.room_id
@@ -112,7 +113,7 @@ class ConversationHandler:
                     + "\n"
                     + question_line
                 )
-        turns = await self._store.recent_turns(
+        turns = await self._store.messages.recent_turns(
             message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
         )
         history = [
@@ -231,7 +232,7 @@ class ConversationHandler:
     ) -> None:
         timestamp = now_ms()
         bot = self._settings.user_id
-        await self._store.finish_trigger(
+        await self._store.triggers.finish(
             message,
             "answered",
             answer_event_id=event_ids[0] if event_ids else None,
@@ -280,7 +281,7 @@ class ConversationHandler:
 
     async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
         await self._outbox.reply(message, error_text(error), purpose="error", notice=True)
-        await self._store.finish_trigger(message, "failed")
+        await self._store.triggers.finish(message, "failed")
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:

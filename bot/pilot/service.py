@@ -20,7 +20,7 @@ from bot.models import IncomingMessage, Reaction
 from bot.pilot import metrics
 from bot.pilot.pseudonym import Pseudonymizer, homeserver_of, paris_day, paris_today
 from bot.pilot.usage import UsageNote
-from bot.store.database import Store
+from bot.store import Store
 from bot.store.pilot import (
     AnswerRecord,
     Comment,
@@ -80,7 +80,7 @@ class Pilot:
         self, settings: Settings, store: Store, clock: Callable[[], float] = time.time
     ) -> None:
         self._settings = settings
-        self._repo = PilotRepository(store)
+        self._repo = store.pilot
         self._clock = clock
         secret = settings.pilot_secret
         self._names = Pseudonymizer(secret.get_secret_value()) if secret is not None else None

@@ -1,6 +1,6 @@
-"""SQL of the pilot's tables (migration 0006): usage events, answers, feedback, comments.
+"""The pilot's tables (migration 0006): usage events, answers, feedback, comments.
 
-Runs on the Store's connection and inside its transactions, like every other write.
+No message content and no user ID: people and rooms arrive here already hashed.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from bot.store.database import Store
+from bot.store.database import Database
 
 UsageKind = Literal["question", "summary", "document", "custom", "command"]
 AnswerKind = Literal["question", "summary", "document", "custom"]
@@ -68,19 +68,19 @@ class Comment(Row):
 
 
 class PilotRepository:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        return await self._store._fetchall(sql, params)
+        return await self._db.fetchall(sql, params)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return await self._store._fetchone(sql, params)
+        return await self._db.fetchone(sql, params)
 
     # --- Recording ----------------------------------------------------------------------------
     async def record(self, event: UsageEvent, answers: Sequence[AnswerRecord] = ()) -> None:
         """One usage event and the answer events it produced, in one transaction."""
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             await db.execute(
                 "INSERT INTO usage_events (at_ms, day, kind, outcome, homeserver, user_hash, "
                 "room_hash, model, prompt_tokens, completion_tokens, duration_ms) "
@@ -118,7 +118,7 @@ class PilotRepository:
 
     async def add_feedback(self, feedback: Feedback) -> bool:
         """False when this reaction (or the same person's same rating) is already recorded."""
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO feedback (reaction_event_id, answer_event_id, room_hash, "
                 "user_hash, homeserver, rating, kind, model, day, at_ms) "
@@ -136,12 +136,12 @@ class PilotRepository:
                     feedback.at_ms,
                 ),
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
     async def remove_feedback(self, room_hash: str, reaction_event_id: str) -> str | None:
         """Un-record a redacted reaction; returns its homeserver, None if it was not feedback."""
         async with (
-            self._store._transaction() as db,
+            self._db.transaction() as db,
             db.execute(
                 "DELETE FROM feedback WHERE reaction_event_id = ? AND room_hash = ? "
                 "RETURNING homeserver",
@@ -153,16 +153,16 @@ class PilotRepository:
 
     async def acknowledge_dislike(self, answer_event_id: str) -> bool:
         """True only the first time: one acknowledgement per answer, even across restarts."""
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             cursor = await db.execute(
                 "UPDATE bot_answers SET dislike_acknowledged = 1 "
                 "WHERE event_id = ? AND dislike_acknowledged = 0",
                 (answer_event_id,),
             )
-            return cursor.rowcount > 0
+            return bool(cursor.rowcount > 0)
 
     async def add_comment(self, comment: Comment) -> None:
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             await db.execute(
                 "INSERT INTO feedback_comments (at_ms, day, room_hash, user_hash, homeserver, text) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -178,13 +178,13 @@ class PilotRepository:
 
     async def forget_room(self, room_id: str) -> None:
         """The bot left: its answers there can no longer receive reactions."""
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             await db.execute("DELETE FROM bot_answers WHERE room_id = ?", (room_id,))
 
     async def forget_person(self, user_hash: str) -> int:
         """`!oublie-moi` / `purge-user`: the person's pseudonymous rows go too."""
         deleted = 0
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             for table in ("usage_events", "feedback", "feedback_comments"):
                 cursor = await db.execute(f"DELETE FROM {table} WHERE user_hash = ?", (user_hash,))
                 deleted += max(cursor.rowcount, 0)

@@ -19,8 +19,8 @@ import pytest
 
 from bot.pilot.pseudonym import Pseudonymizer, paris_day
 from bot.pilot.report import MASK
-from bot.store.database import Store
-from bot.store.pilot import Comment, Feedback, PilotRepository, UsageEvent
+from bot.store import Store
+from bot.store.pilot import Comment, Feedback, UsageEvent
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "secret-du-pilote-pour-les-tests"
@@ -95,7 +95,7 @@ async def fill_database(path: Path) -> list[str]:
     user IDs used, which must appear nowhere in the report."""
     names = Pseudonymizer(SECRET)
     store = await Store.open(path)
-    repo = PilotRepository(store)
+    repo = store.pilot
     users: list[str] = []
     now_ms = int(time.time() * 1000)
     for server, people in SERVERS.items():

@@ -17,7 +17,7 @@ from bot.pilot.report_csv import write_csv
 from bot.pilot.report_html import render_html
 from bot.pilot.service import Pilot
 from bot.pilot.usage import UsageNote
-from bot.store.database import Store
+from bot.store import Store
 from bot.store.pilot import AnswerRecord, UsageEvent
 from config.settings import ConfigError, Settings, load_settings
 
