@@ -150,7 +150,7 @@ async def build_report(
     homeservers = await repo.by_homeserver(since)
     positive = sum(int(row["positive"]) for row in satisfaction)
     reactions = sum(int(row["reactions"]) for row in satisfaction)
-    reacting = sum(int(row["people"]) for row in satisfaction)
+    reacting = await repo.reacting_people(since)
     report.headline = [
         ("Demandes traitées", mask(events_total, people_total)),
         ("Personnes actives", mask(people_total, people_total)),
@@ -366,7 +366,8 @@ async def build_report(
         )
     )
 
-    report.sections.append(await _quotas(repo, settings, since, end.isoformat()))
+    server_people = {str(row["homeserver"]): int(row["people"]) for row in homeservers}
+    report.sections.append(await _quotas(repo, settings, since, end.isoformat(), server_people))
     report.sections.append(
         Section(
             "avis",
@@ -378,7 +379,11 @@ async def build_report(
     return report
 
 
-async def _quotas(repo: PilotRepository, settings: Settings, since: str, today: str) -> Section:
+async def _quotas(
+    repo: PilotRepository, settings: Settings, since: str, today: str, server_people: dict[str, int]
+) -> Section:
+    """Each figure is masked by the people behind it: today's by today's, the peak by the peak
+    day's, the counts over the period by the server's people over the period."""
     budget = settings.homeserver_daily_token_budget
     cap = settings.user_daily_question_cap
     per_server: dict[str, list[dict[str, object]]] = defaultdict(list)
@@ -386,19 +391,20 @@ async def _quotas(repo: PilotRepository, settings: Settings, since: str, today: 
         per_server[str(row["homeserver"])].append(row)
     rows: list[list[Cell]] = []
     for server, server_days in sorted(per_server.items()):
-        people = max(int(str(d["people"])) for d in server_days)
+        people = server_people.get(server, 0)
         tokens = {str(d["day"]): int(str(d["tokens"] or 0)) for d in server_days}
-        peak = max(tokens.values())
+        day_people = {str(d["day"]): int(str(d["people"])) for d in server_days}
+        peak_day = max(tokens, key=lambda day: tokens[day])
         reached = sum(1 for t in tokens.values() if budget and t >= budget)
         refusals = sum(int(str(d["quota_refusals"] or 0)) for d in server_days)
-        today_tokens = tokens.get(today, 0)
+        today_tokens, today_people = tokens.get(today, 0), day_people.get(today, 0)
         rows.append(
             [
                 server,
                 budget or "—",
-                mask(today_tokens, people),
-                mask(_rate(today_tokens, budget), people) if budget else "—",
-                mask(peak, people),
+                mask(today_tokens, today_people),
+                mask(_rate(today_tokens, budget), today_people) if budget else "—",
+                mask(tokens[peak_day], day_people[peak_day]),
                 mask(reached, people) if budget else "—",
                 mask(refusals, people),
             ]

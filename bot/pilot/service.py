@@ -286,7 +286,7 @@ class Pilot:
             p95_ms=percentile(durations, 0.95) if durations else None,
             positive=sum(int(f["positive"]) for f in feedback),
             reactions=sum(int(f["reactions"]) for f in feedback),
-            reacting_people=sum(int(f["people"]) for f in feedback),
+            reacting_people=await self._repo.reacting_people(since_day, room_hash),
         )
 
     async def forget_room(self, room_id: str) -> None:

@@ -291,6 +291,13 @@ class PilotRepository:
         )
         return [dict(row) for row in rows]
 
+    async def reacting_people(self, since_day: str, room_hash: str | None = None) -> int:
+        where, params = _scope(since_day, room_hash)
+        row = await self._one(
+            f"SELECT count(DISTINCT user_hash) FROM feedback WHERE {where}", params
+        )
+        return int(row[0]) if row else 0
+
     async def latest_comments(self, since_day: str, limit: int) -> list[tuple[str, str]]:
         rows = await self._all(
             "SELECT day, text FROM feedback_comments WHERE day >= ? ORDER BY id DESC LIMIT ?",

@@ -18,7 +18,7 @@ from bot.pilot.report_html import render_html
 from bot.pilot.service import Pilot
 from bot.pilot.usage import UsageNote
 from bot.store import Store
-from bot.store.pilot import AnswerRecord, UsageEvent
+from bot.store.pilot import AnswerRecord, Feedback, UsageEvent
 from config.settings import ConfigError, Settings, load_settings
 
 SECRET = "secret-du-pilote-pour-les-tests"
@@ -226,4 +226,39 @@ async def test_quota_notice_once_per_person_and_day(tmp_path: Path) -> None:
     assert answer == AnswerRecord(
         event_id="$ans", room_id="!r:s", kind="question", model="m", created_at_ms=int(NOW * 1000)
     )
+    await store.close()
+
+
+async def test_people_reacting_on_several_kinds_are_counted_once(tmp_path: Path) -> None:
+    """3 people rating questions and summaries are 3 people, not 6: their rate stays hidden."""
+    store = await _store(tmp_path)
+    pilot = Pilot(settings(tmp_path, pilot_secret=SECRET), store, clock=lambda: NOW)
+    names = Pseudonymizer(SECRET)
+    for user in range(3):
+        await pilot.repository.record(_event(user, "agent.dinum.tchap.gouv.fr"))
+        for kind in ("question", "summary"):
+            await pilot.repository.add_feedback(
+                Feedback(
+                    reaction_event_id=f"$r{user}{kind}",
+                    answer_event_id=f"$a{user}{kind}",
+                    room_hash=names.room("!room0:agent.dinum.tchap.gouv.fr"),
+                    user_hash=names.user(f"@u{user}:agent.dinum.tchap.gouv.fr"),
+                    homeserver="agent.dinum.tchap.gouv.fr",
+                    rating=1,
+                    kind=kind,
+                    model="m",
+                    day=TODAY,
+                    at_ms=int(NOW * 1000),
+                )
+            )
+    report = await build_report(
+        pilot.repository,
+        settings(tmp_path, pilot_secret=SECRET),
+        date.fromisoformat(TODAY),
+        NOW,
+        "maintenant",
+    )
+    assert dict(report.headline)["Satisfaction (👍 ÷ réactions)"] == MASK
+    figures = await pilot.room_figures("!room0:agent.dinum.tchap.gouv.fr", 30)
+    assert figures is not None and figures.reacting_people == 3 and figures.reactions == 6
     await store.close()
