@@ -24,6 +24,7 @@ from bot.schedule import Scheduler
 from bot.store import Store
 from bot.store.retention import retention_loop
 from commands import build_registry
+from commands.dispatcher import CommandDispatcher
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -76,21 +77,32 @@ class BotApp:
         room_commands = RoomCommandsRepository(store)
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
+        pilot = Pilot(settings, store)
+        dispatcher = CommandDispatcher(
+            build_registry(),
+            settings=settings,
+            store=store,
+            llm=llm,
+            outbox=outbox,
+            conversation=conversation,
+            room_config=room_config,
+            room_commands=room_commands,
+            power_level_of=gateway.power_level,
+            summarizer=Summarizer(llm, tokens, settings),
+            pilot=pilot,
+        )
         router = self.router = Router(
             settings,
             store,
             gateway,
             conversation,
-            build_registry(),
+            dispatcher,
             room_config,
-            llm,
             outbox,
             room_commands,
-            Summarizer(llm, tokens, settings),
-            Pilot(settings, store),
+            pilot,
         )
-        scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
-        router.scheduler = scheduler
+        scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
         health: HealthServer | None = None
