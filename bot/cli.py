@@ -108,7 +108,8 @@ async def _report(settings: Settings, output: Path, since: str, csv_dir: Path | 
     from datetime import datetime
 
     from bot import texts
-    from bot.pilot.pseudonym import PARIS, paris_today
+    from bot.french import PARIS
+    from bot.pilot.pseudonym import paris_today
     from bot.pilot.report import PeriodError, build_report, parse_period
     from bot.pilot.report_csv import write_csv
     from bot.pilot.report_html import french_date, render_html

@@ -6,14 +6,9 @@ from datetime import datetime
 
 from bot import texts
 from bot.answer.conversation import french_date
-from bot.french import PARIS
+from bot.french import PARIS, french_number
 from bot.pilot.service import FEW_PEOPLE
 from commands.base import Command, CommandContext, NoArgs, Power, no_arguments
-
-
-def french_number(value: int) -> str:
-    """`12345` → `12 345` (narrow no-break space, the French typographic rule)."""
-    return f"{value:,}".replace(",", "\u202f")
 
 
 def french_datetime(timestamp_ms: int) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
-PARIS = ZoneInfo("Europe/Paris")
+from bot.french import PARIS
+
 HASH_CHARS = 32  # 128 bits of HMAC-SHA256: no collision among a pilot's people
 
 

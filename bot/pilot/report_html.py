@@ -6,27 +6,16 @@ Every value is escaped; the page carries no script from elsewhere and no font or
 from __future__ import annotations
 
 import math
+from datetime import date
 from html import escape
 
+from bot import texts
+from bot.french import french_number
 from bot.pilot.report import MASK, Cell, Chart, Report, Section
 
 WIDTH, HEIGHT = 640, 260
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 14, 44
 COLOURS = ("#000091", "#e1000f", "#009081", "#c3992a", "#6a6af4", "#a558a0", "#417dc4")
-MONTHS = (
-    "janvier",
-    "février",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "août",
-    "septembre",
-    "octobre",
-    "novembre",
-    "décembre",
-)
 
 CSS = """
 :root { color-scheme: light; }
@@ -68,19 +57,8 @@ addEventListener("load", function () {
 """
 
 
-def french_number(value: float) -> str:
-    if isinstance(value, float) and not value.is_integer():
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-    else:
-        text = f"{int(value):,}"
-    return text.replace(",", "\u202f").replace(".", ",")
-
-
-def french_date(day: object) -> str:
-    from datetime import date
-
-    assert isinstance(day, date)
-    return f"{day.day} {MONTHS[day.month - 1]} {day.year}"
+def french_date(day: date) -> str:
+    return f"{day.day} {texts.MONTHS[day.month - 1]} {day.year}"
 
 
 def _cell(value: Cell) -> str:
