@@ -12,11 +12,10 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from statistics import median
 from typing import Literal
 
 from bot.pilot.pseudonym import paris_today
-from bot.pilot.service import FEW_PEOPLE, percentile
+from bot.pilot.service import FEW_PEOPLE
 from bot.store.pilot import PilotRepository
 from config.settings import Settings
 
@@ -280,19 +279,17 @@ async def build_report(
     )
 
     # Answer times.
-    by_day: dict[str, list[int]] = defaultdict(list)
-    for day, ms in await repo.durations(since):
-        by_day[day].append(ms)
+    times = await repo.answer_times(since)
     time_rows: list[list[Cell]] = []
     for day in days:
-        values = sorted(by_day.get(day, []))
         people = int(daily[day]["people"]) if day in daily else 0
+        day_times = times.get(day)
         time_rows.append(
             [
                 day,
-                mask(_seconds(median(values)) if values else None, people),
-                mask(_seconds(percentile(values, 0.95)) if values else None, people),
-                mask(len(values), people),
+                mask(_seconds(day_times.median_ms) if day_times else None, people),
+                mask(_seconds(day_times.p95_ms) if day_times else None, people),
+                mask(day_times.count if day_times else 0, people),
             ]
         )
     report.sections.append(

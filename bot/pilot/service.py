@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from statistics import median
 
 import structlog
 
@@ -67,12 +66,6 @@ class RoomFigures:
     positive: int
     reactions: int
     reacting_people: int
-
-
-def percentile(sorted_values: list[int], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted, non-empty list."""
-    rank = max(1, -(-int(fraction * 1000) * len(sorted_values) // 1000))
-    return float(sorted_values[min(rank, len(sorted_values)) - 1])
 
 
 class Pilot:
@@ -272,7 +265,7 @@ class Pilot:
         room_hash = self._names.room(room_id)
         since_day = date.fromordinal(paris_today(self._clock()).toordinal() - days + 1).isoformat()
         daily = await self._repo.daily(since_day, room_hash)
-        durations = sorted(ms for _, ms in await self._repo.durations(since_day, room_hash))
+        times = (await self._repo.answer_times(since_day, room_hash, per_day=False)).get("")
         feedback = await self._repo.satisfaction(since_day, room_hash)
         return RoomFigures(
             days=days,
@@ -282,8 +275,8 @@ class Pilot:
             people=await self._repo.people(since_day, room_hash),
             errors=sum(int(d["errors"]) for d in daily),
             refusals=sum(int(d["refusals"]) for d in daily),
-            median_ms=float(median(durations)) if durations else None,
-            p95_ms=percentile(durations, 0.95) if durations else None,
+            median_ms=times.median_ms if times else None,
+            p95_ms=times.p95_ms if times else None,
             positive=sum(int(f["positive"]) for f in feedback),
             reactions=sum(int(f["reactions"]) for f in feedback),
             reacting_people=await self._repo.reacting_people(since_day, room_hash),

@@ -67,6 +67,12 @@ class Comment(Row):
     text: str
 
 
+class AnswerTimes(Row):
+    count: int
+    median_ms: float
+    p95_ms: float
+
+
 class PilotRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -222,16 +228,29 @@ class PilotRepository:
         )
         return [dict(row) for row in rows]
 
-    async def durations(
-        self, since_day: str, room_hash: str | None = None
-    ) -> list[tuple[str, int]]:
+    async def answer_times(
+        self, since_day: str, room_hash: str | None = None, *, per_day: bool = True
+    ) -> dict[str, AnswerTimes]:
+        """Median and 95th percentile (nearest rank) of answer times, per day or over the whole
+        period (key ""), computed in SQLite: a million events never cross into Python."""
         where, params = _scope(since_day, room_hash)
+        group = "day" if per_day else "''"
         rows = await self._all(
-            f"SELECT day, duration_ms FROM usage_events WHERE {where} "
-            "AND outcome = 'answered' AND duration_ms IS NOT NULL ORDER BY day",
+            f"WITH answered AS (SELECT {group} AS grp, duration_ms, "
+            f"row_number() OVER (PARTITION BY {group} ORDER BY duration_ms) AS rn, "
+            f"count(*) OVER (PARTITION BY {group}) AS n FROM usage_events WHERE {where} "
+            "AND outcome = 'answered' AND duration_ms IS NOT NULL) "
+            "SELECT grp, n, avg(CASE WHEN rn IN ((n + 1) / 2, (n + 2) / 2) THEN duration_ms END), "
+            "max(CASE WHEN rn = (95 * n + 99) / 100 THEN duration_ms END) "
+            "FROM answered GROUP BY grp",
             params,
         )
-        return [(str(row[0]), int(row[1])) for row in rows]
+        return {
+            str(row[0]): AnswerTimes(
+                count=int(row[1]), median_ms=float(row[2]), p95_ms=float(row[3])
+            )
+            for row in rows
+        }
 
     async def people(self, since_day: str, room_hash: str | None = None) -> int:
         where, params = _scope(since_day, room_hash)

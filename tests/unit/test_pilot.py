@@ -262,3 +262,23 @@ async def test_people_reacting_on_several_kinds_are_counted_once(tmp_path: Path)
     figures = await pilot.room_figures("!room0:agent.dinum.tchap.gouv.fr", 30)
     assert figures is not None and figures.reacting_people == 3 and figures.reactions == 6
     await store.close()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 10, 20, 21, 101])
+async def test_answer_times_are_the_median_and_nearest_rank_p95(tmp_path: Path, count: int) -> None:
+    """Computed in SQLite; checked here against Python's own definitions."""
+    import math
+    import random
+    from statistics import median
+
+    store = await _store(tmp_path)
+    values = [random.randint(100, 20_000) for _ in range(count)]
+    for index, value in enumerate(values):
+        await store.pilot.record(_event(index, "agent.dinum.tchap.gouv.fr", duration_ms=value))
+    await store.pilot.record(_event(0, "agent.dinum.tchap.gouv.fr", outcome="error", duration_ms=1))
+    times = (await store.pilot.answer_times(TODAY))[TODAY]
+    ordered = sorted(values)
+    assert times.count == count
+    assert times.median_ms == median(ordered)
+    assert times.p95_ms == ordered[math.ceil(0.95 * count) - 1]
+    await store.close()
