@@ -10,6 +10,7 @@ import structlog
 
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import CircuitBreaker, LLMClient
+from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
@@ -77,6 +78,7 @@ class BotApp:
         room_commands = RoomCommandsRepository(store)
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
+        media = MediaService(settings, store, llm, conversation, gateway)
         pilot = Pilot(settings, store)
         dispatcher = CommandDispatcher(
             build_registry(),
@@ -90,6 +92,8 @@ class BotApp:
             power_level_of=gateway.power_level,
             summarizer=Summarizer(llm, tokens, settings),
             pilot=pilot,
+            media=media,
+            direct_room=gateway.direct_room_with,
         )
         router = self.router = Router(
             settings,
@@ -100,7 +104,8 @@ class BotApp:
             room_config,
             outbox,
             room_commands,
-            pilot,
+            media=media,
+            pilot=pilot,
         )
         scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         gateway.attach(router)

@@ -14,6 +14,7 @@ from commands import (
     planifier,
     resume,
     stats,
+    transcrire,
 )
 from commands.registry import CommandRegistry
 
@@ -28,6 +29,7 @@ def build_registry() -> CommandRegistry:
         config,
         modele,
         stats,
+        transcrire,
         oublie_moi,
         avis,
         commandes,

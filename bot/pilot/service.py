@@ -126,8 +126,8 @@ class Pilot:
             [
                 AnswerRecord(
                     event_id=event_id,
-                    room_id=message.room_id,
-                    thread_root_id=message.thread_root_id,
+                    room_id=note.answer_room_id or message.room_id,
+                    thread_root_id=None if note.answer_room_id else message.thread_root_id,
                     kind=note.answer_kind,
                     model=note.model or self._settings.model,
                     created_at_ms=at_ms,

@@ -24,6 +24,7 @@ class UsageNote:
     completion_tokens: int = 0
     answer_kind: AnswerKind | None = None
     answer_event_ids: list[str] = field(default_factory=list)
+    answer_room_id: str | None = None  # None: the trigger's room; a DM for private summaries
     record: bool = True
 
     def answered(
@@ -33,8 +34,10 @@ class UsageNote:
         model: str,
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
+        room_id: str | None = None,
     ) -> None:
         """An answer from the model was sent: its events may receive 👍/👎."""
+        self.answer_room_id = room_id
         if kind != "question":
             self.kind = kind
         self.answer_kind = kind
