@@ -18,9 +18,16 @@ from bot import texts
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.integration.test_commands import group_room
+from tests.integration.test_summaries import bot_dm
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.bot_process import database_text, query_database
-from tests.support.matrix_client import send_text, wait_for_event
+from tests.support.matrix_client import (
+    join_room,
+    send_text,
+    sync_once,
+    wait_for_event,
+    wait_for_invite,
+)
 
 SECRET = "secret-du-pilote-pour-les-tests"
 PILOT = {"pilot_secret": SECRET, "feedback_enabled": True}
@@ -258,6 +265,11 @@ async def send_encrypted_reaction(
     room_send leaves reactions in clear)."""
     content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
     assert client.olm is not None
+    await sync_once(client)
+    if not client.rooms[room_id].members_synced:
+        await client.joined_members(room_id)
+    if client.should_query_keys:
+        await client.keys_query()
     if client.olm.should_share_group_session(room_id):
         await client.share_group_session(room_id, ignore_unverified_devices=True)
     event_type, encrypted = client.encrypt(room_id, "m.reaction", content)
@@ -312,3 +324,32 @@ async def test_reactions_while_an_answer_still_streams_count_once_it_ends(
 
     assert ack["content"]["msgtype"] == "m.notice"
     assert rows(bot, "SELECT reaction_event_id, kind FROM feedback") == [(early, "question")]
+
+
+async def test_a_private_summary_in_the_dm_takes_feedback_there(
+    start_bot: StartBot, user_client: Any
+) -> None:
+    bot = await start_bot(**PILOT)
+    alice = await user_client("alice", encryption=True)
+    bob = await user_client("bob")
+    room_id = await group_room(alice, bob, bot)
+    await send_text(bob, room_id, "Décision : le comité est reporté")
+    await sync_once(alice)
+
+    command = await send_text(alice, room_id, "!resume 3 en privé")
+    await wait_for_event(alice, room_id, replies_to(command), timeout=30)
+    dm_id = await bot_dm(bot, exclude={room_id})
+    await wait_for_invite(alice, dm_id)
+    await join_room(alice, dm_id)
+    summary = await wait_for_event(
+        alice, dm_id, lambda e: "Résumé de" in e["content"].get("body", ""), timeout=30
+    )
+    await recorded_answer(bot, summary)
+    reaction_id = await send_encrypted_reaction(alice, dm_id, summary["event_id"], "👎")
+    ack = await wait_for_event(alice, dm_id, replies_to(summary["event_id"]))
+
+    assert "!avis" in ack["content"]["body"]
+    assert rows(bot, "SELECT reaction_event_id, kind, rating FROM feedback") == [
+        (reaction_id, "summary", -1)
+    ]
+    assert rows(bot, "SELECT room_id FROM bot_answers") == [(dm_id,)]
