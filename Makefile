@@ -35,6 +35,7 @@ run: $(RUN_STAMP)
 
 ## Install what the tests need, then lint, type-check and run every test (integration included).
 test: $(TEST_STAMP)
+	bash tests/browser/install.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -23,6 +23,7 @@ from bot.answer.tokens import MistralTokenCounter
 from bot.matrix.gateway import MatrixGateway
 from bot.matrix.session import AuthenticationFailed
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
+from bot.pilot.service import Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
@@ -89,6 +90,7 @@ class BotApp:
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
         media = MediaService(settings, store, llm, conversation, gateway)
+        pilot = Pilot(settings, store)
         dispatcher = CommandDispatcher(
             build_registry(),
             settings=settings,
@@ -100,6 +102,7 @@ class BotApp:
             room_commands=room_commands,
             power_level_of=gateway.power_level,
             summarizer=Summarizer(llm, tokens, settings),
+            pilot=pilot,
             media=media,
             direct_room=gateway.direct_room_with,
         )
@@ -112,7 +115,8 @@ class BotApp:
             room_config,
             outbox,
             room_commands,
-            media,
+            media=media,
+            pilot=pilot,
         )
         scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         gateway.attach(router)
@@ -141,7 +145,13 @@ class BotApp:
             background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
             if not await self._unless_stopped(warm_up):
                 return EXIT_OK
-            log.info("bot.started", user_id=settings.user_id, model=settings.model)
+            log.info(
+                "bot.started",
+                user_id=settings.user_id,
+                model=settings.model,
+                pilot_statistics=settings.pilot_secret is not None,
+                feedback=settings.feedback_enabled,
+            )
             await gateway.run(self.stop_event)
             return EXIT_OK
         except AuthenticationFailed as error:

@@ -450,3 +450,44 @@ RESET_SESSION_DONE = (
 RESET_SESSION_NONE = "Aucune session enregistrée : rien à oublier."
 RESET_SESSION_BOT_RUNNING = "Le bot tourne (PID {pid}) sur ce dossier de données : arrêtez-le avant `tchap-bot reset-session`."
 HEALTHCHECK_DISABLED = "Point de santé désactivé (TCHAP_BOT_HEALTH_PORT=0) : rien à vérifier."
+
+# --- Pilote : avis, quotas, rapport (issue 19) ----------------------------------------------------
+FEEDBACK_DISLIKE_ACK = (
+    "Merci pour votre retour 👎. Pour nous dire ce qui n'allait pas, écrivez "
+    "`{prefix}avis votre commentaire` : l'équipe du pilote le lira, sans votre identifiant."
+)
+FEEDBACK_COMMENT_THANKS = (
+    "Merci, votre avis a été transmis à l'équipe du pilote (sans votre identifiant)."
+)
+FEEDBACK_OFF = "Les avis ne sont pas recueillis sur ce service."
+FEEDBACK_COMMENT_EMPTY = "écrivez votre avis après la commande"
+FEEDBACK_COMMENT_TOO_LONG = "avis trop long ({limit} caractères au plus)"
+
+QUOTA_USER_REACHED = (
+    "Vous avez atteint la limite de {limit} questions par jour. Elle sera renouvelée "
+    "{reset} (heure de Paris). Merci de votre compréhension."
+)
+QUOTA_HOMESERVER_REACHED = (
+    "Le volume quotidien alloué à votre administration ({homeserver}) est épuisé. Il sera "
+    "renouvelé {reset} (heure de Paris). Merci de votre compréhension."
+)
+QUOTA_RESET_TOMORROW = "demain à minuit"
+
+STATS_PILOT = (
+    "\n\n**Sur les {days} derniers jours** :\n"
+    "- Questions : {questions} · résumés : {summaries} · commandes : {commands}\n"
+    "- Personnes actives : {people}\n"
+    "- Temps de réponse : médiane {median}, 95 % en moins de {p95}\n"
+    "- Erreurs : {errors} · refus (limites, quotas) : {refusals}\n"
+    "- Satisfaction : {satisfaction}"
+)
+STATS_PILOT_SATISFACTION = "{percent} % de 👍 sur {reactions} réactions"
+STATS_PILOT_NONE = "pas encore de réaction"
+STATS_PILOT_FEW = "< 5"
+STATS_PILOT_OFF = "\n\n(Statistiques détaillées non enregistrées : TCHAP_BOT_PILOT_SECRET absent.)"
+
+REPORT_BAD_PERIOD = (
+    "Période invalide : « {value} ». Exemples : 30j, 12 semaines, 6 mois, 2026-09-01."
+)
+REPORT_WRITTEN = "Rapport écrit : {path} ({days} jours, du {start} au {end})."
+REPORT_CSV_WRITTEN = "Tableaux CSV écrits dans : {path}"

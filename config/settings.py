@@ -275,6 +275,26 @@ class Settings(BaseSettings):
         le=10_000,
         description="Questions per room per minute (0: unlimited)",
     )
+    # --- Pilot evaluation: statistics, feedback, quotas --------------------------------------
+    pilot_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC that pseudonymizes people and rooms in the pilot's statistics; usage statistics are recorded only when set (16 characters or more; required by feedback and quotas)",
+    )
+    feedback_enabled: bool = Field(
+        default=False,
+        description="Record 👍/👎 reactions on answers and accept `!avis` comments (needs pilot_secret)",
+    )
+    homeserver_daily_token_budget: int = Field(
+        default=0,
+        ge=0,
+        description="Tokens per homeserver (ministry) per day, Paris time (0: no budget; needs pilot_secret)",
+    )
+    user_daily_question_cap: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Questions to the model per person per day, Paris time (0: no cap; needs pilot_secret)",
+    )
     large_summary_messages: int = Field(
         default=300,
         ge=1,
@@ -383,11 +403,29 @@ class Settings(BaseSettings):
             raise ValueError("TCHAP_BOT_PASSWORD ou TCHAP_BOT_ACCESS_TOKEN doit être défini")
         if not self.allowed_users:
             self.allowed_users = [f"@*:{self.server_name}"]
+        self._pilot_secret_needed()
         if not self.allowed_models:
             self.allowed_models = [self.model]
         elif self.model not in self.allowed_models:
             self.allowed_models = [self.model, *self.allowed_models]
         return self
+
+    def _pilot_secret_needed(self) -> None:
+        """Feedback and quotas count people: without the HMAC key they cannot, so refuse to start."""
+        secret = self.pilot_secret
+        if secret is not None and len(secret.get_secret_value().strip()) < 16:
+            raise ValueError("TCHAP_BOT_PILOT_SECRET doit faire au moins 16 caractères")
+        uses = [
+            name
+            for name, on in (
+                ("TCHAP_BOT_FEEDBACK_ENABLED", self.feedback_enabled),
+                ("TCHAP_BOT_HOMESERVER_DAILY_TOKEN_BUDGET", self.homeserver_daily_token_budget),
+                ("TCHAP_BOT_USER_DAILY_QUESTION_CAP", self.user_daily_question_cap),
+            )
+            if on
+        ]
+        if uses and secret is None:
+            raise ValueError(f"TCHAP_BOT_PILOT_SECRET est nécessaire pour {', '.join(uses)}")
 
     @property
     def server_name(self) -> str:

@@ -25,6 +25,7 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     MemoryDownloadResponse,
+    ReactionEvent,
     ReceiptEvent,
     RedactionEvent,
     RoomCreateError,
@@ -44,7 +45,7 @@ from nio.crypto.attachments import decrypt_attachment
 from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
-from bot.matrix.events import parse_message, parse_redaction
+from bot.matrix.events import parse_message, parse_reaction, parse_redaction
 from bot.matrix.keys import HeldEvents
 from bot.matrix.power import effective_power_level
 from bot.matrix.session import (
@@ -56,6 +57,7 @@ from bot.matrix.session import (
 )
 from bot.models import (
     IncomingMessage,
+    Reaction,
     ReadReceipt,
     RoomContext,
     RoomInvite,
@@ -105,6 +107,7 @@ class EventSink(Protocol):
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
 
+    async def on_reaction(self, reaction: Reaction) -> None: ...
     async def on_receipt(self, receipt: ReadReceipt) -> None: ...
 
 
@@ -301,6 +304,7 @@ class MatrixGateway:
         )
         self.client.add_event_callback(guard(self.held.on_megolm), MegolmEvent)
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
+        self.client.add_event_callback(guard(self._on_reaction), ReactionEvent)
         self.client.add_event_callback(guard(self.direct.on_state_event), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
         self.client.add_ephemeral_callback(guard(self._on_receipts), ReceiptEvent)
@@ -385,6 +389,13 @@ class MatrixGateway:
         )
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
+
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        reaction = parse_reaction(
+            room.room_id, event.source if isinstance(event.source, dict) else {}
+        )
+        if reaction is not None and self._sink is not None:
+            await self._sink.on_reaction(reaction)
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
