@@ -14,6 +14,7 @@ import structlog
 
 from bot import texts
 from bot.models import WithdrawScope
+from bot.pilot import usage
 from commands.base import Command, CommandContext, NoArgs, no_arguments
 
 log = structlog.get_logger(__name__)
@@ -27,6 +28,9 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
         await ctx.room_commands.load_all()
     if deleted.schedules and ctx.scheduler is not None:
         ctx.scheduler.changed()
+    if ctx.pilot is not None:
+        await ctx.pilot.forget_person(ctx.message.sender)
+    usage.current().record = False  # not even this command is counted afterwards
     log.info(
         "command.user_purged",
         messages=deleted.messages,

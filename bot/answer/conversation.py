@@ -23,6 +23,7 @@ from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, fence, one_line
 from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
+from bot.pilot import usage
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
@@ -187,6 +188,7 @@ class ConversationHandler:
         )
         try:
             request = await self.build_request(message, question, room, room_settings, images)
+            usage.current().model = request.model
             if self._settings.log_message_content:
                 bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
             if received_at is not None:
@@ -204,8 +206,8 @@ class ConversationHandler:
                 ):
                     await self._withdrawn_meanwhile(message)
                     return
-        except LLMError as error:
-            metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+        except LLMError as error:  # counted by the LLM client (tchapbot_llm_errors_total)
+            usage.current().failed()
             await self._send_failure(message, error, failure_text)
             return
         finally:
@@ -302,9 +304,18 @@ class ConversationHandler:
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
-        if recorded:
-            metrics.ANSWERS.inc()
-        return recorded
+        if not recorded:
+            return False
+        metrics.ANSWERS.inc()
+        note = usage.current()
+        note.answered(
+            "question",
+            event_ids,
+            note.model or self._settings.model,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        )
+        return True
 
     async def _send_failure(
         self,
