@@ -63,6 +63,7 @@ class BotApp:
             max_concurrency=settings.llm_max_concurrency,
             backoff_initial_ms=settings.llm_retry_initial_ms,
             backoff_max_ms=settings.llm_retry_max_ms,
+            stream_interval_seconds=settings.stream_edit_interval_seconds,
             breaker=CircuitBreaker(
                 settings.llm_circuit_threshold, settings.llm_circuit_cooldown_seconds
             ),

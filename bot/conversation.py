@@ -211,7 +211,9 @@ class ConversationHandler:
         reply = StreamingReply(
             self._outbox, message, edit_interval=self._settings.stream_edit_interval_seconds
         )
-        outcome = await stream_answer(self._llm.stream(request, usage), reply)
+        outcome = await stream_answer(
+            self._llm.stream(request, usage, on_finish=reply.model_finished), reply
+        )
         usage.text = outcome.text
         usage.finished = outcome.complete
         await self.record_answer(message, question, outcome.text, outcome.event_ids, usage)
