@@ -53,8 +53,7 @@ class BotApp:
         with contextlib.suppress(OSError):  # session token, crypto keys, people's messages
             settings.data_dir.chmod(0o700)
         store = self.store = await Store.open(settings.database_path)
-        tokens = MistralTokenCounter()
-        warm_up = asyncio.ensure_future(tokens.warm_up())
+        tokens = MistralTokenCounter()  # loads the tokenizer when a count is first needed
         llm = self.llm = LLMClient(
             api_key=settings.mistral_api_key.get_secret_value(),
             server_url=settings.mistral_server_url,
@@ -110,7 +109,6 @@ class BotApp:
                 )
             )
             background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
-            await warm_up
             log.info("bot.started", user_id=settings.user_id, model=settings.model)
             await gateway.run(self.stop_event)
             return EXIT_OK
@@ -123,7 +121,6 @@ class BotApp:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            warm_up.cancel()
             if health is not None:
                 await health.stop()
             await conversation.close()

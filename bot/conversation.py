@@ -21,7 +21,7 @@ from bot.models import IncomingMessage, RoomContext
 from bot.replies import Outbox
 from bot.store import ConversationTurn, Store, StoredMessage, now_ms
 from bot.streaming import StreamingReply, stream_answer
-from bot.tokens import TokenCounter, fit_to_budget
+from bot.tokens import TokenCounter, fit_to_budget, fits_by_bytes
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -123,12 +123,12 @@ class ConversationHandler:
             for turn in turns
             if turn.event_id != message.event_id
         ]
-        kept = fit_to_budget(
-            self._tokens,
-            [system, question_line],
-            [item.content for item in reversed(history)],
-            self._settings.context_token_budget - self._settings.max_answer_tokens,
-        )
+        fixed = [system, question_line]
+        newest_first = [item.content for item in reversed(history)]
+        budget = self._settings.context_token_budget - self._settings.max_answer_tokens
+        if not fits_by_bytes([*fixed, *newest_first], budget):
+            await self._tokens.warm_up()  # counting is needed: load the tokenizer off the loop
+        kept = fit_to_budget(self._tokens, fixed, newest_first, budget)
         messages = [
             ChatMessage("system", system),
             *history[len(history) - kept :],
