@@ -8,20 +8,22 @@ import signal
 
 import structlog
 
-from bot.conversation import ConversationHandler
-from bot.gateway import AuthenticationFailed, MatrixGateway
-from bot.health import HealthServer, start_health_server, sync_readiness
-from bot.llm import CircuitBreaker, LLMClient
-from bot.replies import Outbox
-from bot.retention import retention_loop
+from bot.answer.conversation import ConversationHandler
+from bot.answer.llm import CircuitBreaker, LLMClient
+from bot.answer.replies import Outbox
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.matrix.gateway import MatrixGateway
+from bot.matrix.session import AuthenticationFailed
+from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
 from bot.store import Store
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.store.retention import retention_loop
 from commands import build_registry
+from commands.dispatcher import CommandDispatcher
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -74,20 +76,22 @@ class BotApp:
         room_commands = RoomCommandsRepository(store)
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
-        router = self.router = Router(
-            settings,
-            store,
-            gateway,
-            conversation,
+        dispatcher = CommandDispatcher(
             build_registry(),
-            room_config,
-            llm,
-            outbox,
-            room_commands,
-            Summarizer(llm, tokens, settings),
+            settings=settings,
+            store=store,
+            llm=llm,
+            outbox=outbox,
+            conversation=conversation,
+            room_config=room_config,
+            room_commands=room_commands,
+            power_level_of=gateway.power_level,
+            summarizer=Summarizer(llm, tokens, settings),
         )
-        scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
-        router.scheduler = scheduler
+        router = self.router = Router(
+            settings, store, gateway, conversation, dispatcher, room_config, outbox, room_commands
+        )
+        scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
         health: HealthServer | None = None

@@ -12,19 +12,18 @@ import asyncio
 import contextlib
 import re
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot.store import Schedule, Store
+from bot.french import PARIS, fold
+from bot.store import Store
+from bot.store.database import Schedule
 
 log = structlog.get_logger(__name__)
 
-PARIS = ZoneInfo("Europe/Paris")
 MAX_LATENESS_MS = 3_600_000
 IDLE_WAKE_SECONDS = 30.0
 
@@ -75,18 +74,13 @@ class ScheduleSpec:
         raise AssertionError("a weekly schedule always has a run within 8 days")
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower().strip())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
-
-
 def looks_like_time(token: str) -> bool:
-    return bool(_TIME.match(_fold(token)))
+    return bool(_TIME.match(fold(token)))
 
 
 def parse_spec(spec: str) -> ScheduleSpec:
     """`lun-ven 18:00`, `lun,mer 8h30`, `tous les jours 9h`, `18:00` (every day)."""
-    folded = " ".join(_fold(spec).split())
+    folded = " ".join(fold(spec).split())
     if not folded:
         raise ScheduleError("indiquez des jours et une heure, par exemple « lun-ven 18:00 »")
     days_text, _, time_text = folded.rpartition(" ")
@@ -144,7 +138,7 @@ class Scheduler:
         """Run every due schedule once; returns how many runs were queued."""
         now = self.now_ms()
         queued = 0
-        for schedule in await self._store.schedules():
+        for schedule in await self._store.schedules.list():
             if schedule.next_run_ms > now:
                 continue
             try:
@@ -156,7 +150,7 @@ class Scheduler:
                 continue
             on_time = now - schedule.next_run_ms <= MAX_LATENESS_MS
             ran_at = schedule.next_run_ms if on_time else None
-            if not await self._store.advance_schedule(
+            if not await self._store.schedules.advance(
                 schedule.id, schedule.next_run_ms, ran_at, following
             ):
                 continue  # another tick already moved it: never twice
@@ -184,7 +178,7 @@ class Scheduler:
                 waiter.cancel()
 
     async def _seconds_to_next(self) -> float:
-        schedules = await self._store.schedules()
+        schedules = await self._store.schedules.list()
         if not schedules:
             return IDLE_WAKE_SECONDS
         soonest = min(schedule.next_run_ms for schedule in schedules)

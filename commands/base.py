@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.models import IncomingMessage, RoomContext
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.conversation import ConversationHandler
-    from bot.llm import LLMClient
-    from bot.replies import Outbox
+    from bot.answer.conversation import ConversationHandler
+    from bot.answer.llm import LLMClient
+    from bot.answer.replies import Outbox
+    from bot.answer.summary import Summarizer
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
     from bot.store import Store
-    from bot.summary import Summarizer
-    from commands.registry import CommandRegistry
 
 Args = TypeVar("Args")
 
@@ -44,9 +43,22 @@ def no_arguments(text: str) -> NoArgs:
     return NoArgs()
 
 
+class CommandCatalog(Protocol):
+    """What commands may ask of the registry (help, toggles, reserved names)."""
+
+    @property
+    def commands(self) -> list[Command[Any]]: ...
+
+    def lookup(self, word: str) -> Command[Any] | None: ...
+
+    def is_reserved(self, word: str) -> bool: ...
+
+    async def visible_to(self, ctx: CommandContext) -> list[Command[Any]]: ...
+
+
 @dataclass
 class CommandContext:
-    """Everything a command may use. Built by the router for one invocation."""
+    """Everything a command may use. Built by the dispatcher for one invocation."""
 
     message: IncomingMessage
     room: RoomContext
@@ -55,7 +67,7 @@ class CommandContext:
     store: Store
     llm: LLMClient
     outbox: Outbox
-    registry: CommandRegistry
+    registry: CommandCatalog
     conversation: ConversationHandler
     room_config: RoomConfigRepository
     power_level_of: Callable[[str], Awaitable[int]]

@@ -6,10 +6,10 @@ from __future__ import annotations
 import string
 
 from bot import texts
-from bot.conversation import error_text
-from bot.llm import ChatMessage, ChatRequest, LLMError
-from bot.store import CustomCommand
-from bot.summary import transcript
+from bot.answer.conversation import error_text
+from bot.answer.llm import ChatMessage, ChatRequest, LLMError
+from bot.answer.summary import transcript
+from bot.store.database import CustomCommand
 from commands.arguments import CountOrDuration
 from commands.base import CommandContext, UsageError
 
@@ -70,12 +70,8 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     system = ctx.conversation.system_prompt(ctx.room, ctx.room_settings)
     request = ChatRequest(
         messages=[ChatMessage("system", system), ChatMessage("user", prompt)],
-        model=ctx.room_settings.modele or ctx.settings.model,
-        temperature=(
-            ctx.room_settings.temperature
-            if ctx.room_settings.temperature is not None
-            else ctx.settings.temperature
-        ),
+        model=ctx.room_settings.model_or(ctx.settings.model),
+        temperature=ctx.room_settings.temperature_or(ctx.settings.temperature),
         max_tokens=ctx.settings.max_answer_tokens,
     )
     try:
@@ -83,7 +79,7 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     except LLMError as error:
         await ctx.reply(error_text(error))
         return
-    await ctx.store.record_usage(
+    await ctx.store.usage.record(
         ctx.message.room_id, completion.prompt_tokens, completion.completion_tokens
     )
     await ctx.reply(completion.text, notice=False)

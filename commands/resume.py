@@ -13,14 +13,15 @@ from datetime import datetime
 import structlog
 
 from bot import texts
-from bot.conversation import PARIS, error_text
-from bot.llm import LLMError
-from bot.store import StoredMessage
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.answer.conversation import error_text
+from bot.answer.llm import LLMError
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.classify import parse_invocation
+from bot.french import PARIS
+from bot.store.database import StoredMessage
 from commands.arguments import MAX_SUMMARY_MESSAGES, CountOrDuration, parse_count_or_duration
 from commands.base import Command, CommandContext
-from commands.registry import parse_invocation
 
 log = structlog.get_logger(__name__)
 
@@ -60,13 +61,13 @@ async def select_window(ctx: CommandContext, args: CountOrDuration) -> Window:
         since_ms = message.timestamp_ms - int(args.duration.total_seconds() * 1000)
         limit = MAX_SUMMARY_MESSAGES
     else:
-        last = await ctx.store.last_message_time(
+        last = await ctx.store.messages.last_time(
             message.room_id, message.sender, before_ms=message.timestamp_ms
         )
         # What was said after the asker last spoke: their own message is not news to them.
         since_ms = last + 1 if last is not None else None
         since_last = last is not None
-    found = await ctx.store.messages_in_window(
+    found = await ctx.store.messages.in_window(
         message.room_id,
         since_ms=since_ms,
         limit=limit * FETCH_FACTOR,
@@ -136,8 +137,8 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
             room_name=room_name,
             language=ctx.room_settings.langue,
             instructions=ctx.conversation.system_prompt(ctx.room, ctx.room_settings),
-            model=ctx.room_settings.modele or ctx.settings.model,
-            temperature=ctx.room_settings.temperature,
+            model=ctx.room_settings.model_or(ctx.settings.model),
+            temperature=ctx.room_settings.temperature_or(ctx.settings.temperature),
         )
     except LLMError as error:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)
@@ -149,7 +150,7 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
     await ctx.reply(text, notice=False)
-    await ctx.store.record_usage(
+    await ctx.store.usage.record(
         ctx.message.room_id, result.prompt_tokens, result.completion_tokens
     )
     log.info(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot import texts
-from bot.conversation import PARIS, french_date
+from bot.answer.conversation import french_date
+from bot.french import PARIS
 from commands.base import Command, CommandContext, NoArgs, Power, no_arguments
 
 
@@ -20,7 +21,7 @@ def french_datetime(timestamp_ms: int) -> str:
 
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
-    usage = await ctx.store.room_usage(ctx.message.room_id)
+    usage = await ctx.store.usage.of_room(ctx.message.room_id)
     last = (
         french_datetime(usage.last_activity_ms)
         if usage.last_activity_ms is not None

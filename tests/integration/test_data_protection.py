@@ -18,13 +18,13 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import EXIT_AUTH_FAILED
-from bot.retention import DAY_MS, purge_expired
 from bot.room_config import RoomConfigRepository
-from bot.store import now_ms
+from bot.store.database import now_ms
+from bot.store.retention import DAY_MS, purge_expired
+from sandbox.fake_mistral import FakeMistral, message_text
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.bot_process import BotProcess, bot_environment, database_text, rows_about
-from tests.support.fake_mistral import FakeMistral, message_text
 from tests.support.matrix_client import send_text, wait_for_event
 from tests.support.synapse import SynapseServer
 
@@ -59,14 +59,14 @@ async def test_redaction_removes_the_message_from_store_and_from_the_next_prompt
         alice, room_id, f"{bot.user_id} mon identifiant est ZX-4417, retiens-le", **mention
     )
     await wait_for_event(alice, room_id, replies_to(question))
-    assert await bot.store.get_message(plain) is not None
+    assert await bot.store.messages.get(plain) is not None
 
     for event_id in (plain, question):
         await alice.room_redact(room_id, event_id, reason="erreur")
     await ask(alice, room_id, bot.user_id, f"{bot.user_id} que sais-tu de moi ?", **mention)
 
-    assert await bot.store.get_message(plain) is None
-    assert await bot.store.get_message(question) is None
+    assert await bot.store.messages.get(plain) is None
+    assert await bot.store.messages.get(question) is None
     last = fake_llm.requests[-1]
     assert "ZX-4417" not in prompt_text(last), "neither the question nor the answer quoting it"
     assert "que sais-tu de moi" in prompt_text(last, "user")
@@ -95,7 +95,7 @@ async def test_edit_replaces_the_stored_text_and_the_next_prompt_shows_it(
     )
     await ask(alice, room_id, bot.user_id, "Où est mon bureau ?")
 
-    edited = await bot.store.get_message(question)
+    edited = await bot.store.messages.get(question)
     assert edited is not None and edited.body == "Mon bureau est au 5e étage, porte 508"
     users = prompt_text(fake_llm.requests[-1], "user")
     assert "porte 508" in users

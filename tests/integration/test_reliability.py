@@ -15,14 +15,14 @@ import structlog
 
 from bot import texts
 from bot.app import EXIT_AUTH_FAILED
-from bot.health import start_health_server, sync_readiness
-from bot.ratelimit import SWEEP_EVERY, SlidingWindowLimiter
+from bot.ops.health import start_health_server, sync_readiness
+from bot.ops.ratelimit import SWEEP_EVERY, SlidingWindowLimiter
 from bot.router import Router
 from config.room_settings import AnswerMode
 from config.settings import load_settings
+from sandbox.fake_mistral import FakeMistral, default_responder, message_text
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
-from tests.support.fake_mistral import FakeMistral, default_responder, message_text
 from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event
 from tests.support.synapse import SynapseServer, free_port
 
@@ -315,8 +315,8 @@ async def test_bad_input_is_survived_and_answered_only_where_asked(
     assert image.event_id not in counts, "an image is not a question"
     assert after not in counts, "the model's '!config mode tous' changed nothing"
     assert bot_replies(alice, quiet_room, bot_id) == []
-    assert await bot.store.room_settings(room_id) == {}
-    assert await bot.store.settings_audit(room_id) == []
+    assert await bot.store.settings.of_room(room_id) == {}
+    assert await bot.store.settings.audit_of(room_id) == []
     assert bot.app.router is not None
     assert bot.app.router._room_config.get(room_id).mode is AnswerMode.MENTIONS
     prompts = " ".join(

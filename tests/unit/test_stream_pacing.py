@@ -10,7 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from bot.stream_pacing import PacedEventStream, first_words_ready, text_delta
+from bot.answer.stream_pacing import PacedEventStream, first_words_ready, text_delta
 
 
 def chunk(content: str | None, finish: str | None = None, **extra: Any) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from bot.tokens import MESSAGE_OVERHEAD_TOKENS, MistralTokenCounter, fit_to_budget, utf8_size
+from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, MistralTokenCounter, fit_to_budget, utf8_size
 
 
 class NoCounting:

@@ -11,22 +11,23 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot import metrics, texts
-from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot import texts
+from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot.answer.replies import Outbox
+from bot.answer.streaming import StreamingReply, stream_answer
+from bot.answer.tokens import TokenCounter, fit_to_budget, fits_by_bytes
+from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
-from bot.replies import Outbox
-from bot.store import ConversationTurn, Store, StoredMessage, now_ms
-from bot.streaming import StreamingReply, stream_answer
-from bot.tokens import TokenCounter, fit_to_budget, fits_by_bytes
+from bot.ops import metrics
+from bot.store import Store
+from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
 TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon
 HISTORY_SCAN_LIMIT = 400  # turns read from the store before trimming to the token budget
 
@@ -98,7 +99,7 @@ class ConversationHandler:
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
         if message.reply_to_event_id:
-            quoted = await self._store.get_message(message.reply_to_event_id)
+            quoted = await self._store.messages.get(message.reply_to_event_id)
             if (
                 quoted is not None
                 and quoted.room_id == message.room_id
@@ -110,7 +111,7 @@ class ConversationHandler:
                     + "\n"
                     + question_line
                 )
-        turns = await self._store.recent_turns(
+        turns = await self._store.messages.recent_turns(
             message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
         )
         history = [
@@ -136,10 +137,8 @@ class ConversationHandler:
         ]
         return ChatRequest(
             messages=_merge_consecutive(messages),
-            model=room_settings.modele or self._settings.model,
-            temperature=room_settings.temperature
-            if room_settings.temperature is not None
-            else self._settings.temperature,
+            model=room_settings.model_or(self._settings.model),
+            temperature=room_settings.temperature_or(self._settings.temperature),
             max_tokens=self._settings.max_answer_tokens,
         )
 
@@ -229,7 +228,7 @@ class ConversationHandler:
     ) -> None:
         timestamp = now_ms()
         bot = self._settings.user_id
-        await self._store.finish_trigger(
+        await self._store.triggers.finish(
             message,
             "answered",
             answer_event_id=event_ids[0] if event_ids else None,
@@ -270,7 +269,7 @@ class ConversationHandler:
 
     async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
         await self._outbox.reply(message, error_text(error), purpose="error", notice=True)
-        await self._store.finish_trigger(message, "failed")
+        await self._store.triggers.finish(message, "failed")
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:

@@ -26,8 +26,8 @@ from mistralai.client.errors import MistralError, NoResponseError
 from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
-from bot import faults, metrics
-from bot.stream_pacing import PacedTransport
+from bot.answer.stream_pacing import PacedTransport
+from bot.ops import faults, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -186,7 +186,7 @@ class LLMClient:
     ) -> None:
         """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
         `stream_interval_seconds` (the streaming edit interval): streamed text is read at that
-        pace rather than token by token (bot/stream_pacing.py); 0 reads every token."""
+        pace rather than token by token (bot/answer/stream_pacing.py); 0 reads every token."""
         self._timeout_seconds = timeout_seconds
         self._budget_seconds = timeout_seconds * 2
         self._max_retries = max_retries

@@ -7,7 +7,7 @@ in `m.new_content` and in the fallback body. A model that finishes before the fi
 sent gives one message and no edit. Every send uses a transaction ID derived from the trigger,
 so a retry after a crash reuses the same message instead of leaving a second partial answer.
 
-The text arrives in batches at about the edit interval (bot/stream_pacing.py reads the model's
+The text arrives in batches at about the edit interval (bot/answer/stream_pacing.py reads the model's
 stream at that pace), so the publisher wakes a few times per answer, not once per token; each
 publish renders the Markdown once (the rendered part is sent as is).
 """
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import structlog
 
 from bot import texts
-from bot.formatting import split_for_matrix
-from bot.llm import LLMError
+from bot.answer.llm import LLMError
+from bot.answer.replies import Outbox
+from bot.answer.split import split_for_matrix
+from bot.answer.stream_pacing import first_words_ready
 from bot.models import IncomingMessage
-from bot.replies import Outbox
-from bot.stream_pacing import first_words_ready
 
 log = structlog.get_logger(__name__)
 

@@ -1,0 +1,187 @@
+"""The SQLite connection, transactions, migrations and the records the repositories return.
+
+One aiosqlite connection in autocommit mode; every multi-statement change runs inside one
+explicit transaction under a lock, so a crash (even SIGKILL) leaves either all of it or none.
+Numbered migrations in `bot/store/migrations/` run at start. Only `bot/store/` writes SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+from pydantic import BaseModel, ConfigDict
+
+TriggerStatus = Literal["pending", "answered", "failed", "skipped"]
+Role = Literal["user", "assistant"]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Session(Record):
+    user_id: str
+    device_id: str
+    access_token: str
+
+
+class StoredMessage(Record):
+    event_id: str
+    room_id: str
+    sender: str
+    sender_name: str
+    body: str
+    timestamp_ms: int
+    thread_root_id: str | None = None
+
+
+class ConversationTurn(Record):
+    role: Role
+    sender: str
+    sender_name: str
+    content: str
+    event_id: str
+    timestamp_ms: int
+
+
+class SettingChange(Record):
+    room_id: str
+    user_id: str
+    key: str
+    old_value: str | None
+    new_value: str | None
+    changed_at_ms: int
+
+
+class RoomUsage(Record):
+    questions: int = 0
+    answers: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    last_activity_ms: int | None = None
+
+
+class CustomCommand(Record):
+    room_id: str
+    name: str
+    template: str
+    description: str
+    created_by: str
+    created_at_ms: int
+
+
+class Schedule(Record):
+    id: int
+    room_id: str
+    spec: str
+    command_line: str
+    created_by: str
+    created_at_ms: int
+    next_run_ms: int
+    last_run_ms: int | None = None
+
+
+class UserDataDeleted(Record):
+    messages: int
+    conversation_turns: int
+
+
+INSERT_MESSAGE = (
+    "INSERT OR IGNORE INTO room_messages "
+    "(event_id, room_id, sender, sender_name, body, timestamp_ms, thread_root_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def message_row(m: StoredMessage) -> tuple[str, str, str, str, str, int, str | None]:
+    return (
+        m.event_id,
+        m.room_id,
+        m.sender,
+        m.sender_name,
+        m.body,
+        m.timestamp_ms,
+        m.thread_root_id,
+    )
+
+
+def _migrations() -> list[tuple[int, str]]:
+    folder = resources.files("bot.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+class Database:
+    """One aiosqlite connection; every write goes through `transaction()`. Open with `await Database.open(path)`."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> Database:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)  # holds the access token and people's messages
+        connection.row_factory = aiosqlite.Row
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=NORMAL")
+        await connection.execute("PRAGMA foreign_keys=ON")
+        await connection.execute("PRAGMA busy_timeout=5000")
+        store = cls(connection)
+        await store.migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+        async with self._db.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def migrate(self) -> int:
+        """Apply pending numbered migrations; returns the schema version."""
+        row = await self.fetchone("PRAGMA user_version")
+        version = int(row[0]) if row else 0
+        for number, sql in _migrations():
+            if number <= version:
+                continue
+            async with self._write_lock:
+                await self._db.executescript(
+                    f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version={number};\nCOMMIT;"
+                )
+            version = number
+        return version
