@@ -9,8 +9,8 @@ The room sees at most one edit per `stream_edit_interval_seconds`: reading faste
 How, without touching the SDK: this is the HTTP transport of the SDK's httpx client (the SDK's
 `async_client` parameter). For a `text/event-stream` response it re-frames the events:
 
-- consecutive plain text deltas (one choice, index 0, only `role`/`content` in the delta, no
-  `finish_reason`, no `usage`) are merged into one event, their contents concatenated; every
+- consecutive plain text deltas (one choice, index 0, only `role`/`content` in the delta, other
+  keys null, no `finish_reason`, no `usage`) are merged into one event, their contents concatenated; every
   other event (finish, usage, tool calls, `[DONE]`, anything unknown) passes verbatim, after
   the merged text that came before it; a stream with `\\r` in it passes verbatim entirely;
 - the socket is read greedily while data is waiting; merged text is handed over only when a
@@ -53,6 +53,11 @@ def first_words_ready(text: str) -> bool:
     return "\n" in stripped and bool(stripped.split("\n", 1)[0].strip())
 
 
+def _plain(mapping: dict[str, Any], known: frozenset[str]) -> bool:
+    """Only known keys, or others left null (vLLM and llama.cpp add `stop_reason: null`...)."""
+    return all(key in known or value is None for key, value in mapping.items())
+
+
 def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
     """The JSON and text of a plain text delta event, or None for anything else."""
     if not block.startswith(b"data:") or b"\n" in block:
@@ -61,11 +66,9 @@ def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
         chunk = json.loads(block[5:])
     except ValueError:  # `[DONE]`, or not JSON
         return None
-    if (
-        not isinstance(chunk, dict)
-        or not chunk.keys() <= _CHUNK_KEYS
-        or chunk.get("usage") is not None
-    ):
+    if not isinstance(chunk, dict) or not _plain(chunk, _CHUNK_KEYS):
+        return None
+    if chunk.get("usage") is not None:
         return None
     choices = chunk.get("choices")
     if not isinstance(choices, list) or len(choices) != 1:
@@ -73,14 +76,14 @@ def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
     choice = choices[0]
     if (
         not isinstance(choice, dict)
-        or not choice.keys() <= _CHOICE_KEYS
+        or not _plain(choice, _CHOICE_KEYS)
         or choice.get("index", 0) != 0
         or choice.get("finish_reason") is not None
         or choice.get("logprobs") is not None
     ):
         return None
     delta = choice.get("delta")
-    if not isinstance(delta, dict) or not delta.keys() <= _DELTA_KEYS:
+    if not isinstance(delta, dict) or not _plain(delta, _DELTA_KEYS):
         return None
     content = delta.get("content")
     if not isinstance(content, str):

@@ -160,3 +160,13 @@ def test_first_words() -> None:
     assert first_words_ready("Voici les ")
     assert first_words_ready("Oui\nVoici")
     assert not first_words_ready("\n\nOui")
+
+
+def test_null_extra_keys_still_merge_but_real_ones_do_not() -> None:
+    vllm = b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"a","tool_calls":null},"stop_reason":null,"finish_reason":null}],"system_fingerprint":null}'
+    tool = (
+        b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"","tool_calls":[{"id":"t"}]}}]}'
+    )
+    assert text_delta(vllm) == (json.loads(vllm[5:]), "a")
+    assert text_delta(tool) is None
+    assert text_delta(b"data: [DONE]") is None
