@@ -149,6 +149,7 @@ class PacedEventStream(httpx2.AsyncByteStream):
         shown = False  # some text was handed over
         last_out = 0.0
         verbatim = False
+        waited = False
         while True:
             had_text = pending.has_text
             started = self._clock()
@@ -163,7 +164,7 @@ class PacedEventStream(httpx2.AsyncByteStream):
                 raise
             self.reads += 1
             now = self._clock()
-            waited = now - started > READ_WAITED_SECONDS
+            waited_before, waited = waited, now - started > READ_WAITED_SECONDS
             self.waits += waited
             if verbatim:
                 yield part
@@ -195,7 +196,10 @@ class PacedEventStream(httpx2.AsyncByteStream):
                 if due > 0:
                     await asyncio.sleep(due)
                     continue
-            elif not first_words_ready(pending.text()):
+            elif not (waited_before and first_words_ready(pending.text())):
+                # Two waits in a row: the model is pacing its tokens. One alone may be this
+                # process losing the CPU in the middle of an instant answer, which then would
+                # be sent in two versions.
                 continue
             shown, last_out = True, now
             self.handed_over += 1
