@@ -82,14 +82,6 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 
-def sync_filter(own_user_id: str) -> dict[str, Any]:
-    """SYNC_FILTER, without the bot's own timeline events: the router ignores them, and each
-    one (every edit of a streamed answer) would otherwise end the long-poll and cost a whole
-    sync round (bench/, figure 3). Its own membership still comes in the rooms' state."""
-    timeline = {**SYNC_FILTER["room"]["timeline"], "not_senders": [own_user_id]}
-    return {**SYNC_FILTER, "room": {**SYNC_FILTER["room"], "timeline": timeline}}
-
-
 class SendFailed(Exception):
     pass
 
@@ -212,7 +204,7 @@ class MatrixGateway:
             sync_task = asyncio.ensure_future(
                 self.client.sync(
                     timeout=0 if first else int(self._settings.sync_timeout_seconds * 1000),
-                    sync_filter=sync_filter(self._settings.user_id),
+                    sync_filter=SYNC_FILTER,
                     since=self._sync_token,
                     full_state=True if first else None,
                 )
