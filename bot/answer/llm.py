@@ -34,6 +34,7 @@ from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot.answer.stream_pacing import PacedTransport
 from bot.ops import faults, metrics
+from bot.ops.proxy import proxy_for
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,19 @@ class LLMErrorKind(StrEnum):
 
 # Failures that say nothing about the service being down: they never open the circuit.
 SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One model the endpoint lists, with the capabilities it declares (vision, ocr...)."""
+
+    id: str
+    capabilities: frozenset[str] = frozenset()
+
+
+def _status_detail(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(error).__name__
 
 
 class LLMError(Exception):
@@ -199,9 +213,12 @@ class LLMClient:
         breaker: CircuitBreaker | None = None,
         backoff_initial_ms: int = 500,
         backoff_max_ms: int = 10_000,
+        proxy_url: str | None = None,
         stream_interval_seconds: float = 0.0,
     ) -> None:
         """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
+
+        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.ops.proxy).
         `stream_interval_seconds` (the streaming edit interval): streamed text is read at that
         pace rather than token by token (bot/answer/stream_pacing.py); 0 reads every token."""
         self._timeout_seconds = timeout_seconds
@@ -216,8 +233,12 @@ class LLMClient:
         )
         self._http = httpx2.AsyncClient(
             follow_redirects=True,
+            trust_env=False,  # the environment's proxies are read by proxy_for, NO_PROXY included
             transport=PacedTransport(
-                httpx2.AsyncHTTPTransport(limits=limits), stream_interval_seconds
+                httpx2.AsyncHTTPTransport(
+                    limits=limits, proxy=proxy_for(server_url, proxy_url), trust_env=False
+                ),
+                stream_interval_seconds,
             ),
         )
         self._sdk = Mistral(
@@ -229,6 +250,25 @@ class LLMClient:
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
+
+    async def list_models(self) -> list[ModelCard]:
+        """The endpoint's models (`GET /v1/models`), for `tchap-bot doctor`. Raises LLMError."""
+        try:
+            listed = await self._sdk.models.list_async(timeout_ms=int(self._timeout_seconds * 1000))
+        except Exception as error:
+            raise LLMError(classify_error(error), _status_detail(error)) from error
+        cards = []
+        for card in listed.data or []:
+            capabilities = getattr(card, "capabilities", None)
+            flags = (
+                {name for name, on in capabilities.model_dump().items() if on is True}
+                if capabilities is not None
+                else set()
+            )
+            model_id = getattr(card, "id", None)
+            if isinstance(model_id, str):
+                cards.append(ModelCard(id=model_id, capabilities=frozenset(flags)))
+        return cards
 
     async def close(self) -> None:
         await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
