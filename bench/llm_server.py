@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sandbox.fake_mistral import FakeMistral, message_text
+from sandbox.fake_mistral import FakeMistral, message_text, split_tokens
 
 # A plausible answer to a civil servant's question: French prose with a little Markdown.
 _ANSWER_SENTENCES = (
@@ -68,8 +68,13 @@ class BenchLLM(FakeMistral):
         self._tokens = MistralTokenCounter()
         self._tokens.count("warm up")
 
-    def _respond(self, body: dict[str, Any]) -> str:
-        return bench_answer(self.answer_words)
+    async def _respond(self, body: dict[str, Any]) -> str:
+        text = bench_answer(self.answer_words)
+        pace = self.stream_tokens_per_second
+        if pace and not body.get("stream"):
+            # A model writes as fast streamed or not: the whole answer comes when it is written.
+            await asyncio.sleep(len(split_tokens(text)) / pace)
+        return text
 
     def _usage(self, body: dict[str, Any], text: str) -> dict[str, int]:  # type: ignore[override]
         prompt = sum(self._tokens.count(message_text(m)) for m in body.get("messages", []))

@@ -96,7 +96,7 @@ def markdown(report: dict[str, Any], figures: list[Figure], analysis: str) -> st
         "# Benchmarks",
         "",
         "Measured by `bench/` against a real Synapse and a local Mistral-compatible server "
-        "(tests/support/fake_mistral.py in its own process), with real Matrix clients (matrix-nio). "
+        "(sandbox/fake_mistral.py in its own process), with real Matrix clients (matrix-nio). "
         "The benchmark reports; it never asserts. Regenerate with the command below.",
         "",
         f"- Command: `{report['command']}`",

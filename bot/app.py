@@ -67,8 +67,7 @@ class BotApp:
         with contextlib.suppress(OSError):  # session token, crypto keys, people's messages
             settings.data_dir.chmod(0o700)
         store = self.store = await Store.open(settings.database_path)
-        tokens = MistralTokenCounter()
-        warm_up = asyncio.ensure_future(tokens.warm_up())
+        tokens = MistralTokenCounter()  # loads the tokenizer when a count is first needed
         llm = self.llm = LLMClient(
             api_key=settings.mistral_api_key.get_secret_value(),
             server_url=settings.mistral_server_url,
@@ -77,6 +76,7 @@ class BotApp:
             max_concurrency=settings.llm_max_concurrency,
             backoff_initial_ms=settings.llm_retry_initial_ms,
             backoff_max_ms=settings.llm_retry_max_ms,
+            stream_interval_seconds=settings.stream_edit_interval_seconds,
             breaker=CircuitBreaker(
                 settings.llm_circuit_threshold, settings.llm_circuit_cooldown_seconds
             ),
@@ -143,8 +143,6 @@ class BotApp:
                 )
             )
             background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
-            if not await self._unless_stopped(warm_up):
-                return EXIT_OK
             log.info(
                 "bot.started",
                 user_id=settings.user_id,
@@ -163,7 +161,6 @@ class BotApp:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
-            warm_up.cancel()
             for closing in (
                 health.stop() if health is not None else None,
                 conversation.close(),

@@ -17,6 +17,7 @@ from bench.results import Figure, Row
 from bench.stats import summary
 
 LLM_SECONDS = 2.0
+TARGET_RATIO = 1.1  # the bot's last answer against the echo peer's, same burst (issue 17)
 TARGET_MARGIN_SECONDS = 1.0  # the target: last answer within LLM time + 1 s (3 s for 2 s)
 
 
@@ -93,7 +94,16 @@ async def run(bench: Bench) -> list[Figure]:
         f"{llm_seconds:g} s per answer, TCHAP_BOT_LLM_MAX_CONCURRENCY={max(200, count)}; "
         f"times from the first question sent; median of {len(trials)} trial(s).",
     )
+    floor_last = med("floor", "last_answer_s")
+    ratio = last / floor_last if floor_last else float("nan")
     figure.rows = [
+        Row(
+            "bot's last answer ÷ floor's last echo (same burst)",
+            ratio,
+            "×",
+            target=f"≤ {TARGET_RATIO:g}×",
+            passed=ratio <= TARGET_RATIO,
+        ),
         Row("bot: last answer seen", last, "s", target=f"≤ {target:g} s", passed=last <= target),
         Row("bot: first answer seen", med("bot", "first_answer_s"), "s"),
         Row("bot: median answer seen", med("bot", "median_answer_s"), "s"),

@@ -13,6 +13,8 @@ import json
 import sys
 from typing import Any
 
+from bench.figures import realistic
+from bench.figures.realistic import MODES
 from bench.harness import REPO, Bench, ask, question_text, wait_answering
 from bench.results import Figure, Row
 from bench.stats import summary
@@ -21,6 +23,7 @@ GAP_SECONDS = 0.05  # between questions: lets the bot finish its bookkeeping off
 TARGET_RATIO = 1.5
 TARGET_CPU_MS = 15.0
 TARGET_RSS_MB = 80.0
+TARGET_STREAMED_CPU_RATIO = 1.3  # streamed ÷ not streamed, same realistic answer (issue 17)
 SLOW_LLM_SECONDS = 0.3
 
 
@@ -30,25 +33,29 @@ async def run(bench: Bench) -> list[Figure]:
     asker_user = await bench.register("asker")
     asker = await bench.observer(asker_user, encryption=True)
     echo = await bench.echo(encryption=True)
-    account = await bench.bot_account()
-    bot = bench.bot_process(account, "bot-e2e")
-    await bot.start()
+    bots = await realistic.start_pair(bench, "e2e")
 
     floor_rooms = {
         "clear": (await bench.rooms_with(asker, echo.user_id, 1))[0],
         "encrypted": (await bench.rooms_with(asker, echo.user_id, 1, encrypted=True))[0],
     }
     bot_rooms = {
-        "clear": (await bench.rooms_with(asker, bot.user_id, 1))[0],
-        "encrypted": (await bench.rooms_with(asker, bot.user_id, 1, encrypted=True))[0],
+        mode: {
+            "clear": (await bench.rooms_with(asker, bot.user_id, 1))[0],
+            "encrypted": (await bench.rooms_with(asker, bot.user_id, 1, encrypted=True))[0],
+        }
+        for mode, bot in bots.items()
     }
     for kind in ("clear", "encrypted"):
-        await wait_answering(asker, bot_rooms[kind])
+        for mode in MODES:
+            await wait_answering(asker, bot_rooms[mode][kind])
         for index in range(bench.scale.warm_up):
             await ask(asker, floor_rooms[kind], question_text(index))
-            await ask(asker, bot_rooms[kind], question_text(index))
+            for mode in MODES:
+                await ask(asker, bot_rooms[mode][kind], question_text(index))
     await asyncio.sleep(settle)
 
+    bot = bots["off"]
     idle_before = bot.cpu_seconds()
     await asyncio.sleep(3 * settle)
     idle_cpu_per_s = (bot.cpu_seconds() - idle_before) / (3 * settle)
@@ -57,13 +64,12 @@ async def run(bench: Bench) -> list[Figure]:
     for kind in ("clear", "encrypted"):
         floor: list[float] = []
         hops: list[float] = []
-        answers: list[float] = []
-        # Bot CPU charged per question: from one bot question to the next, so its bookkeeping
-        # after the answer (and nothing else: the floor rooms do not concern it) counts.
-        per_answer: list[float] = []
+        answers: dict[str, list[float]] = {mode: [] for mode in MODES}
+        answer_ids: dict[str, list[str]] = {mode: [] for mode in MODES}
         await bench.llm.reset()
         echo_cpu = echo.cpu_seconds()
-        mark = bot.cpu_seconds()
+        # Each bot's CPU over its questions (its own process: nothing else is charged to it).
+        cpu = {mode: bots[mode].cpu_seconds() for mode in MODES}
         for index in range(samples):
             event_id, sent = await asker.send(floor_rooms[kind], question_text(index))
             arrival = await asker.reply_to(event_id)
@@ -71,24 +77,29 @@ async def run(bench: Bench) -> list[Figure]:
             received = arrival.content.get("bench.received_at_ns")
             if isinstance(received, int):
                 hops.append(received / 1e9 - sent)
-            await asyncio.sleep(GAP_SECONDS)
-            now = bot.cpu_seconds()
-            if index:
-                per_answer.append(now - mark)
-            mark = now
-            answers.append(await ask(asker, bot_rooms[kind], question_text(index)))
+            for mode in MODES:
+                await asyncio.sleep(GAP_SECONDS)
+                event_id, sent = await asker.send(bot_rooms[mode][kind], question_text(index))
+                answer = await asker.reply_to(event_id)
+                final = await realistic.final_version(asker, answer, 30)
+                answers[mode].append((final or answer).at - sent)
+                answer_ids[mode].append(answer.event_id)
             await asyncio.sleep(GAP_SECONDS)
         await asyncio.sleep(settle)
-        per_answer.append(bot.cpu_seconds() - mark)
+        edited = sum(bool(asker.edits.get(event_id)) for event_id in answer_ids["on"])
+        cpu = {mode: bots[mode].cpu_seconds() - cpu[mode] for mode in MODES}
         echo_cpu = echo.cpu_seconds() - echo_cpu
-        prompts = [int(u) for u in (await bench.llm.stats())["prompt_token_counts"]]
+        # Both bots asked the same questions: the LLM saw each prompt twice.
+        prompts = [int(u) for u in (await bench.llm.stats())["prompt_token_counts"]][::2]
         tail = max(1, samples // 5)
         results[kind] = {
             "floor_s": summary(floor),
             "hop_s": summary(hops),
-            "bot_s": summary(answers),
-            "bot_cpu_ms_per_answer": sum(per_answer) / samples * 1000,
-            "bot_cpu_ms_per_answer_last": sum(per_answer[-tail:]) / tail * 1000,
+            "bot_s": summary(answers["off"]),
+            "bot_streaming_s": summary(answers["on"]),
+            "streaming_edited_answers": edited,
+            "bot_cpu_ms_per_answer": cpu["off"] / samples * 1000,
+            "bot_streaming_cpu_ms_per_answer": cpu["on"] / samples * 1000,
             "last_answers": tail,
             "prompt_tokens_mean": sum(prompts) / len(prompts) if prompts else 0.0,
             "prompt_tokens_last": sum(prompts[-tail:]) / tail if prompts else 0.0,
@@ -96,16 +107,23 @@ async def run(bench: Bench) -> list[Figure]:
         }
     results["typing"] = await typing_cost(bench, asker, bot, samples)
     memory: dict[str, Any] = dict(bot.memory())
+    memory["streaming_bot"] = bots["on"].memory()
     memory["echo_peer_rss_mb"] = echo.memory()["rss_mb"]
     memory["breakdown_mb"] = await memory_breakdown()
-    rooms = len(bot_rooms) + 2  # and the rooms of the typing comparison
-    await bot.stop()
+    rooms = len(bot_rooms["off"]) + 2  # and the rooms of the typing comparison
+    clear = await bench.observer(await bench.register("lecteur"), encryption=False)
+    bench.realistic = await realistic.run(bench, clear, bots, bench.scale.streaming_samples)
+    for process in bots.values():
+        await process.stop()
     bench.floor = {
         "clear_median_s": results["clear"]["floor_s"]["median"],
         "encrypted_median_s": results["encrypted"]["floor_s"]["median"],
         "hop_median_s": results["clear"]["hop_s"]["median"],
     }
-    return [_e2e_figure(results, samples), _cost_figure(results, memory, idle_cpu_per_s, rooms)]
+    return [
+        _e2e_figure(results, samples),
+        _cost_figure(results, memory, idle_cpu_per_s, rooms, bench.realistic),
+    ]
 
 
 def _e2e_figure(results: dict[str, dict[str, Any]], samples: int) -> Figure:
@@ -113,7 +131,8 @@ def _e2e_figure(results: dict[str, dict[str, Any]], samples: int) -> Figure:
         "e2e",
         "2. End to end with an instant LLM",
         "Question sent → complete answer seen by the asker, beside the echo floor "
-        "(a zero-work nio peer replying the moment its sync delivers the question).",
+        "(a zero-work nio peer replying the moment its sync delivers the question); two bot "
+        "processes, streaming off and on (the production default), asked alternately.",
     )
     for kind in ("clear", "encrypted"):
         data = results[kind]
@@ -134,20 +153,50 @@ def _e2e_figure(results: dict[str, dict[str, Any]], samples: int) -> Figure:
                 passed=ratio <= TARGET_RATIO,
             ),
         ]
+    for kind in ("clear", "encrypted"):
+        data = results[kind]
+        floor = data["floor_s"]["median"]
+        streamed = data["bot_streaming_s"]["median"]
+        ratio = streamed / floor if floor else float("nan")
+        figure.rows += [
+            Row(
+                f"streaming on: question → complete answer ({kind}), median",
+                streamed * 1000,
+                "ms",
+            ),
+            Row(
+                f"streaming on: bot ÷ floor ({kind}), medians",
+                ratio,
+                "×",
+                target=f"≤ {TARGET_RATIO}×",
+                passed=ratio <= TARGET_RATIO,
+            ),
+            Row(
+                f"streaming on: answers that needed an edit ({kind})",
+                float(data["streaming_edited_answers"]),
+                f"of {samples}",
+            ),
+        ]
     figure.data = {"samples_per_kind": samples, **results}
     return figure
 
 
 def _cost_figure(
-    results: dict[str, dict[str, Any]], memory: dict[str, Any], idle: float, rooms: int
+    results: dict[str, dict[str, Any]],
+    memory: dict[str, Any],
+    idle: float,
+    rooms: int,
+    real: dict[str, Any],
 ) -> Figure:
     figure = Figure(
         "cost",
         "3. Cost per answer",
         "CPU time (utime+stime from /proc) of the `python -m bot` process per answer, over the "
         "questions of figure 2 (one conversation per room: the prompt grows with it, up to the "
-        "context budget); "
-        f"resident memory with {rooms} rooms after the run.",
+        "context budget), for the bot with streaming off and the one with streaming on; then a "
+        f"realistic model ({realistic.FIRST_TOKEN_SECONDS:g} s to the first token, "
+        f"{real['answer_tokens']} tokens at {realistic.TOKENS_PER_SECOND:g} tokens/s), "
+        f"{real['samples']} answers per bot; resident memory with {rooms} rooms after the run.",
     )
     for kind in ("clear", "encrypted"):
         cpu = results[kind]["bot_cpu_ms_per_answer"]
@@ -160,14 +209,35 @@ def _cost_figure(
                 passed=cpu <= TARGET_CPU_MS,
             )
         )
+    off, on = real["off"]["cpu_ms_per_answer"], real["on"]["cpu_ms_per_answer"]
+    ratio = on / off if off else float("nan")
+    figure.rows += [
+        Row(
+            "realistic answer: CPU streamed ÷ not streamed",
+            ratio,
+            "×",
+            target=f"≤ {TARGET_STREAMED_CPU_RATIO:g}×",
+            passed=ratio <= TARGET_STREAMED_CPU_RATIO,
+        ),
+        Row("realistic answer, streaming on: bot CPU per answer", on, "ms"),
+        Row("realistic answer, streaming off: bot CPU per answer", off, "ms"),
+        Row(
+            "realistic answer, streaming on: edits per answer, median",
+            real["on"]["edits"]["median"],
+            "",
+        ),
+    ]
+    for kind in ("clear", "encrypted"):
+        figure.rows.append(
+            Row(
+                f"instant LLM, streaming on: bot CPU per answer ({kind}), mean",
+                results[kind]["bot_streaming_cpu_ms_per_answer"],
+                "ms",
+            )
+        )
     for kind in ("clear", "encrypted"):
         data = results[kind]
         figure.rows += [
-            Row(
-                f"bot CPU per answer ({kind}), last {data['last_answers']} answers",
-                data["bot_cpu_ms_per_answer_last"],
-                "ms",
-            ),
             Row(
                 f"prompt sent to the LLM ({kind}), mean",
                 data["prompt_tokens_mean"],
@@ -208,6 +278,16 @@ def _cost_figure(
             passed=memory["rss_mb"] <= TARGET_RSS_MB,
         ),
         Row("bot peak resident memory (VmHWM)", memory["peak_rss_mb"], "MB"),
+        Row(
+            "streaming bot resident memory (VmRSS)",
+            memory["streaming_bot"]["rss_mb"],
+            "MB",
+        ),
+        Row(
+            "streaming bot peak resident memory (VmHWM)",
+            memory["streaming_bot"]["peak_rss_mb"],
+            "MB",
+        ),
         Row("reference: echo peer resident memory (nio only)", memory["echo_peer_rss_mb"], "MB"),
     ]
     figure.rows += [
@@ -225,6 +305,7 @@ def _cost_figure(
         "memory": memory,
         "idle_cpu_ms_per_s": idle * 1000,
         "rooms": rooms,
+        "realistic": real,
     }
     figure.notes.append(
         "Memory floor: resident memory of a fresh `python` after importing, in order, what the "

@@ -18,7 +18,7 @@ from bot import texts
 from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
 from bot.answer.replies import Outbox
 from bot.answer.streaming import StreamingReply, stream_answer
-from bot.answer.tokens import TokenCounter, fit_to_budget
+from bot.answer.tokens import TokenCounter, fit_to_budget, fits_by_bytes
 from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, fence, one_line
 from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
@@ -134,12 +134,12 @@ class ConversationHandler:
             for turn in turns
             if turn.event_id != message.event_id
         ]
-        kept = fit_to_budget(
-            self._tokens,
-            [system, question_line],
-            [item.content for item in reversed(history)],
-            self._settings.context_token_budget - self._settings.max_answer_tokens,
-        )
+        fixed = [system, question_line]
+        newest_first = [item.content for item in reversed(history)]
+        budget = self._settings.context_token_budget - self._settings.max_answer_tokens
+        if not fits_by_bytes([*fixed, *newest_first], budget):
+            await self._tokens.warm_up()  # counting is needed: load the tokenizer off the loop
+        kept = fit_to_budget(self._tokens, fixed, newest_first, budget)
         messages = [
             ChatMessage("system", system),
             *history[len(history) - kept :],
@@ -242,7 +242,7 @@ class ConversationHandler:
         reply = StreamingReply(
             self._outbox, message, edit_interval=self._settings.stream_edit_interval_seconds
         )
-        deltas = self._llm.stream(request, usage)
+        deltas = self._llm.stream(request, usage, on_finish=reply.model_finished)
         outcome = await stream_answer(_prefixed(deltas, prefix) if prefix else deltas, reply)
         usage.text = outcome.text.removeprefix(prefix)
         usage.finished = outcome.complete

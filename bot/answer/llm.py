@@ -32,6 +32,7 @@ from mistralai.client.models import (
 )
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
+from bot.answer.stream_pacing import PacedTransport
 from bot.ops import faults, metrics
 from bot.ops.proxy import proxy_for
 
@@ -213,10 +214,13 @@ class LLMClient:
         backoff_initial_ms: int = 500,
         backoff_max_ms: int = 10_000,
         proxy_url: str | None = None,
+        stream_interval_seconds: float = 0.0,
     ) -> None:
         """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
 
-        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.ops.proxy)."""
+        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.ops.proxy).
+        `stream_interval_seconds` (the streaming edit interval): streamed text is read at that
+        pace rather than token by token (bot/answer/stream_pacing.py); 0 reads every token."""
         self._timeout_seconds = timeout_seconds
         self._budget_seconds = timeout_seconds * 2
         self._max_retries = max_retries
@@ -224,12 +228,17 @@ class LLMClient:
         self._backoff_max_ms = backoff_max_ms
         # The SDK's own HTTP client pools at most 100 connections: beyond that, questions the
         # semaphore let through would wait unseen inside httpx (bench/, figure 4).
+        limits = httpx2.Limits(
+            max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+        )
         self._http = httpx2.AsyncClient(
             follow_redirects=True,
-            proxy=proxy_for(server_url, proxy_url),
             trust_env=False,  # the environment's proxies are read by proxy_for, NO_PROXY included
-            limits=httpx2.Limits(
-                max_connections=max_concurrency, max_keepalive_connections=max_concurrency
+            transport=PacedTransport(
+                httpx2.AsyncHTTPTransport(
+                    limits=limits, proxy=proxy_for(server_url, proxy_url), trust_env=False
+                ),
+                stream_interval_seconds,
             ),
         )
         self._sdk = Mistral(
@@ -350,11 +359,15 @@ class LLMClient:
         return completion
 
     async def stream(
-        self, request: ChatRequest, usage_out: Completion | None = None
+        self,
+        request: ChatRequest,
+        usage_out: Completion | None = None,
+        on_finish: Callable[[], None] | None = None,
     ) -> AsyncIterator[str]:
         """Text deltas as the model writes them. Errors before the first delta raise LLMError
         (after the same retries as `complete`); a break after it raises LLMError too, and the
-        caller keeps what it already has."""
+        caller keeps what it already has. `on_finish` is called as soon as the model says the
+        answer is complete (before the connection is closed, which may yield to other tasks)."""
         async with self._semaphore:
             probing = self._admit()
             started = time.perf_counter()
@@ -378,7 +391,8 @@ class LLMClient:
                                 usage_out.completion_tokens = completion_tokens
                         if not data.choices:
                             continue
-                        delta = data.choices[0].delta.content
+                        choice = data.choices[0]
+                        delta = choice.delta.content
                         if isinstance(delta, str) and delta:
                             if not got_text:
                                 metrics.LLM_FIRST_TOKEN_LATENCY.observe(
@@ -386,6 +400,8 @@ class LLMClient:
                                 )
                             got_text = True
                             yield delta
+                        if choice.finish_reason is not None and on_finish is not None:
+                            on_finish()
                 self.breaker.record_success()
             except Exception as error:
                 raise self._failed(error) from error
@@ -443,11 +459,14 @@ class LLMClient:
 
 
 async def _with_idle_timeout(stream: Any, seconds: float) -> AsyncIterator[Any]:
-    """A stream that stops sending for `seconds` is treated as broken."""
+    """A stream that stops sending for `seconds` is treated as broken. (`asyncio.timeout`, not
+    `wait_for`: no task per event, and events already read are handled without yielding to
+    the loop, so a publisher cannot act on a text delta whose finishing chunk is right behind.)"""
     iterator = stream.__aiter__()
     while True:
         try:
-            event = await asyncio.wait_for(iterator.__anext__(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                event = await iterator.__anext__()
         except StopAsyncIteration:
             return
         yield event

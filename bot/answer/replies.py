@@ -182,13 +182,37 @@ class Outbox:
         bot's own time from the LLM's last token to the first send request leaving."""
         event_ids = []
         for index, (body, html) in enumerate(split_for_matrix(markdown)):
-            content = reply_content(trigger, body, html, notice=notice, mention_sender=index == 0)
-            if index == 0 and measure_from is not None:
-                metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
             event_ids.append(
-                await self._send(trigger, content, transaction_id(trigger.event_id, purpose, index))
+                await self.reply_rendered(
+                    trigger,
+                    body,
+                    html,
+                    purpose=purpose,
+                    part=index,
+                    notice=notice,
+                    mention_sender=index == 0,
+                    measure_from=measure_from if index == 0 else None,
+                )
             )
         return event_ids
+
+    async def reply_rendered(
+        self,
+        trigger: IncomingMessage,
+        body: str,
+        html: str,
+        *,
+        purpose: str,
+        part: int = 0,
+        notice: bool = False,
+        mention_sender: bool = True,
+        measure_from: float | None = None,
+    ) -> str:
+        """One reply whose HTML is already rendered (a part of `split_for_matrix`)."""
+        content = reply_content(trigger, body, html, notice=notice, mention_sender=mention_sender)
+        if measure_from is not None:
+            metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
+        return await self._send(trigger, content, transaction_id(trigger.event_id, purpose, part))
 
     async def post(
         self, room_id: str, trigger: IncomingMessage, markdown: str, *, purpose: str
@@ -223,11 +247,15 @@ class Outbox:
         purpose: str,
         revision: int,
         measure_from: float | None = None,
+        html: str | None = None,
         room_id: str | None = None,
     ) -> str:
-        """`measure_from` as in `reply` (the final edit of a streamed answer); `room_id` when
-        the edited message is not in the trigger's room."""
-        content = edit_content(original_event_id, markdown, render_markdown(markdown))
+        """`measure_from` as in `reply` (the final edit of a streamed answer); `html`: the
+        Markdown already rendered (else it is rendered here); `room_id` when the edited message
+        is not in the trigger's room."""
+        content = edit_content(
+            original_event_id, markdown, render_markdown(markdown) if html is None else html
+        )
         if measure_from is not None:
             metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
         return await self._send(

@@ -315,6 +315,16 @@ def split_for_matrix(text: str, limit_bytes: int = 60_000) -> list[tuple[str, st
     """
     if limit_bytes < _MIN_MATRIX_LIMIT:
         raise ValueError(f"limit_bytes must be at least {_MIN_MATRIX_LIMIT}")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # The usual case, one part, rendered once: the text as the splitter would cut it whole
+    # (leading blank lines and trailing spaces dropped, indentation kept).
+    first = _NON_SPACE_RE.search(text)
+    if first is None:
+        return []
+    whole = text[text.rfind("\n", 0, first.start()) + 1 :].rstrip()
+    html = render_markdown(whole)
+    if _json_size(whole) + _json_size(html) <= limit_bytes:
+        return [(whole, html)]
     rendered: dict[str, str] = {}
 
     def measure(part: str) -> int:

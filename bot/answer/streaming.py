@@ -1,17 +1,21 @@
 """Streamed answers: one message that grows by edits while the model writes.
 
-The first text appears as soon as the model writes (waiting for a whole sentence cost ~0.3 s
-of visible latency, bench/ figure 7); then at most one edit per interval, only when the text
-changed; the final edit carries the complete, rendered answer in `m.new_content` and in the
-fallback body. Every send uses a transaction ID derived from the trigger, so a retry after a
-crash reuses the same message instead of leaving a second partial answer.
+The first message shows the first words (two whole words or a line, never a lone token: a
+phone's notification shows that first version), as soon as they exist; then at most one edit
+per interval, only when the text changed; the final edit carries the complete, rendered answer
+in `m.new_content` and in the fallback body. A model that finishes before the first message is
+sent gives one message and no edit. Every send uses a transaction ID derived from the trigger,
+so a retry after a crash reuses the same message instead of leaving a second partial answer.
+
+The text arrives in batches at about the edit interval (bot/answer/stream_pacing.py reads the model's
+stream at that pace), so the publisher wakes a few times per answer, not once per token; each
+publish renders the Markdown once (the rendered part is sent as is).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,6 +26,7 @@ from bot import texts
 from bot.answer.llm import LLMError
 from bot.answer.replies import Outbox
 from bot.answer.split import split_for_matrix
+from bot.answer.stream_pacing import first_words_ready
 from bot.models import IncomingMessage
 
 log = structlog.get_logger(__name__)
@@ -30,7 +35,6 @@ log = structlog.get_logger(__name__)
 # 64 KiB event limit.
 STREAM_PART_LIMIT_BYTES = 28_000
 TYPING_CURSOR = " ▍"
-_SENTENCE_END = re.compile(r"[.!?…:;]\s|\n")
 
 
 @dataclass
@@ -51,22 +55,24 @@ class StreamingReply:
         trigger: IncomingMessage,
         *,
         edit_interval: float,
-        first_text_wait: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outbox = outbox
         self._trigger = trigger
         self._interval = edit_interval
-        self._first_wait = first_text_wait
+        # A model writing one word and then nothing for this long still shows that word.
+        self._first_wait = edit_interval
         self._clock = clock
         self._text = ""
         self._first_text_at: float | None = None
         self._event_id: str | None = None
         self._shown = ""
+        self._published_length = 0
         self._last_publish = 0.0
         self._revision = 0
         self._changed = asyncio.Event()
         self._done = False
+        self._model_finished = False
         self.first_visible_at: float | None = None
 
     @property
@@ -79,16 +85,22 @@ class StreamingReply:
         self._text += delta
         self._changed.set()
 
-    def _visible(self) -> str:
-        """The text to show now: the first event's worth, with a cursor while it grows."""
-        parts = split_for_matrix(self._text, STREAM_PART_LIMIT_BYTES) if self._text.strip() else []
-        shown = parts[0][0] if parts else ""
-        return shown + TYPING_CURSOR
+    def model_finished(self) -> None:
+        """The model said the answer is complete: no more intermediate publishing, the final
+        step sends it (as the only message when none was sent yet)."""
+        self._model_finished = True
+
+    def _visible(self) -> tuple[str, str]:
+        """The text to show now (the first event's worth, with a cursor), rendered once."""
+        body, html = split_for_matrix(self._text + TYPING_CURSOR, STREAM_PART_LIMIT_BYTES)[0]
+        if not body.endswith(TYPING_CURSOR):  # the first part is full: the cursor goes on it
+            body, html = split_for_matrix(body + TYPING_CURSOR, STREAM_PART_LIMIT_BYTES)[0]
+        return body, html
 
     def _ready_for_first(self) -> bool:
         if not self._text.strip() or self._first_text_at is None:
             return False
-        return bool(_SENTENCE_END.search(self._text)) or (
+        return first_words_ready(self._text) or (
             self._clock() - self._first_text_at >= self._first_wait
         )
 
@@ -97,41 +109,55 @@ class StreamingReply:
         while not self._done:
             timeout = self._next_wake()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
             self._changed.clear()
             if self._done:
                 return
             await self._publish_if_due()
 
     def _next_wake(self) -> float | None:
+        """Seconds until publishing may be due; None: only when new text comes."""
+        if self._first_text_at is None:
+            return None
         if self._event_id is None:
-            if self._first_text_at is None:
-                return None
             return max(0.01, self._first_wait - (self._clock() - self._first_text_at))
+        if len(self._text) == self._published_length:
+            return None
         return max(0.01, self._interval - (self._clock() - self._last_publish))
 
     async def _publish_if_due(self) -> None:
+        if self._model_finished:
+            return
         now = self._clock()
         if self._event_id is None:
             if self._ready_for_first():
-                text = self._visible()
-                ids = await self._outbox.reply(self._trigger, text, purpose="answer")
-                self._event_id = ids[0]
-                self._shown = text
-                self._last_publish = self._clock()
-                self.first_visible_at = self._last_publish
+                self._published_length = len(self._text)
+                body, html = self._visible()
+                self._last_publish = now
+                self._event_id = await self._outbox.reply_rendered(
+                    self._trigger, body, html, purpose="answer"
+                )
+                self._shown = body
+                self.first_visible_at = self._clock()
             return
-        if now - self._last_publish < self._interval:
+        if now - self._last_publish < self._interval or len(self._text) == self._published_length:
             return
-        text = self._visible()
-        if text == self._shown:
+        self._published_length = len(self._text)
+        body, html = self._visible()
+        if body == self._shown:
             return
         self._revision += 1
+        self._last_publish = now
         await self._outbox.edit(
-            self._trigger, self._event_id, text, purpose="answer", revision=self._revision
+            self._trigger,
+            self._event_id,
+            body,
+            purpose="answer",
+            revision=self._revision,
+            html=html,
         )
-        self._shown = text
-        self._last_publish = self._clock()
+        self._shown = body
 
     def stop(self) -> None:
         """No more intermediate edits: the publisher loop ends after any in-flight send."""
@@ -142,27 +168,37 @@ class StreamingReply:
         """Final edit with the whole rendered answer; overflow continues in follow-up messages."""
         self.stop()
         text = self._text if complete else self._text.rstrip() + texts.ANSWER_INCOMPLETE
-        parts = [body for body, _ in split_for_matrix(text, STREAM_PART_LIMIT_BYTES)]
+        parts = split_for_matrix(text, STREAM_PART_LIMIT_BYTES)
         event_ids: list[str] = []
+        body, html = parts[0]
         if self._event_id is None:
-            event_ids += await self._outbox.reply(
-                self._trigger, parts[0], purpose="answer", measure_from=last_token_at
+            event_ids.append(
+                await self._outbox.reply_rendered(
+                    self._trigger, body, html, purpose="answer", measure_from=last_token_at
+                )
             )
             self.first_visible_at = self._clock()
         else:
             await self._outbox.edit(
                 self._trigger,
                 self._event_id,
-                parts[0],
+                body,
                 purpose="answer-final",
                 revision=0,
                 measure_from=last_token_at,
+                html=html,
             )
             self._revision += 1
             event_ids.append(self._event_id)
-        for index, part in enumerate(parts[1:], start=1):
-            event_ids += await self._outbox.reply(
-                self._trigger, part, purpose=f"answer-continued-{index}"
+        for index, (body, html) in enumerate(parts[1:], start=1):
+            event_ids.append(
+                await self._outbox.reply_rendered(
+                    self._trigger,
+                    body,
+                    html,
+                    purpose=f"answer-continued-{index}",
+                    mention_sender=False,
+                )
             )
         return event_ids
 

@@ -122,6 +122,7 @@ class Summarizer:
         prompt (persona, room rules); the summary task is appended to it. Raises LLMError."""
         if not messages:
             return SummaryResult(text="", chunks=0, calls=0, prompt_tokens=0, completion_tokens=0)
+        await self._tokens.warm_up()
         run = _Run(
             llm=self._llm,
             tokens=self._tokens,

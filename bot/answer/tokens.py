@@ -11,6 +11,7 @@ import base64
 import functools
 import gc
 import json
+import re
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -27,6 +28,9 @@ _encoding_lock = threading.Lock()
 
 
 class TokenCounter(Protocol):
+    async def warm_up(self) -> None:
+        """Make `count` ready without blocking the event loop (called before counting)."""
+
     def count(self, text: str) -> int: ...
 
 
@@ -36,22 +40,15 @@ def _load_tekken() -> Any:
     mistral-common's Tekkenizer also keeps decoding tables and leaves the parsed JSON's
     fragments in the heap: ~130 MB resident where counting needs ~40 MB (bench/, figure 3).
     The count is the same: Tekkenizer.encode is this encoding's encode, ids shifted.
+    The vocabulary file (15 MB of JSON, one field per line) is read line by line rather than
+    parsed whole: `json.loads` built 130,000 dicts at once and set the process's peak memory.
     """
     global _encoding
     with _encoding_lock:
         if _encoding is None:
             import tiktoken
 
-            raw = (resources.files("mistral_common") / "data" / TEKKEN_FILE).read_bytes()
-            data = json.loads(raw)
-            del raw
-            config = data["config"]
-            inner = config["default_vocab_size"] - config["default_num_special_tokens"]
-            ranks = {
-                base64.b64decode(token["token_bytes"]): token["rank"]
-                for token in data["vocab"][:inner]
-            }
-            del data
+            config, ranks = _read_vocabulary()
             encoding = tiktoken.Encoding(
                 name="tekken", pat_str=config["pattern"], mergeable_ranks=ranks, special_tokens={}
             )
@@ -63,6 +60,35 @@ def _load_tekken() -> Any:
         return _encoding
 
 
+_TOKEN_BYTES_LINE = re.compile(rb'\s*"token_bytes":\s*"([^"]*)"')
+
+
+def _read_vocabulary() -> tuple[dict[str, Any], dict[bytes, int]]:
+    """The file's `config` and the ranks of its ordinary (non-special) tokens, in file order."""
+    header = bytearray()
+    ranks: dict[bytes, int] = {}
+    with (resources.files("mistral_common") / "data" / TEKKEN_FILE).open("rb") as file:
+        for line in file:
+            if line.lstrip().startswith(b'"vocab"'):
+                break
+            header += line
+        config: dict[str, Any] = json.loads(bytes(header).rstrip().rstrip(b",") + b"}")["config"]
+        inner = config["default_vocab_size"] - config["default_num_special_tokens"]
+        for line in file:
+            match = _TOKEN_BYTES_LINE.match(line)
+            if match is not None:
+                ranks[base64.b64decode(match[1])] = len(ranks)
+                if len(ranks) == inner:
+                    break
+    if len(ranks) != inner:
+        raise RuntimeError(f"unexpected layout of {TEKKEN_FILE}")
+    return config, ranks
+
+
+def tokenizer_loaded() -> bool:
+    return _encoding is not None
+
+
 @functools.lru_cache(maxsize=COUNT_CACHE_SIZE)
 def _count(text: str) -> int:
     """Cached: every question re-reads the room's recent turns, whose counts never change."""
@@ -70,21 +96,40 @@ def _count(text: str) -> int:
 
 
 class MistralTokenCounter:
-    """Counts tokens with the Tekken tokenizer; loading takes ~0.5 s, so it is done once, lazily,
-    and shared by every counter of the process."""
+    """Counts tokens with the Tekken tokenizer. Loading takes ~0.5 s and ~40 MB, so it is done
+    only when a count is needed (many contexts are smaller in bytes than the budget: see
+    `fit_to_budget`), once, off the event loop, and shared by every counter of the process."""
 
     async def warm_up(self) -> None:
-        """Load the tokenizer off the event loop so the first question does not pay for it."""
-        await asyncio.to_thread(_load_tekken)
+        """Load the tokenizer off the event loop (at once when it is already loaded)."""
+        if _encoding is None:
+            await asyncio.to_thread(_load_tekken)
 
     def count(self, text: str) -> int:
         return _count(text)
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def fits_by_bytes(texts: Sequence[str], budget: int) -> bool:
+    """True when `texts` fit in `budget` tokens without counting: a Tekken token is at least
+    one UTF-8 byte (byte-level BPE), so a text has no more tokens than bytes."""
+    used = 0
+    for text in texts:
+        used += utf8_size(text) + MESSAGE_OVERHEAD_TOKENS
+        if used > budget:
+            return False
+    return True
 
 
 def fit_to_budget(
     counter: TokenCounter, fixed: Sequence[str], history_newest_first: Sequence[str], budget: int
 ) -> int:
     """How many of the newest history items fit once the fixed parts are paid for."""
+    if fits_by_bytes([*fixed, *history_newest_first], budget):
+        return len(history_newest_first)
     used = sum(counter.count(text) + MESSAGE_OVERHEAD_TOKENS for text in fixed)
     kept = 0
     for text in history_newest_first:

@@ -114,3 +114,41 @@ async def test_streaming_off_sends_a_single_message(
     assert answer["content"]["body"] == LONG_ANSWER
     assert edits_of(alice, room_id, answer["event_id"]) == []
     assert fake_llm.requests[-1].get("stream") in (None, False)
+
+
+async def test_a_model_done_before_the_first_send_gives_one_message_without_edit(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    fake_llm.responder = lambda body: (
+        "Suite bien reçue." if "suite" in str(body["messages"][-1]) else LONG_ANSWER
+    )
+    fake_llm.stream_tokens_per_second = None  # the whole answer at once
+    bot = await start_bot(streaming=True, stream_edit_interval_seconds=0.5)
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+
+    question = await send_text(alice, room_id, "Quelle est la procédure ?")
+    answer = await wait_for_event(alice, room_id, replies_to(question))
+    assert answer["content"]["body"] == LONG_ANSWER, "the first message is the whole answer"
+    # A follow-up answered after it: any edit of the first answer would have come before.
+    follow_up = await send_text(alice, room_id, "Et la suite ?")
+    await wait_for_event(alice, room_id, replies_to(follow_up))
+    assert fake_llm.requests[0].get("stream") is True
+    assert edits_of(alice, room_id, answer["event_id"]) == []
+
+
+async def test_the_first_message_shows_the_first_words_not_a_lone_token(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    fake_llm.responder = lambda _body: LONG_ANSWER
+    fake_llm.stream_tokens_per_second = 20
+    bot = await start_bot(streaming=True, stream_edit_interval_seconds=0.5)
+    alice = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+
+    question = await send_text(alice, room_id, "Quelle est la procédure ?")
+    first = await wait_for_event(alice, room_id, replies_to(question))
+    shown = first["content"]["body"].replace("▍", "").split()
+    assert len(shown) >= 2, f"first version: {first['content']['body']!r}"
+    assert LONG_ANSWER.startswith(" ".join(shown))
+    await wait_for_event(alice, room_id, is_final_edit_of(first["event_id"], LONG_ANSWER))

@@ -683,3 +683,9 @@ def test_property_code_fences_stay_balanced(text: str, limit: int) -> None:
             if _FENCE_RE.match(line):
                 assert line in original_fences
     _assert_content_preserved(text, [body for body, _ in pairs])
+
+
+def test_malformed_declarations_in_a_senders_html_are_data() -> None:
+    pill = '<a href="https://matrix.to/#/@bob:example.org">Bob</a>'
+    assert extract_user_links("<![0") == []
+    assert extract_user_links(pill + "<![0") == ["@bob:example.org"]

@@ -160,6 +160,9 @@ def test_help_lists_moderator_variants_for_everyone() -> None:
 
 # --- Commands through dispatch ------------------------------------------------------------------
 class WordCounter:
+    async def warm_up(self) -> None:
+        pass
+
     def count(self, text: str) -> int:
         return len(text.split())
 

@@ -21,6 +21,9 @@ NAMES = ("Alice Martin", "Bob Durand", "Chloé Petit")
 class WordCounter:
     """One token per whitespace-separated word: predictable budgets."""
 
+    async def warm_up(self) -> None:
+        pass
+
     def count(self, text: str) -> int:
         return len(text.split())
 
