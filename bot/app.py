@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sys
 
 import structlog
+
+from bot import texts
 
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import CircuitBreaker, LLMClient
@@ -15,6 +18,7 @@ from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
 from bot.matrix.gateway import MatrixGateway
 from bot.matrix.session import AuthenticationFailed
+from bot.ops import lock
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
@@ -30,6 +34,7 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_AUTH_FAILED = 3
+EXIT_ALREADY_RUNNING = 4
 SHUTDOWN_GRACE_SECONDS = 20.0
 RETENTION_EVERY_SECONDS = 3600.0
 
@@ -54,6 +59,23 @@ class BotApp:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # session token, crypto keys, people's messages
             settings.data_dir.chmod(0o700)
+        try:  # before anything touches the crypto store: one process per data folder
+            held = lock.acquire(settings.data_dir)
+        except lock.AlreadyRunning as error:
+            pid = error.pid if error.pid is not None else "inconnu"
+            print(
+                texts.ALREADY_RUNNING.format(pid=pid, data_dir=settings.data_dir),
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_ALREADY_RUNNING
+        try:
+            return await self._run_locked()
+        finally:
+            held.release()
+
+    async def _run_locked(self) -> int:
+        settings = self.settings
         store = self.store = await Store.open(settings.database_path)
         tokens = MistralTokenCounter()
         warm_up = asyncio.ensure_future(tokens.warm_up())

@@ -331,3 +331,9 @@ SCHEDULE_LIST_EMPTY = (
 SCHEDULE_UNKNOWN_COMMAND = "« {name} » n'est pas une commande connue dans ce salon"
 SCHEDULE_FORBIDDEN_COMMAND = "la commande « {name} » ne peut pas être planifiée"
 SCHEDULE_LIMIT_REACHED = "ce salon a déjà {limit} planifications : supprimez-en une d'abord"
+
+# --- Operations (stderr, for the administrator) -------------------------------------------------
+ALREADY_RUNNING = (
+    "tchap-bot : un autre processus (PID {pid}) utilise déjà le dossier de données {data_dir} ; "
+    "un seul processus par dossier (sinon les clés de chiffrement du compte se corrompent)."
+)
