@@ -10,7 +10,6 @@ import sys
 import structlog
 
 from bot import texts
-
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import CircuitBreaker, LLMClient
 from bot.answer.replies import Outbox
