@@ -11,6 +11,9 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+#: Key in the content of everything the bot sends: another instance (or this one) never answers it.
+BOT_MARKER = "fr.gouv.tchap.bot"
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -45,6 +48,10 @@ class IncomingMessage(Frozen):
     encrypted: bool = False
     scheduled: bool = Field(
         default=False, description="Posted by a schedule, not typed: no reply relation"
+    )
+    from_bot: bool = Field(
+        default=False,
+        description="Carries BOT_MARKER: written by an instance of this bot, never a trigger",
     )
 
 
@@ -82,7 +89,6 @@ class RoomContext(Frozen):
     name: str
     is_direct: bool
     encrypted: bool
-    member_count: int
 
 
 @dataclass(frozen=True)

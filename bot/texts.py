@@ -34,6 +34,11 @@ ROOM_RATE_LIMITED = (
     "⏳ Ce salon a posé beaucoup de questions en peu de temps. "
     "Merci de patienter un peu avant la prochaine."
 )
+LARGE_SUMMARY_COOLDOWN = (
+    "⏳ Un long résumé vient d'être fait dans ce salon. Vous pourrez en demander un autre de plus "
+    "de {limit} messages dans {minutes} min ; un résumé plus court reste possible tout de suite "
+    "(par exemple `{prefix}resume 100`)."
+)
 EMPTY_QUESTION = "Bonjour ! Posez-moi votre question, ou tapez `!aide` pour la liste des commandes."
 
 UNDECRYPTABLE = (

@@ -14,6 +14,7 @@ from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.french import command_key
 from bot.models import IncomingMessage, Invocation, RoomContext
+from bot.ops.ratelimit import Cooldown
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
@@ -51,11 +52,19 @@ class CommandDispatcher:
         self._power_level_of = power_level_of
         self._summarizer = summarizer
         self.scheduler: Scheduler | None = None
+        self.large_summary_cooldown = Cooldown(settings.large_summary_cooldown_seconds)
         self.builtin_words = frozenset(
             command_key(word)
             for command in registry.commands
             for word in (command.name, *command.aliases)
         )
+
+    def uses_model(self, room_id: str, word: str) -> bool:
+        """Commands that call the model count against the question rate limits."""
+        builtin = self.registry.lookup(word)
+        if builtin is not None:
+            return builtin.uses_llm
+        return self._room_commands.custom(room_id, command_key(word)) is not None
 
     def room_words(self, room_id: str) -> frozenset[str]:
         return frozenset(command.name for command in self._room_commands.customs(room_id))
@@ -82,5 +91,6 @@ class CommandDispatcher:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            large_summary_cooldown=self.large_summary_cooldown,
         )
         await self.registry.dispatch(context, invocation)

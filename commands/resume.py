@@ -118,6 +118,25 @@ async def _typing(ctx: CommandContext, typing: bool) -> None:
         await ctx.outbox.typing(ctx.message.room_id, typing)
 
 
+async def _large_summary_allowed(ctx: CommandContext, count: int) -> bool:
+    """A map-reduce over hundreds of messages is many model calls: one per room per cooldown."""
+    cooldown = ctx.large_summary_cooldown
+    if cooldown is None or count <= ctx.settings.large_summary_messages:
+        return True
+    remaining = cooldown.remaining(ctx.message.room_id)
+    if remaining > 0:
+        await ctx.reply(
+            texts.LARGE_SUMMARY_COOLDOWN.format(
+                limit=ctx.settings.large_summary_messages,
+                minutes=max(1, round(remaining / 60)),
+                prefix=ctx.prefix,
+            )
+        )
+        return False
+    cooldown.start(ctx.message.room_id)
+    return True
+
+
 async def run(ctx: CommandContext, args: CountOrDuration) -> None:
     if not ctx.room_settings.resumes:
         await ctx.reply(texts.SUMMARY_DISABLED.format(prefix=ctx.prefix))
@@ -128,6 +147,8 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
             return  # a scheduled digest of an empty window posts nothing
         empty = texts.SUMMARY_EMPTY_SINCE_LAST if window.since_last_message else texts.SUMMARY_EMPTY
         await ctx.reply(empty.format(prefix=ctx.prefix))
+        return
+    if not await _large_summary_allowed(ctx, len(window.messages)):
         return
     room_name = "conversation privée" if ctx.room.is_direct else ctx.room.name
     await _typing(ctx, True)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from bot.answer.render import render_markdown
 from bot.answer.split import split_for_matrix
-from bot.models import IncomingMessage
+from bot.models import BOT_MARKER, IncomingMessage
 from bot.ops import metrics
 
 
@@ -58,6 +58,7 @@ def reply_content(
         "m.mentions": (
             {"user_ids": [trigger.sender]} if mention_sender and not trigger.scheduled else {}
         ),
+        BOT_MARKER: {"generated": True},
     }
     if relation is not None:
         content["m.relates_to"] = relation
@@ -81,6 +82,7 @@ def edit_content(
             "formatted_body": html,
         },
         "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},
+        BOT_MARKER: {"generated": True},
     }
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from bot.models import IncomingMessage, MessageKind, Redaction
+from bot.models import BOT_MARKER, IncomingMessage, MessageKind, Redaction
 
 BODY_MAX_CHARS = 20_000
 """A question longer than this is truncated: a pasted document must not blow up the prompt."""
@@ -181,6 +181,7 @@ def _parse_message(
         thread_root_id=thread_root,
         replaces_event_id=replaces,
         encrypted=encrypted is True,
+        from_bot=BOT_MARKER in content,
     )
 
 

@@ -33,12 +33,12 @@ from nio import (
     RoomSendResponse,
     SyncError,
     SyncResponse,
-    UnknownAccountDataEvent,
     UnknownEvent,
     UnknownToDeviceEvent,
 )
 
 from bot.matrix.cross_signing import CrossSigningStatus
+from bot.matrix.direct import DirectRooms
 from bot.matrix.events import parse_message, parse_redaction
 from bot.matrix.keys import HeldEvents
 from bot.matrix.power import PowerLevelCache, RoomPower
@@ -60,7 +60,6 @@ log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
 SEND_ATTEMPTS = 6
-ACCESS_RULES_EVENT = "im.vector.room.access_rules"
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
     "M_MISSING_TOKEN",
@@ -141,7 +140,7 @@ class MatrixGateway:
             store_path=str(settings.crypto_store_dir),
             config=config,
         )
-        self._direct_rooms: set[str] = set()
+        self.direct = DirectRooms(self.client, store, settings.user_id)
         self._sync_token: str | None = None
         self._first_sync_ever = False
         self._in_first_sync = True
@@ -185,9 +184,7 @@ class MatrixGateway:
         self.cross_signing_status = await setup_cross_signing(self.client, self._settings)
         self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
         self._first_sync_ever = self._sync_token is None
-        for room_id in await self._store.rooms.known_ids():
-            if await self._store.rooms.is_direct(room_id):
-                self._direct_rooms.add(room_id)
+        await self.direct.load()
         self._register_callbacks()
         await self.held.load()
         profile = await self.client.get_displayname(self.user_id)
@@ -309,7 +306,7 @@ class MatrixGateway:
         changed lose their cached power levels, then the gaps of limited timelines are fetched,
         then everything is handed over, each room's events in chronological order.
         """
-        await self._note_direct_rooms(response)
+        await self.direct.note_account_data(response.account_data_events)
         gaps: list[_Deferred] = []
         for room_id, info in response.rooms.join.items():
             if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
@@ -320,7 +317,7 @@ class MatrixGateway:
             self.power.forget(room_id)
         await self._dispatch([*gaps, *(batch or [])])
         for room_id in response.rooms.leave:
-            self._direct_rooms.discard(room_id)
+            self.direct.forget(room_id)
             if self._sink is not None:
                 await self._sink.on_left(room_id)
         await self._crypto_housekeeping()
@@ -409,7 +406,7 @@ class MatrixGateway:
         if isinstance(event, RedactionEvent):
             return self._on_redaction
         if isinstance(event, UnknownEvent):
-            return self._on_unknown
+            return self.direct.on_state_event
         return None
 
     async def _crypto_housekeeping(self) -> None:
@@ -433,7 +430,7 @@ class MatrixGateway:
         )
         self.client.add_event_callback(defer(self.held.on_megolm), MegolmEvent)
         self.client.add_event_callback(defer(self._on_redaction), RedactionEvent)
-        self.client.add_event_callback(defer(self._on_unknown), UnknownEvent)
+        self.client.add_event_callback(defer(self.direct.on_state_event), UnknownEvent)
         self.client.add_event_callback(defer(self._on_invite), InviteMemberEvent)
         self.client.add_to_device_callback(
             defer(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
@@ -474,19 +471,12 @@ class MatrixGateway:
     def room_context(self, room_id: str) -> RoomContext:
         room = self.client.rooms.get(room_id)
         if room is None:
-            return RoomContext(
-                room_id=room_id,
-                name=room_id,
-                is_direct=room_id in self._direct_rooms,
-                encrypted=False,
-                member_count=0,
-            )
+            return RoomContext(room_id=room_id, name=room_id, is_direct=False, encrypted=False)
         return RoomContext(
             room_id=room_id,
             name=room.display_name or room_id,
-            is_direct=room_id in self._direct_rooms,
+            is_direct=self.direct.is_direct(room_id, room.users),
             encrypted=bool(room.encrypted),
-            member_count=int(room.member_count or 0),
         )
 
     def member_name(self, room_id: str, user_id: str) -> str:
@@ -529,17 +519,6 @@ class MatrixGateway:
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
 
-    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
-        content = event.source.get("content")
-        is_direct_rule = (
-            event.type == ACCESS_RULES_EVENT
-            and isinstance(content, dict)
-            and content.get("rule") == "direct"
-        )
-        if is_direct_rule and room.room_id not in self._direct_rooms:
-            self._direct_rooms.add(room.room_id)
-            await self._store.rooms.remember(room.room_id, is_direct=True)
-
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
             return
@@ -558,48 +537,11 @@ class MatrixGateway:
         if isinstance(response, JoinError):
             log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
             return False
-        await self._store.rooms.remember(room_id, is_direct)
-        if is_direct:
-            self._direct_rooms.add(room_id)
-            if inviter is not None:
-                await self._list_in_m_direct(inviter, room_id)
+        await self.direct.joined(room_id, is_direct, inviter)
         return True
-
-    async def _list_in_m_direct(self, user_id: str, room_id: str) -> None:
-        """Record the DM in the bot's own `m.direct`, as clients do for theirs."""
-        path = f"/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
-        try:
-            status, direct = await http_json(self.client, "GET", path, None)
-            rooms = direct.get(user_id) if status == 200 else None
-            listed = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
-            if room_id in listed:
-                return
-            updated = {**(direct if status == 200 else {}), user_id: [*listed, room_id]}
-            status, _ = await http_json(self.client, "PUT", path, updated)
-            if status != 200:
-                log.warning("matrix.m_direct_not_saved", room_id=room_id, status=status)
-        except Exception as error:  # the store already knows it is a DM: this is a courtesy
-            log.warning(
-                "matrix.m_direct_not_saved", room_id=room_id, error_type=type(error).__name__
-            )
-
-    async def _note_direct_rooms(self, response: SyncResponse) -> None:
-        """Rooms listed in the bot's `m.direct` account data are DMs."""
-        for event in response.account_data_events:
-            if not isinstance(event, UnknownAccountDataEvent) or event.type != "m.direct":
-                continue
-            content = event.content if isinstance(event.content, dict) else {}
-            for rooms in content.values():
-                for room_id in rooms if isinstance(rooms, list) else []:
-                    if isinstance(room_id, str) and room_id not in self._direct_rooms:
-                        self._direct_rooms.add(room_id)
-                        await self._store.rooms.remember(room_id, is_direct=True)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
-
-    def is_direct(self, room_id: str) -> bool:
-        return room_id in self._direct_rooms
 
     async def send_event(
         self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"

@@ -236,7 +236,6 @@ class Env:
             name="Équipe projet",
             is_direct=direct,
             encrypted=False,
-            member_count=2 if direct else 5,
         )
 
         async def power_level_of(user_id: str) -> int:
