@@ -74,6 +74,8 @@ SYNC_FILTER: dict[str, Any] = {
 GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetched with /messages
 GAP_PAGE = 100
 OUTAGE_MARGIN_SECONDS = 5.0
+CATCH_UP_SYNCS = 2
+LIVE_DELIVERY_MS = 2_000
 MAX_EVENT_ATTEMPTS = 5  # transient failures of one event before it is given up (logged)
 POWER_STATE_TYPES = {"m.room.power_levels", "m.room.create"}
 
@@ -144,7 +146,10 @@ class MatrixGateway:
         self._sync_token: str | None = None
         self._first_sync_ever = False
         self._in_first_sync = True
-        self._catching_up = True  # first sync of the process, or the first after an outage
+        # Syncs still obeying the catch-up window: the first ones of the process, and those right
+        # after an outage. Two, because Synapse answers a retried request from its sync cache:
+        # the late sync may bring a stale, empty batch, and the gap comes with the next one.
+        self._catch_up_syncs = CATCH_UP_SYNCS
         self._batch: list[_Deferred] | None = None
         self._attempts: dict[str, int] = {}
         self.held = HeldEvents(
@@ -244,14 +249,14 @@ class MatrixGateway:
             try:
                 response = sync_task.result()
             except Exception as error:  # transport errors nio did not absorb
-                self._catching_up = True  # what comes after an outage obeys the catch-up window
+                self._catch_up_syncs = CATCH_UP_SYNCS  # what comes after an outage: the window
                 log.warning("matrix.sync_failed", error_type=type(error).__name__, retry_in=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
                 continue
             if isinstance(response, SyncError):
                 self._raise_if_auth_error(response)
-                self._catching_up = True
+                self._catch_up_syncs = CATCH_UP_SYNCS
                 log.warning("matrix.sync_error", status=response.status_code, retry_in=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
@@ -259,7 +264,7 @@ class MatrixGateway:
             if time.monotonic() - started > self._outage_after():
                 # nio retries an unreachable homeserver inside one sync call: a sync this late
                 # ends an outage, and what it brings obeys the catch-up window.
-                self._catching_up = True
+                self._catch_up_syncs = CATCH_UP_SYNCS
                 log.info("matrix.sync_after_outage", seconds=round(time.monotonic() - started))
             batch, self._batch = self._batch, None
             try:
@@ -276,7 +281,7 @@ class MatrixGateway:
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
                 continue
             backoff = 1.0
-            self._catching_up = False
+            self._catch_up_syncs = max(0, self._catch_up_syncs - 1)
             if first or replayed:
                 # Keys handed over by a sync that had to be replayed may not come again.
                 replayed = False
@@ -454,7 +459,8 @@ class MatrixGateway:
         return timeout + max(OUTAGE_MARGIN_SECONDS, timeout)
 
     def _window_ms(self) -> int:
-        return int(self._settings.catch_up_window_minutes * 60_000)
+        # Never below a live message's delivery time, even with a window of 0.
+        return max(LIVE_DELIVERY_MS, int(self._settings.catch_up_window_minutes * 60_000))
 
     def _within_window(self, timestamp_ms: int) -> bool:
         if self._first_sync_ever and self._in_first_sync:
@@ -464,7 +470,7 @@ class MatrixGateway:
     def _answerable(self, timestamp_ms: int) -> bool:
         """Live events are answered; what arrives after a restart or an outage only if younger
         than the catch-up window (older is stored for summaries, never answered)."""
-        if not self._catching_up:
+        if self._catch_up_syncs == 0:
             return True
         return self._within_window(timestamp_ms)
 
@@ -613,7 +619,12 @@ class MatrixGateway:
         return await self.power.level(room_id, user_id)
 
     async def _fetch_room_power(self, room_id: str) -> RoomPower | None:
-        levels = await self.client.room_get_state_event(room_id, "m.room.power_levels")
+        # The create event's sender is a room-v12 creator; the content endpoint hides it.
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/?format=event"
+        levels, (status, create) = await asyncio.gather(
+            self.client.room_get_state_event(room_id, "m.room.power_levels"),
+            http_json(self.client, "GET", path, None),
+        )
         if isinstance(levels, RoomGetStateEventError):
             if levels.status_code != "M_NOT_FOUND":
                 log.warning("matrix.state_unavailable", room_id=room_id, status=levels.status_code)
@@ -621,9 +632,6 @@ class MatrixGateway:
             power_levels: Mapping[str, Any] | None = None  # no event: creator 100, others 0
         else:
             power_levels = levels.content if isinstance(levels.content, dict) else None
-        # The create event's sender is a room-v12 creator; the content endpoint hides it.
-        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/?format=event"
-        status, create = await http_json(self.client, "GET", path, None)
         if status != 200:
             log.warning("matrix.state_unavailable", room_id=room_id, status=status)
             return None

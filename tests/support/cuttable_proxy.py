@@ -51,6 +51,10 @@ class CuttableProxy:
         except OSError:
             writer.close()
             return
+        if self.cut_off:  # cut while this connection was being opened
+            writer.close()
+            up_writer.close()
+            return
         self._writers.update((writer, up_writer))
         await asyncio.gather(
             self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
@@ -60,7 +64,7 @@ class CuttableProxy:
         try:
             while not self.cut_off:
                 data = await reader.read(65536)
-                if not data:
+                if not data or self.cut_off:
                     break
                 writer.write(data)
                 await writer.drain()
