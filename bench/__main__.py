@@ -24,13 +24,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.figures import concurrency, e2e, overhead, power, scale, streaming, summary
+from bench.figures import concurrency, e2e, overhead, power, recall, scale, streaming, summary
 from bench.harness import FULL, QUICK, REPO, Bench
 from bench.machine import LoadMeter, machine_busy_seconds, machine_info, own_cpu_seconds
 from bench.results import Figure, Row, markdown, write_json
 
 # Figure keys in report order, and the routine producing each (e2e also produces cost).
-FIGURES = ("overhead", "e2e", "cost", "concurrency", "scale", "summary", "streaming", "power")
+FIGURES = (
+    "overhead",
+    "e2e",
+    "cost",
+    "concurrency",
+    "scale",
+    "summary",
+    "streaming",
+    "recall",
+    "power",
+)
 TITLES = {
     "overhead": "1. Bot overhead per question",
     "e2e": "2. End to end with an instant LLM",
@@ -39,7 +49,8 @@ TITLES = {
     "scale": "5. Scale",
     "summary": "6. Summaries",
     "streaming": "7. Streaming",
-    "power": "8. Rights check in a large room",
+    "recall": recall.TITLE,
+    "power": "9. Rights check in a large room",
 }
 Routine = Callable[[Bench], Awaitable[list[Figure]]]
 ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
@@ -49,6 +60,7 @@ ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
     (("streaming",), streaming.run),
     (("concurrency",), concurrency.run),
     (("scale",), scale.run),
+    (("recall",), recall.run),
     (("power",), power.run),
 ]
 ANALYSIS = Path(__file__).with_name("analysis.md")

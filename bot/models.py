@@ -82,6 +82,17 @@ class UndecryptableMessage(Frozen):
     )
 
 
+class ReadReceipt(Frozen):
+    """A member's public read receipt (`m.read`); thread '' is the room's main timeline
+    (unthreaded and `main` receipts), otherwise the thread root's event ID."""
+
+    room_id: str
+    user_id: str
+    event_id: str
+    read_at_ms: int
+    thread: str = ""
+
+
 class RoomContext(Frozen):
     """What the bot knows about the room a message came from."""
 

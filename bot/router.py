@@ -25,6 +25,7 @@ from bot.models import (
     IncomingMessage,
     Invocation,
     MessageKind,
+    ReadReceipt,
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
@@ -43,6 +44,9 @@ log = structlog.get_logger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 RATE_NOTICE_EVERY = 60.0
+# A read receipt this long after the previous one starts a new reading session (see
+# ReadReceiptsRepository.save): the previous session's last receipt is kept for `!resume`.
+READ_SESSION_GAP_MS = 15 * 60_000
 
 
 class RoomDirectory(Protocol):
@@ -200,6 +204,9 @@ class Router:
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
+
+    async def on_receipt(self, receipt: ReadReceipt) -> None:
+        await self._store.receipts.save(receipt, READ_SESSION_GAP_MS)
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         """The key of a message never came: tell its sender once, in a short notice.

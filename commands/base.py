@@ -77,6 +77,7 @@ class CommandContext:
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
     large_summary_cooldown: Cooldown | None = None
+    direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user
     _sender_level: int | None = None
     _replies: int = 0
 

@@ -40,6 +40,7 @@ class CommandDispatcher:
         room_commands: RoomCommandsRepository,
         power_level_of: PowerLevelOf,
         summarizer: Summarizer | None = None,
+        direct_room: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.registry = registry
         self._settings = settings
@@ -51,6 +52,7 @@ class CommandDispatcher:
         self._room_commands = room_commands
         self._power_level_of = power_level_of
         self._summarizer = summarizer
+        self._direct_room = direct_room  # the bot's DM with a user (private summaries)
         self.scheduler: Scheduler | None = None
         self.large_summary_cooldown = Cooldown(settings.large_summary_cooldown_seconds)
         self.builtin_words = frozenset(
@@ -92,5 +94,6 @@ class CommandDispatcher:
             room_commands=self._room_commands,
             scheduler=self.scheduler,
             large_summary_cooldown=self.large_summary_cooldown,
+            direct_room=self._direct_room,
         )
         await self.registry.dispatch(context, invocation)

@@ -1,4 +1,4 @@
-"""Figure 8: the cost of a moderator command's rights check in a large room.
+"""Figure 9: the cost of a moderator command's rights check in a large room.
 
 A public room on the bench's Synapse is filled with real accounts (registered through the
 admin API, each joining with its own token), beside a room of 3 members. For each room, the
@@ -76,7 +76,7 @@ async def run(bench: Bench) -> list[Figure]:
     big, repeats = bench.scale.power_room_members, bench.scale.power_repeats
     figure = Figure(
         "power",
-        "8. Rights check in a large room",
+        "9. Rights check in a large room",
         f"Rights check of a moderator command in a room of 3 and of {big:,} members (real "
         "accounts on the bench's Synapse): before (whole room state per check), now on a cache "
         "miss (two state events), now on a cache hit (no request). Median of "

@@ -44,6 +44,9 @@ class DirectRooms:
     def is_direct(self, room_id: str, members: Iterable[str]) -> bool:
         return is_direct_room(room_id in self._flagged, members, self._user_id)
 
+    def flagged_rooms(self) -> list[str]:
+        return sorted(self._flagged)
+
     def forget(self, room_id: str) -> None:
         self._flagged.discard(room_id)
 

@@ -24,12 +24,15 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     MessageDirection,
+    ReceiptEvent,
     RedactionEvent,
+    RoomCreateError,
     RoomEncryptedMedia,
     RoomGetStateEventError,
     RoomKeyEvent,
     RoomMessage,
     RoomMessagesError,
+    RoomPreset,
     RoomSendResponse,
     SyncError,
     SyncResponse,
@@ -38,7 +41,7 @@ from nio import (
 )
 
 from bot.matrix.cross_signing import CrossSigningStatus
-from bot.matrix.direct import DirectRooms
+from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
 from bot.matrix.events import parse_message, parse_redaction
 from bot.matrix.keys import HeldEvents
 from bot.matrix.power import PowerLevelCache, RoomPower
@@ -50,7 +53,13 @@ from bot.matrix.session import (
     setup_cross_signing,
     unlock_crypto_store,
 )
-from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    IncomingMessage,
+    ReadReceipt,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.ops import faults, logs, metrics
 from bot.ops.transient import TransientError, is_transient
 from bot.store import Store
@@ -69,7 +78,8 @@ AUTH_ERROR_CODES = {
 }
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
-    "room": {"timeline": {"limit": 50}, "ephemeral": {"not_types": ["*"]}},
+    # Of ephemeral events, only receipts: `!resume` starts where each member last read.
+    "room": {"timeline": {"limit": 50}, "ephemeral": {"types": ["m.receipt"]}},
 }
 GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetched with /messages
 GAP_PAGE = 100
@@ -122,6 +132,8 @@ class EventSink(Protocol):
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
 
+    async def on_receipt(self, receipt: ReadReceipt) -> None: ...
+
 
 class MatrixGateway:
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -165,6 +177,8 @@ class MatrixGateway:
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
+        self._synced = asyncio.Condition()  # notified after every sync (DM creation waits on it)
+        self._dm_lock = asyncio.Lock()
         self.last_sync_monotonic: float | None = None  # readiness probe (bot.health)
 
     @property
@@ -332,6 +346,8 @@ class MatrixGateway:
         self._sync_token = response.next_batch
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
+        async with self._synced:
+            self._synced.notify_all()
 
     async def _dispatch(self, items: list[_Deferred]) -> None:
         """Run the queued callbacks in order. A bug in one event is logged and the rest go on
@@ -437,6 +453,7 @@ class MatrixGateway:
         self.client.add_event_callback(defer(self._on_redaction), RedactionEvent)
         self.client.add_event_callback(defer(self.direct.on_state_event), UnknownEvent)
         self.client.add_event_callback(defer(self._on_invite), InviteMemberEvent)
+        self.client.add_ephemeral_callback(defer(self._on_receipts), ReceiptEvent)
         self.client.add_to_device_callback(
             defer(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
         )
@@ -518,6 +535,24 @@ class MatrixGateway:
         await self._sink.on_message(message, self.room_context(room.room_id), answerable)
         faults.maybe_crash("mid_sync")  # tests only: handed over, sync token not saved yet
 
+    async def _on_receipts(self, room: MatrixRoom, event: ReceiptEvent) -> None:
+        """Public read receipts (`m.read`) of members; private ones never reach the bot."""
+        if self._sink is None:
+            return
+        for receipt in event.receipts:
+            if receipt.receipt_type != "m.read" or receipt.user_id == self.user_id:
+                continue
+            thread = receipt.thread_id if receipt.thread_id not in (None, "main") else ""
+            await self._sink.on_receipt(
+                ReadReceipt(
+                    room_id=room.room_id,
+                    user_id=receipt.user_id,
+                    event_id=receipt.event_id,
+                    read_at_ms=int(receipt.timestamp),
+                    thread=thread or "",
+                )
+            )
+
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         redaction = parse_redaction(
             room.room_id, event.source if isinstance(event.source, dict) else {}
@@ -545,6 +580,42 @@ class MatrixGateway:
             return False
         await self.direct.joined(room_id, is_direct, inviter)
         return True
+
+    async def direct_room_with(self, user_id: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+        """The bot's DM with `user_id`, created (encrypted, `direct` access rule, listed in
+        m.direct) and known to the sync loop before this returns. Raises SendFailed."""
+        async with self._dm_lock:
+            for room_id in self.direct.flagged_rooms():
+                room = self.client.rooms.get(room_id)
+                if room is not None and set(room.users) == {self.user_id, user_id}:
+                    return room_id
+            response = await self.client.room_create(
+                is_direct=True,
+                preset=RoomPreset.trusted_private_chat,
+                invite=[user_id],
+                initial_state=[
+                    {
+                        "type": "m.room.encryption",
+                        "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                    },
+                    {"type": ACCESS_RULES_EVENT, "state_key": "", "content": {"rule": "direct"}},
+                ],
+            )
+            if isinstance(response, RoomCreateError):
+                self._raise_if_auth_error(response)
+                raise SendFailed(f"DM not created: {response.status_code}")
+            room_id = str(response.room_id)
+            await self.direct.joined(room_id, True, user_id)
+
+            def known() -> bool:
+                room = self.client.rooms.get(room_id)
+                return room is not None and bool(room.encrypted) and user_id in room.users
+
+            async with self._synced:
+                await asyncio.wait_for(self._synced.wait_for(known), timeout)
+            log.info("matrix.dm_created", room_id=room_id)
+            return room_id
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)

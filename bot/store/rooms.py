@@ -46,6 +46,7 @@ class RoomsRepository:
                 "custom_commands",
                 "schedules",
                 "awaiting_keys",
+                "read_receipts",
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
