@@ -85,7 +85,7 @@ GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetc
 GAP_PAGE = 100
 OUTAGE_MARGIN_SECONDS = 5.0
 CATCH_UP_SYNCS = 2
-LIVE_DELIVERY_MS = 2_000
+LIVE_DELIVERY_MS = 1_000
 MAX_EVENT_ATTEMPTS = 5  # transient failures of one event before it is given up (logged)
 POWER_STATE_TYPES = {"m.room.power_levels", "m.room.create"}
 
@@ -158,10 +158,10 @@ class MatrixGateway:
         self._sync_token: str | None = None
         self._first_sync_ever = False
         self._in_first_sync = True
-        # Syncs still obeying the catch-up window: the first ones of the process, and those right
-        # after an outage. Two, because Synapse answers a retried request from its sync cache:
-        # the late sync may bring a stale, empty batch, and the gap comes with the next one.
-        self._catch_up_syncs = CATCH_UP_SYNCS
+        # Syncs still obeying the catch-up window: the first of the process, and the two right
+        # after an outage (Synapse answers a retried request from its sync cache: the late sync
+        # may bring a stale, empty batch, and what was missed comes with the next one).
+        self._catch_up_syncs = 1
         self._batch: list[_Deferred] | None = None
         self._attempts: dict[str, int] = {}
         self.held = HeldEvents(
