@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bot.attachments.models import Attachment
+
 #: Key in the content of everything the bot sends: another instance (or this one) never answers it.
 BOT_MARKER = "fr.gouv.tchap.bot"
 
@@ -23,7 +25,8 @@ class MessageKind(StrEnum):
     TEXT = "m.text"
     NOTICE = "m.notice"
     EMOTE = "m.emote"
-    OTHER = "other"  # images, files, unknown msgtypes: stored for nothing, never answered
+    ATTACHMENT = "attachment"  # m.file, m.image, m.audio, m.video: see `IncomingMessage.attachment`
+    OTHER = "other"  # unknown msgtypes, unusable attachments: stored for nothing, never answered
 
 
 class IncomingMessage(Frozen):
@@ -46,6 +49,9 @@ class IncomingMessage(Frozen):
         default=None, description="Set on edits (`m.replace`): the event being edited"
     )
     encrypted: bool = False
+    attachment: Attachment | None = Field(
+        default=None, description="Set (with kind ATTACHMENT) on files, images, sounds, videos"
+    )
     scheduled: bool = Field(
         default=False, description="Posted by a schedule, not typed: no reply relation"
     )

@@ -13,6 +13,7 @@ from commands import (
     planifier,
     resume,
     stats,
+    transcrire,
 )
 from commands.registry import CommandRegistry
 
@@ -27,6 +28,7 @@ def build_registry() -> CommandRegistry:
         config,
         modele,
         stats,
+        transcrire,
         oublie_moi,
         commandes,
         commande,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from bot.attachments import ATTACHMENT_MSGTYPES, parse_attachment
 from bot.models import BOT_MARKER, IncomingMessage, MessageKind, Redaction
 
 BODY_MAX_CHARS = 20_000
@@ -167,12 +168,17 @@ def _parse_message(
         mentions = _mentions(content)
 
     name = sanitize_text(sender_name, SENDER_NAME_MAX_CHARS).strip() or sender
+    kind = _kind(text_source if "msgtype" in text_source else content)
+    attachment = None
+    if replaces is None and content.get("msgtype") in ATTACHMENT_MSGTYPES:
+        attachment = parse_attachment(content)
+        kind = MessageKind.ATTACHMENT if attachment is not None else MessageKind.OTHER
     return IncomingMessage(
         room_id=room_id,
         event_id=event_id,
         sender=sender,
         sender_name=name,
-        kind=_kind(text_source if "msgtype" in text_source else content),
+        kind=kind,
         body=body,
         formatted_body=formatted,
         timestamp_ms=_timestamp(event.get("origin_server_ts")),
@@ -181,6 +187,7 @@ def _parse_message(
         thread_root_id=thread_root,
         replaces_event_id=replaces,
         encrypted=encrypted is True,
+        attachment=attachment,
         from_bot=BOT_MARKER in content,
     )
 

@@ -18,11 +18,13 @@ import structlog
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    EncryptionError,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
     MatrixRoom,
     MegolmEvent,
+    MemoryDownloadResponse,
     MessageDirection,
     ReceiptEvent,
     RedactionEvent,
@@ -39,7 +41,9 @@ from nio import (
     UnknownEvent,
     UnknownToDeviceEvent,
 )
+from nio.crypto.attachments import decrypt_attachment
 
+from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
 from bot.matrix.events import parse_message, parse_redaction
@@ -722,12 +726,75 @@ class MatrixGateway:
             raise TransientError(f"membership unreadable: {response.status_code}")
         return isinstance(response.content, dict) and response.content.get("membership") == "join"
 
+    async def download_attachment(
+        self, attachment: Attachment, max_bytes: int | None = None
+    ) -> bytes:
+        """The attachment's bytes, decrypted (hash checked) when it came from an encrypted room.
+
+        Downloads through the authenticated media API (nio's `download`). Refuses what is
+        declared or turns out larger than `max_bytes` (default: `attachment_max_mb`). Raises
+        AttachmentError; never returns partial or unchecked bytes.
+        """
+        cap = max_bytes if max_bytes is not None else self._settings.attachment_max_bytes
+        if attachment.size is not None and attachment.size > cap:
+            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "declared size")
+        try:
+            response = await asyncio.wait_for(
+                self.client.download(mxc=attachment.mxc_url),
+                timeout=self._settings.attachment_download_timeout_seconds,
+            )
+        except TimeoutError:
+            raise AttachmentError(AttachmentErrorReason.TIMEOUT) from None
+        except Exception as error:  # transport errors nio did not absorb
+            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, type(error).__name__) from None
+        if not isinstance(response, MemoryDownloadResponse) or not isinstance(response.body, bytes):
+            status = getattr(response, "status_code", None)
+            log.warning("matrix.download_failed", status=status)
+            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, str(status))
+        data = response.body
+        if len(data) > cap:
+            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "downloaded size")
+        encrypted = attachment.encrypted_file
+        if encrypted is None:
+            return data
+        try:
+            plain = await asyncio.to_thread(
+                decrypt_attachment, data, encrypted.key, encrypted.sha256, encrypted.iv
+            )
+        except (EncryptionError, ValueError, TypeError):  # bad hash, key or iv
+            raise AttachmentError(AttachmentErrorReason.INTEGRITY) from None
+        return bytes(plain)
+
     async def event_sender(self, room_id: str, event_id: str) -> str | None:
         """Who sent an event we did not store (e.g. a reply to a message older than the bot)."""
         response = await self.client.room_get_event(room_id, event_id)
         event = getattr(response, "event", None)
         sender = getattr(event, "sender", None)
         return sender if isinstance(sender, str) else None
+
+    async def fetch_message(self, room_id: str, event_id: str) -> IncomingMessage | None:
+        """An earlier message of the room as the edge parses it (decrypted when it was
+        encrypted), e.g. the voice message or image a question replies to; None when the
+        homeserver refuses it or it cannot be decrypted."""
+        try:
+            response = await self.client.room_get_event(room_id, event_id)
+        except Exception as error:  # transport errors nio did not absorb
+            log.info("matrix.fetch_event_failed", error_type=type(error).__name__)
+            return None
+        event = getattr(response, "event", None)
+        if isinstance(event, MegolmEvent):
+            event.room_id = room_id
+            try:
+                event = self.client.decrypt_event(event)
+            except Exception as error:  # no key (yet): nothing to read
+                log.info("matrix.fetch_event_undecryptable", error_type=type(error).__name__)
+                return None
+        source = getattr(event, "source", None)
+        sender = getattr(event, "sender", None)
+        if not isinstance(source, dict) or not isinstance(sender, str):
+            return None
+        encrypted = bool(getattr(event, "decrypted", False))
+        return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
 
 
 def _has_power_state(events: list[Any]) -> bool:

@@ -11,6 +11,7 @@ misses an event that arrived before the call (e.g. the bot answered very fast).
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import weakref
 from collections.abc import Callable
@@ -254,6 +255,63 @@ async def send_text(
     if client.olm is not None:
         # nio must know the room and its current members to share the Megolm key with them.
         await _wait_for_room(client, room_id)
+        await sync_once(client)
+    response = _raise_on_error(
+        await client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True),
+        "room_send",
+    )
+    return str(response.event_id)
+
+
+async def upload_file(
+    client: nio.AsyncClient, data: bytes, name: str, mimetype: str, encrypt: bool
+) -> dict[str, Any]:
+    """Upload bytes the way Element does; return the content keys locating them.
+
+    Clear: ``{"url": mxc}``. Encrypted (nio's AES-CTR, as in encrypted rooms):
+    ``{"file": {"url": mxc, "key": {...}, "iv": ..., "hashes": {"sha256": ...}, "v": "v2"}}``.
+    """
+    response, keys = await client.upload(
+        io.BytesIO(data), content_type=mimetype, filename=name, encrypt=encrypt, filesize=len(data)
+    )
+    _raise_on_error(response, "upload")
+    if encrypt:
+        assert keys is not None
+        return {"file": {"url": response.content_uri, **keys}}
+    return {"url": response.content_uri}
+
+
+async def send_file(
+    client: nio.AsyncClient,
+    room_id: str,
+    data: bytes,
+    name: str,
+    mimetype: str,
+    msgtype: str = "m.file",
+    encrypt: bool | None = None,
+    info: dict[str, Any] | None = None,
+    extra_content: dict[str, Any] | None = None,
+) -> str:
+    """Upload and send a file event (``m.file``, ``m.image``, ``m.audio``, ``m.video``).
+
+    ``encrypt`` defaults to whether the client runs encryption and the room is encrypted (as
+    Element decides). Returns the event id.
+    """
+    if client.olm is not None:
+        await _wait_for_room(client, room_id)
+    if encrypt is None:
+        room = client.rooms.get(room_id)
+        encrypt = bool(client.olm is not None and room is not None and room.encrypted)
+    location = await upload_file(client, data, name, mimetype, encrypt)
+    content: dict[str, Any] = {
+        "msgtype": msgtype,
+        "body": name,
+        "info": {"mimetype": mimetype, "size": len(data), **(info or {})},
+        **location,
+    }
+    if extra_content:
+        content.update(extra_content)
+    if client.olm is not None:
         await sync_once(client)
     response = _raise_on_error(
         await client.room_send(room_id, "m.room.message", content, ignore_unverified_devices=True),

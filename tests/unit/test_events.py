@@ -226,8 +226,10 @@ def test_image_event() -> None:
         }
     )
     message = parse(source)
-    assert message.kind is MessageKind.OTHER
+    assert message.kind is MessageKind.ATTACHMENT
     assert message.body == "capture.png"
+    assert message.attachment is not None
+    assert (message.attachment.name, message.attachment.width) == ("capture.png", 10)
 
 
 # --- Field hygiene ---------------------------------------------------------------------------
