@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands import (
     aide,
+    avis,
     commande,
     commandes,
     config,
@@ -30,6 +31,7 @@ def build_registry() -> CommandRegistry:
         stats,
         transcrire,
         oublie_moi,
+        avis,
         commandes,
         commande,
         planifier,

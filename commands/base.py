@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.answer.replies import Outbox
     from bot.answer.summary import Summarizer
     from bot.ops.ratelimit import Cooldown
+    from bot.pilot.service import Pilot
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
@@ -77,6 +78,7 @@ class CommandContext:
     prefix: str = "!"
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
+    pilot: Pilot | None = None
     media: MediaService | None = None
     large_summary_cooldown: Cooldown | None = None
     direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user

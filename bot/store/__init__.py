@@ -13,6 +13,7 @@ from bot.store.database import Database
 from bot.store.keys import AwaitingKeysRepository
 from bot.store.messages import MessagesRepository
 from bot.store.people import PeopleRepository
+from bot.store.pilot import PilotRepository
 from bot.store.receipts import ReadReceiptsRepository
 from bot.store.room_commands import RoomCommandsRepository
 from bot.store.rooms import RoomsRepository
@@ -38,6 +39,7 @@ class Store:
         self.commands = RoomCommandsRepository(db)
         self.schedules = SchedulesRepository(db)
         self.keys = AwaitingKeysRepository(db)
+        self.pilot = PilotRepository(db)
         self.receipts = ReadReceiptsRepository(db)
 
     @classmethod

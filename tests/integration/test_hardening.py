@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.app import EXIT_ALREADY_RUNNING
 from bot.french import PARIS
-from bot.ops import lock
+from bot.ops import datalock
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.integration.test_commands import group_room, set_power_level
@@ -121,7 +121,7 @@ async def test_a_second_process_on_the_same_data_folder_exits_4_naming_the_first
         await bot.start()
         assert bot.process is not None
         first_pid = bot.process.pid
-        assert lock.holder(bot.data_dir) == first_pid, "doctor can read who holds the folder"
+        assert datalock.holder(bot.data_dir) == first_pid, "doctor can read who holds the folder"
 
         second = bot.run_cli("run", timeout=60)
 
@@ -140,6 +140,6 @@ async def test_a_second_process_on_the_same_data_folder_exits_4_naming_the_first
             for e in events_in(alice, room_id)
         )
         assert await bot.stop() == 0
-        assert lock.holder(bot.data_dir) is None, "released with the process"
+        assert datalock.holder(bot.data_dir) is None, "released with the process"
     finally:
         bot.kill()
