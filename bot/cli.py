@@ -109,7 +109,11 @@ async def _purge(settings: Settings, user_id: str) -> int:
     finally:
         await store.close()
     print(
-        f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte."
+        f"Données effacées pour {user_id} : {deleted.messages} messages, "
+        f"{deleted.conversation_turns} éléments de contexte, {deleted.questions_withdrawn} "
+        f"questions en attente abandonnées, {deleted.custom_commands} commandes de salon, "
+        f"{deleted.schedules} planifications ; {deleted.audit_texts} textes du journal des "
+        "réglages effacés (qui et quand restent)."
     )
     return 0
 

@@ -124,6 +124,13 @@ class Action(StrEnum):
     COMMAND = "command"
 
 
+class WithdrawScope(StrEnum):
+    """Which of the asker's questions in flight a command takes back as soon as it arrives."""
+
+    ROOM = "room"  # their questions in this room (`!oublie`)
+    EVERYWHERE = "everywhere"  # their questions in every room (`!oublie-moi`)
+
+
 class Decision(Frozen):
     action: Action
     text: str = ""  # the message without the reply fallback (what summaries read)

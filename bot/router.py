@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,6 +32,7 @@ from bot.models import (
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
+    WithdrawScope,
 )
 from bot.ops import metrics
 from bot.ops.ratelimit import Cooldown, RecentKeys, SlidingWindowLimiter
@@ -47,7 +48,7 @@ from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+Job = Callable[[], Coroutine[Any, Any, None]]
 RATE_NOTICE_EVERY = 60.0
 # A read receipt this long after the previous one starts a new reading session (see
 # ReadReceiptsRepository.save): the previous session's last receipt is kept for `!resume`.
@@ -86,17 +87,21 @@ class _WaitingImage:
 
 
 class RoomWorkers:
-    """One queue per room: a room's questions are answered in order, rooms concurrently."""
+    """One queue per room: a room's questions are answered in order, rooms concurrently.
+
+    Each job runs in its own task, so one job can be cancelled (`cancel(key)`: its question
+    was withdrawn) while the room's worker goes on with the next."""
 
     def __init__(self, ready: asyncio.Event) -> None:
         self._ready = ready
-        self._queues: dict[str, asyncio.Queue[Job]] = {}
+        self._queues: dict[str, asyncio.Queue[tuple[str | None, Job]]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, tuple[str | None, asyncio.Task[None]]] = {}
         self._pending = 0
 
-    def submit(self, room_id: str, job: Job) -> None:
+    def submit(self, room_id: str, job: Job, key: str | None = None) -> None:
         queue = self._queues.setdefault(room_id, asyncio.Queue())
-        queue.put_nowait(job)
+        queue.put_nowait((key, job))
         self._pending += 1
         metrics.QUEUE_DEPTH.set(self._pending)
         if room_id not in self._tasks or self._tasks[room_id].done():
@@ -104,21 +109,37 @@ class RoomWorkers:
                 self._work(room_id, queue), name=f"room-{room_id}"
             )
 
-    async def _work(self, room_id: str, queue: asyncio.Queue[Job]) -> None:
+    async def _work(self, room_id: str, queue: asyncio.Queue[tuple[str | None, Job]]) -> None:
         await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
         while not queue.empty():
-            job = queue.get_nowait()
+            key, job = queue.get_nowait()
+            # Named like its worker: log lines and the bench's samples name the room's task.
+            task = asyncio.create_task(job(), name=f"room-{room_id}")
+            self._running[room_id] = (key, task)
             try:
-                await job()
+                await task  # cancelling this worker (shutdown) cancels the job too
             except asyncio.CancelledError:
-                raise
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                log.info("router.job_cancelled", room_id=room_id)  # this job only
             except Exception:
                 log.exception("router.job_crashed", room_id=room_id)
             finally:
+                self._running.pop(room_id, None)
                 self._pending -= 1
                 metrics.QUEUE_DEPTH.set(self._pending)
         self._queues.pop(room_id, None)
         self._tasks.pop(room_id, None)
+
+    def cancel(self, key: str) -> bool:
+        """Cancel the running job submitted with `key`; False if none is running. (A queued
+        job is not removed: it checks at its start whether it is still wanted.)"""
+        for running_key, task in self._running.values():
+            if running_key == key and not task.done():
+                task.cancel()
+                return True
+        return False
 
     @property
     def pending(self) -> int:
@@ -143,6 +164,8 @@ class CommandPort(Protocol):
     builtin_words: frozenset[str]
 
     def room_words(self, room_id: str) -> frozenset[str]: ...
+
+    def withdraws(self, room_id: str, invocation: Invocation) -> WithdrawScope | None: ...
 
     def uses_model(self, room_id: str, word: str) -> bool: ...
 
@@ -179,7 +202,8 @@ class Router:
         self._image_of_question: dict[str, IncomingMessage] = {}
         self._pilot = pilot if pilot is not None else Pilot(settings, store)
         self.workers = RoomWorkers(gateway.ready)
-        self._in_flight: set[str] = set()
+        self._in_flight: dict[str, IncomingMessage] = {}  # claimed, not finished, by event ID
+        self._withdrawn: dict[str, bool] = {}  # in flight but taken back: redact what was sent?
         self._rate_notices = Cooldown(RATE_NOTICE_EVERY)
         self._undecryptable_notified = RecentKeys()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
@@ -215,11 +239,18 @@ class Router:
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
+        withdrawn = self._withdraw(
+            lambda m: m.event_id == redacts and m.room_id == room_id, redact=True
+        )
         await self._store.messages.delete_event(room_id, redacts)
         await self._pilot.on_redaction(room_id, redacts)
-        log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
+        log.info(
+            "router.redaction_applied", room_id=room_id, event_id=redacts, withdrawn=bool(withdrawn)
+        )
 
     async def on_left(self, room_id: str) -> None:
+        # Nothing can be redacted in a room the bot is no longer in: just stop.
+        self._withdraw(lambda m: m.room_id == room_id, redact=False)
         await self._store.rooms.forget(room_id)
         await self._pilot.forget_room(room_id)
         self._room_config.forget(room_id)
@@ -334,9 +365,44 @@ class Router:
             return
         if not await self._store.triggers.claim(message, stored, decision):
             return  # already answered (a replayed sync)
+        if decision.invocation is not None:
+            scope = self._commands.withdraws(message.room_id, decision.invocation)
+            if scope is not None:
+                await self._withdraw_questions_of(message, scope)
         if decision.action is Action.QUESTION:
             self._take_waiting_image(message)
         self._schedule(message, decision, received_at)
+
+    # --- Withdrawn questions ------------------------------------------------------------------
+    def _withdraw(self, matches: Callable[[IncomingMessage], bool], *, redact: bool) -> list[str]:
+        """Take back the triggers in flight that `matches`: a running one is cancelled, a
+        queued one will not start (it checks at its start), and what was already sent for
+        them is redacted when `redact`. Synchronous: the marks are set before any await."""
+        chosen = [event_id for event_id, message in self._in_flight.items() if matches(message)]
+        for event_id in chosen:
+            self._withdrawn[event_id] = redact or self._withdrawn.get(event_id, False)
+            self.workers.cancel(event_id)
+        return chosen
+
+    async def _withdraw_questions_of(self, command: IncomingMessage, scope: WithdrawScope) -> None:
+        """`!oublie` / `!oublie-moi`: the asker's questions sent before it are taken back now,
+        not after they are answered."""
+        chosen = self._withdraw(
+            lambda m: (
+                m.sender == command.sender
+                and m.event_id != command.event_id
+                and (scope is WithdrawScope.EVERYWHERE or m.room_id == command.room_id)
+            ),
+            redact=True,
+        )
+        if chosen:
+            await self._store.triggers.withdraw(chosen)
+            log.info(
+                "router.questions_withdrawn",
+                room_id=command.room_id,
+                event_id=command.event_id,
+                count=len(chosen),
+            )
 
     # --- Voice messages and images ------------------------------------------------------------
     async def _on_media(
@@ -417,9 +483,9 @@ class Router:
         previous = self._waiting_images.pop(key, None)
         if previous is not None:
             previous.timer.cancel()
-            self._in_flight.discard(previous.image.event_id)
+            self._in_flight.pop(previous.image.event_id, None)
             self._schedule(previous.image, previous.decision)
-        self._in_flight.add(image.event_id)
+        self._in_flight[image.event_id] = image
         timer = asyncio.get_running_loop().call_later(wait, self._image_wait_over, key, image)
         self._waiting_images[key] = _WaitingImage(image, decision, timer)
 
@@ -472,7 +538,7 @@ class Router:
         to (its waiting trigger is finished here)."""
         image = self._image_of_question.pop(message.event_id, None)
         if image is not None:
-            self._in_flight.discard(image.event_id)
+            self._in_flight.pop(image.event_id, None)
             await self._store.triggers.finish(image, "answered", question=False)
             return image
         if self._media is None or message.reply_to_event_id is None:
@@ -531,23 +597,41 @@ class Router:
     def _schedule(
         self, message: IncomingMessage, decision: Decision, received_at: float | None = None
     ) -> None:
-        self._in_flight.add(message.event_id)
+        self._in_flight[message.event_id] = message
 
         async def job() -> None:
             # Every log line of this question (LLM retries included) carries its room and event.
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
+                self._outbox.track(message.event_id)
                 note = usage.UsageNote()
                 try:
-                    with usage.tracking(note):
-                        await self._handle(message, decision, received_at)
-                    for acknowledgement in await self._pilot.finish(message, note, received_at):
-                        self._acknowledge(acknowledgement)
+                    if await self._still_wanted(message):
+                        with usage.tracking(note):
+                            await self._handle(message, decision, received_at)
+                        for acknowledgement in await self._pilot.finish(message, note, received_at):
+                            self._acknowledge(acknowledgement)
                 finally:
-                    self._in_flight.discard(message.event_id)
+                    self._in_flight.pop(message.event_id, None)
+                    if self._withdrawn.pop(message.event_id, False):
+                        redacted = await self._outbox.retract(message)
+                        log.info("router.answer_retracted", redacted=redacted)
+                    else:
+                        self._outbox.untrack(message.event_id)
 
-        self.workers.submit(message.room_id, job)
+        self.workers.submit(message.room_id, job, key=message.event_id)
+
+    async def _still_wanted(self, message: IncomingMessage) -> bool:
+        """Checked when a job starts: a question withdrawn while it waited in the room's queue
+        (redacted, forgotten, its room left) never reaches the model."""
+        if message.event_id in self._withdrawn:
+            return False
+        status = await self._store.triggers.status(message.event_id)
+        if status != "pending":
+            log.info("router.withdrawn_before_start", status=status)
+            return False
+        return True
 
     async def _handle(
         self, message: IncomingMessage, decision: Decision, received_at: float | None

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from bot.answer.untrusted import as_code
 from bot.french import PARIS, fold
 from bot.store import Store
 from bot.store.database import Schedule
@@ -86,10 +87,10 @@ def parse_spec(spec: str) -> ScheduleSpec:
     days_text, _, time_text = folded.rpartition(" ")
     match = _TIME.match(time_text)
     if match is None:
-        raise ScheduleError(f"heure invalide « {time_text} » (exemples : 18:00, 8h30)")
+        raise ScheduleError(f"heure invalide {as_code(time_text)} (exemples : 18:00, 8h30)")
     hour, minute = int(match.group(1)), int(match.group(2) or 0)
     if hour > 23 or minute > 59:
-        raise ScheduleError(f"heure invalide « {time_text} »")
+        raise ScheduleError(f"heure invalide {as_code(time_text)}")
     return ScheduleSpec(weekdays=_parse_days(days_text), hour=hour, minute=minute)
 
 
@@ -102,7 +103,9 @@ def _parse_days(text: str) -> frozenset[int]:
             continue
         start_name, dash, end_name = item.partition("-")
         if start_name not in _DAY_NAMES or (dash and end_name not in _DAY_NAMES):
-            raise ScheduleError(f"jour inconnu dans « {item} » (exemples : lun-ven, sam, lun,mer)")
+            raise ScheduleError(
+                f"jour inconnu dans {as_code(item)} (exemples : lun-ven, sam, lun,mer)"
+            )
         start = _DAY_NAMES[start_name]
         end = _DAY_NAMES[end_name] if dash else start
         day = start

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.french import command_key
 from commands.base import Command, CommandContext, Power, UsageError
 from commands.custom import describe
@@ -51,7 +52,7 @@ async def run(ctx: CommandContext, topic: str | None) -> None:
             await ctx.reply(describe(custom, ctx.prefix))
             return
         if command is None:
-            await ctx.reply(texts.HELP_UNKNOWN.format(name=topic, prefix=ctx.prefix))
+            await ctx.reply(texts.HELP_UNKNOWN.format(name=as_code(topic), prefix=ctx.prefix))
             return
         await ctx.reply(detail(command, ctx.prefix, ctx.moderator_level))
         return
@@ -73,6 +74,7 @@ async def run(ctx: CommandContext, topic: str | None) -> None:
 
 COMMAND: Command[str | None] = Command(
     name="aide",
+    can_disable=False,
     aliases=("help",),
     summary="Liste les commandes disponibles, ou détaille l'une d'elles.",
     usage="aide [commande]",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
-from bot.models import IncomingMessage, RoomContext
+from bot.models import IncomingMessage, RoomContext, WithdrawScope
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -121,6 +121,10 @@ class Command(Generic[Args]):
     power: Power | Callable[[Args], Power] = Power.EVERYONE
     uses_llm: bool = False
     details: str = ""
+    # Questions of the asker still waiting or being answered are taken back on arrival.
+    withdraws: WithdrawScope | None = None
+    # False for commands a room's moderators cannot turn off.
+    can_disable: bool = True
 
     def required_power(self, args: Args) -> Power:
         return self.power if isinstance(self.power, Power) else self.power(args)

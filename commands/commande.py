@@ -7,6 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 from commands.custom import describe, template_fields
@@ -82,7 +83,7 @@ async def run(ctx: CommandContext, action: CustomAction) -> None:
             return
         lines = [texts.CUSTOM_LIST_HEADER] + [
             texts.COMMANDS_CUSTOM_LINE.format(
-                prefix=ctx.prefix, name=c.name, description=c.description
+                prefix=ctx.prefix, name=c.name, description=as_code(c.description)
             )
             for c in customs
         ]

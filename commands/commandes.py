@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 
-ALWAYS_ON = {"aide", "commandes"}
+# Why a command cannot be turned off, when it deserves more than the generic line.
+_WHY_ALWAYS_ON = {"oublie-moi": texts.FORGET_ME_CANNOT_DISABLE}
 _ACTIONS = {
     "desactiver": False,
     "desactive": False,
@@ -48,14 +50,14 @@ async def run(ctx: CommandContext, toggle: Toggle | None) -> None:
         for command in ctx.registry.commands:
             line = (
                 texts.COMMANDS_LINE_OFF
-                if ctx.room_commands.is_disabled(room_id, command.name)
+                if command.can_disable and ctx.room_commands.is_disabled(room_id, command.name)
                 else texts.COMMANDS_LINE_ON
             )
             lines.append(line.format(prefix=ctx.prefix, name=command.name))
         for custom in ctx.room_commands.customs(room_id):
             lines.append(
                 texts.COMMANDS_CUSTOM_LINE.format(
-                    prefix=ctx.prefix, name=custom.name, description=custom.description
+                    prefix=ctx.prefix, name=custom.name, description=as_code(custom.description)
                 )
             )
         lines += ["", texts.COMMANDS_FOOTER.format(prefix=ctx.prefix)]
@@ -63,9 +65,10 @@ async def run(ctx: CommandContext, toggle: Toggle | None) -> None:
         return
     target = ctx.registry.lookup(toggle.name)
     if target is None:
-        raise UsageError(texts.COMMAND_NOT_BUILTIN.format(name=toggle.name))
-    if target.name in ALWAYS_ON:
-        await ctx.reply(texts.COMMAND_CANNOT_DISABLE.format(prefix=ctx.prefix, name=target.name))
+        raise UsageError(texts.COMMAND_NOT_BUILTIN.format(name=as_code(toggle.name)))
+    if not target.can_disable:
+        refusal = _WHY_ALWAYS_ON.get(target.name, texts.COMMAND_CANNOT_DISABLE)
+        await ctx.reply(refusal.format(prefix=ctx.prefix, name=target.name))
         return
     await ctx.room_commands.set_enabled(room_id, target.name, ctx.message.sender, toggle.enabled)
     done = texts.COMMAND_NOW_ENABLED if toggle.enabled else texts.COMMAND_NOW_DISABLED
@@ -74,6 +77,7 @@ async def run(ctx: CommandContext, toggle: Toggle | None) -> None:
 
 COMMAND: Command[Toggle | None] = Command(
     name="commandes",
+    can_disable=False,
     aliases=("commands",),
     summary="Montre les commandes actives ici ; les modérateurs en activent ou désactivent.",
     usage="commandes [activer|désactiver <nom>]",
@@ -83,7 +87,7 @@ COMMAND: Command[Toggle | None] = Command(
     details=(
         "Sans argument : la liste des commandes et leur état dans ce salon.\n"
         "`commandes désactiver resume` : la commande répond qu'elle est désactivée ici et "
-        "disparaît de l'aide. `commandes activer resume` la rétablit. `aide` et `commandes` "
-        "restent toujours actives. Chaque changement est enregistré dans le journal d'audit."
+        "disparaît de l'aide. `commandes activer resume` la rétablit. `aide`, `commandes` et "
+        "`oublie-moi` restent toujours actives. Chaque changement est enregistré dans le journal d'audit."
     ),
 )

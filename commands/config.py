@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 from config.room_settings import SETTING_ALIASES, RoomSettings, display_value, updated_settings
@@ -40,7 +41,7 @@ def setting_field(key: str) -> str:
         return _KEYS[fold(key)]
     except KeyError:
         keys = ", ".join(RoomSettings.model_fields)
-        raise UsageError(texts.CONFIG_UNKNOWN_KEY.format(key=key, keys=keys)) from None
+        raise UsageError(texts.CONFIG_UNKNOWN_KEY.format(key=as_code(key), keys=keys)) from None
 
 
 def parse(text: str) -> ConfigArgs:
@@ -80,12 +81,14 @@ def _french(value: Any) -> str:
 
 
 def shown_value(field: str, value: Any, settings: Settings) -> str:
-    """A value as users read it: defaults spelled out, long text cut, on one line."""
+    """A value as users read it: defaults spelled out, long text cut, on one line, as code
+    (a moderator's text is shown as typed, never as a link or formatting)."""
     default = _effective_default(field, settings)
     if value is None and default is not None:
-        return texts.CONFIG_DEFAULT_VALUE.format(value=_french(default))
-    text = " ".join(_french(value).split())
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "…"
+        return texts.CONFIG_DEFAULT_VALUE.format(value=as_code(_french(default)))
+    if value is None or value == "":
+        return _french(value)  # the bot's own "(par défaut)" / "(aucune)"
+    return as_code(_french(value), MAX_SHOWN_CHARS)
 
 
 def allowed_model(name: str, settings: Settings) -> str:

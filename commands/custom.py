@@ -9,6 +9,7 @@ from bot import texts
 from bot.answer.conversation import error_text
 from bot.answer.llm import ChatMessage, ChatRequest, LLMError
 from bot.answer.summary import transcript
+from bot.answer.untrusted import as_code, as_code_block, fence
 from bot.pilot import usage
 from bot.store.database import CustomCommand
 from commands.base import CommandContext, UsageError
@@ -25,8 +26,8 @@ def describe(command: CustomCommand, prefix: str) -> str:
     return texts.CUSTOM_SHOW.format(
         prefix=prefix,
         name=command.name,
-        description=command.description,
-        template=command.template,
+        description=as_code(command.description),
+        template=as_code_block(command.template),
     )
 
 
@@ -45,7 +46,7 @@ def template_fields(template: str) -> set[str]:
         if field is None:
             continue
         if field not in ALLOWED_FIELDS or spec or conversion:
-            raise UsageError(texts.CUSTOM_TEMPLATE_BAD_FIELD.format(field=field))
+            raise UsageError(texts.CUSTOM_TEMPLATE_BAD_FIELD.format(field=as_code(f"{{{field}}}")))
         fields.add(field)
     return fields
 
@@ -68,7 +69,7 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
         window = await select_window(
             ctx, ResumeArgs(count=RECENT_MESSAGES), ctx.message.thread_root_id
         )
-        room_transcript = "\n".join(transcript(window.messages))
+        room_transcript = fence("\n".join(transcript(window.messages)))
     prompt = fill(command.template, text.strip(), room_transcript)
     system = ctx.conversation.system_prompt(ctx.room, ctx.room_settings)
     request = ChatRequest(

@@ -14,7 +14,7 @@ from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.french import command_key
-from bot.models import IncomingMessage, Invocation, RoomContext
+from bot.models import IncomingMessage, Invocation, RoomContext, WithdrawScope
 from bot.ops.ratelimit import Cooldown
 from bot.pilot.service import Pilot
 from bot.room_commands import RoomCommandsRepository
@@ -76,6 +76,15 @@ class CommandDispatcher:
 
     def room_words(self, room_id: str) -> frozenset[str]:
         return frozenset(command.name for command in self._room_commands.customs(room_id))
+
+    def withdraws(self, room_id: str, invocation: Invocation) -> WithdrawScope | None:
+        """The asker's questions this command takes back on arrival (None for most)."""
+        command = self.registry.lookup(invocation.word)
+        if command is None or command.withdraws is None:
+            return None
+        if self.registry.is_disabled_here(self._room_commands, room_id, command):
+            return None
+        return command.withdraws
 
     async def run(
         self, message: IncomingMessage, room: RoomContext, invocation: Invocation

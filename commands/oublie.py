@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot import texts
+from bot.models import WithdrawScope
 from commands.arguments import parse_keyword
 from commands.base import Command, CommandContext, Power
 
@@ -36,11 +37,13 @@ COMMAND: Command[bool] = Command(
     parse=parse,
     run=run,
     power=required_power,
+    withdraws=WithdrawScope.ROOM,
     details=(
         "`oublie` efface ce dont l'assistant se souvient de la conversation dans ce salon (tous "
         "ses fils compris). Tout le monde peut l'utiliser, y compris dans un salon à plusieurs : "
         "cela ne supprime aucun message et ne fait que repartir de zéro. Les messages du salon "
-        "restent disponibles pour `resume`.\n"
+        "restent disponibles pour `resume`. Vos questions dans ce salon qui attendaient encore "
+        "leur réponse sont abandonnées, et une réponse en cours d'écriture est effacée.\n"
         "`oublie tout` (réservé aux modérateurs) supprime en plus tous les messages de ce salon "
         "enregistrés par l'assistant pour les résumés."
     ),

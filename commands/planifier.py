@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.classify import parse_invocation
 from bot.french import PARIS, fold
 from bot.schedule import ScheduleError, looks_like_time, parse_spec
@@ -74,9 +75,8 @@ async def run(ctx: CommandContext, action: ScheduleAction) -> None:
         lines = [texts.SCHEDULE_LIST_HEADER] + [
             texts.SCHEDULE_LIST_LINE.format(
                 id=s.id,
-                prefix=ctx.prefix,
-                command=s.command_line,
-                spec=s.spec,
+                command=as_code(f"{ctx.prefix}{s.command_line}"),
+                spec=as_code(s.spec),
                 next_run=_when(s.next_run_ms),
             )
             for s in schedules
@@ -95,7 +95,7 @@ async def run(ctx: CommandContext, action: ScheduleAction) -> None:
     name = invocation.word if invocation else action.command_line.split()[0]
     builtin = ctx.registry.lookup(name)
     if builtin is None and ctx.room_commands.custom(room_id, fold(name)) is None:
-        raise UsageError(texts.SCHEDULE_UNKNOWN_COMMAND.format(name=name))
+        raise UsageError(texts.SCHEDULE_UNKNOWN_COMMAND.format(name=as_code(name)))
     if builtin is not None and builtin.name in NOT_SCHEDULABLE:
         raise UsageError(texts.SCHEDULE_FORBIDDEN_COMMAND.format(name=builtin.name))
     if len(await ctx.store.schedules.list(room_id)) >= MAX_SCHEDULES:
@@ -110,9 +110,8 @@ async def run(ctx: CommandContext, action: ScheduleAction) -> None:
     await ctx.reply(
         texts.SCHEDULE_ADDED.format(
             id=schedule_id,
-            prefix=ctx.prefix,
-            command=action.command_line,
-            spec=action.spec,
+            command=as_code(f"{ctx.prefix}{action.command_line}"),
+            spec=as_code(action.spec),
             next_run=_when(next_run),
         )
     )

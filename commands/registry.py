@@ -5,15 +5,19 @@ An unknown command or bad arguments get the usage line: never a stack trace, nev
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from bot import texts
+from bot.answer.untrusted import as_code
 from bot.french import command_key
 from bot.models import Invocation
 from bot.ops import metrics
 from commands.base import Command, CommandContext, Power, UsageError
+
+if TYPE_CHECKING:
+    from bot.room_commands import RoomCommandsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -37,6 +41,13 @@ class CommandRegistry:
     def is_reserved(self, word: str) -> bool:
         return command_key(word) in self._by_word
 
+    @staticmethod
+    def is_disabled_here(
+        room_commands: RoomCommandsRepository, room_id: str, command: Command[Any]
+    ) -> bool:
+        """Turned off in this room (commands that cannot be turned off never are)."""
+        return command.can_disable and room_commands.is_disabled(room_id, command.name)
+
     @property
     def commands(self) -> list[Command[Any]]:
         return list(self._commands)
@@ -47,7 +58,7 @@ class CommandRegistry:
         visible = []
         disabled = ctx.room_commands.disabled(ctx.message.room_id)
         for command in self._commands:
-            if command.name in disabled:
+            if command.name in disabled and command.can_disable:
                 continue
             if command.listed_power is Power.MODERATOR:
                 if moderator is None:
@@ -72,10 +83,14 @@ class CommandRegistry:
                 bound.info("command.custom_done")
                 return
             metrics.COMMANDS.labels("unknown").inc()
-            await ctx.reply(texts.UNKNOWN_COMMAND.format(word=invocation.word, prefix=ctx.prefix))
+            await ctx.reply(
+                texts.UNKNOWN_COMMAND.format(
+                    word=as_code(f"{ctx.prefix}{invocation.word}"), prefix=ctx.prefix
+                )
+            )
             return
         bound = bound.bind(command=command.name)
-        if ctx.room_commands.is_disabled(ctx.message.room_id, command.name):
+        if self.is_disabled_here(ctx.room_commands, ctx.message.room_id, command):
             await ctx.reply(
                 texts.COMMAND_DISABLED_HERE.format(prefix=ctx.prefix, name=command.name)
             )

@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 import structlog
 
 from bot import texts
-from bot.answer.citations import Speaker, escape_markdown, render, server_of, urls_in
+from bot.answer.citations import Speaker, render, server_of, urls_in
 from bot.answer.conversation import error_text
 from bot.answer.llm import LLMError
 from bot.answer.split import split_for_matrix
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
+from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, as_code
 from bot.classify import parse_invocation
 from bot.french import PARIS
 from bot.pilot import usage as pilot_usage
@@ -218,7 +219,7 @@ def header(ctx: CommandContext, window: Window, *, thread: bool, private: bool) 
         pattern = texts.SUMMARY_HEADER_PRIVATE_THREAD if thread else texts.SUMMARY_HEADER_PRIVATE
     else:
         pattern = texts.SUMMARY_HEADER_THREAD if thread else texts.SUMMARY_HEADER_ROOM
-    text = pattern.format(window=window.label, room=escape_markdown(ctx.room.name))
+    text = pattern.format(window=window.label, room=as_code(ctx.room.name, ROOM_NAME_MAX_CHARS))
     return f"{text} — {what}" if window.show_count else text
 
 

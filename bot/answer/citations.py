@@ -39,11 +39,6 @@ _BARE_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>()\[\]]*[^\s<>()\[\].,;:!?'\
 _OWNER = re.compile(r"^(\s*(?:[-*•]|\d+[.)])\s+)\*\*([^*\n]+?)\*\*")
 
 
-def escape_markdown(text: str) -> str:
-    """Text shown as is (a room name set by members): no link, emphasis or HTML from it."""
-    return re.sub(r"([\\`*_\[\]()<>#|~!])", r"\\\1", text)
-
-
 def permalink(room_id: str, event_id: str, server: str) -> str:
     """matrix.to link to one event, with a `via` so other servers' members can open it."""
     room = quote(room_id, safe="!:")

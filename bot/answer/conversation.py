@@ -19,6 +19,7 @@ from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLME
 from bot.answer.replies import Outbox
 from bot.answer.streaming import StreamingReply, stream_answer
 from bot.answer.tokens import TokenCounter, fit_to_budget
+from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, fence, one_line
 from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
@@ -79,7 +80,11 @@ class ConversationHandler:
 
     def system_prompt(self, room: RoomContext, room_settings: RoomSettings) -> str:
         today = french_date(datetime.fromtimestamp(self._clock(), PARIS))
-        name = "conversation privée" if room.is_direct else room.name
+        name = (
+            "conversation privée"
+            if room.is_direct
+            else one_line(room.name, ROOM_NAME_MAX_CHARS, fallback=room.room_id)
+        )
         prompt = self._base_prompt.replace("{date}", today).replace("{room_name}", name)
         if room_settings.langue.lower() not in ("français", "francais", "french"):
             prompt += "\n\n" + texts.ANSWER_LANGUAGE.format(language=room_settings.langue)
@@ -88,7 +93,7 @@ class ConversationHandler:
         return prompt
 
     def _speaker_line(self, room: RoomContext, name: str, text: str) -> str:
-        return text if room.is_direct else f"{name} : {text}"
+        return text if room.is_direct else f"{one_line(name)} : {text}"
 
     async def build_request(
         self,
@@ -110,7 +115,9 @@ class ConversationHandler:
             ):
                 excerpt = quoted.body if len(quoted.body) <= 2000 else quoted.body[:2000] + "…"
                 question_line = (
-                    texts.REPLIED_MESSAGE_CONTEXT.format(sender=quoted.sender_name, text=excerpt)
+                    texts.REPLIED_MESSAGE_CONTEXT.format(sender=one_line(quoted.sender_name))
+                    + "\n"
+                    + fence(excerpt)
                     + "\n"
                     + question_line
                 )
@@ -173,19 +180,19 @@ class ConversationHandler:
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         typing_on = asyncio.Event()
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
-        request = await self.build_request(message, question, room, room_settings, images)
         recorded = question if recorded_question is None else recorded_question
-        usage.current().model = request.model
-        if self._settings.log_message_content:
-            bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
-        if received_at is not None:
-            metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
         streaming = (
             room_settings.streaming
             if room_settings.streaming is not None
             else self._settings.streaming
         )
         try:
+            request = await self.build_request(message, question, room, room_settings, images)
+            usage.current().model = request.model
+            if self._settings.log_message_content:
+                bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
+            if received_at is not None:
+                metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
             if streaming:
                 completion = await self._stream(message, recorded, request, reply_prefix)
             else:
@@ -194,7 +201,11 @@ class ConversationHandler:
                 event_ids = await self._outbox.reply(
                     message, reply_prefix + completion.text, purpose="answer", measure_from=llm_done
                 )
-                await self.record_answer(message, recorded, completion.text, event_ids, completion)
+                if not await self.record_answer(
+                    message, recorded, completion.text, event_ids, completion
+                ):
+                    await self._withdrawn_meanwhile(message)
+                    return
         except LLMError as error:  # counted by the LLM client (tchapbot_llm_errors_total)
             usage.current().failed()
             await self._send_failure(message, error, failure_text)
@@ -235,8 +246,15 @@ class ConversationHandler:
         outcome = await stream_answer(_prefixed(deltas, prefix) if prefix else deltas, reply)
         usage.text = outcome.text.removeprefix(prefix)
         usage.finished = outcome.complete
-        await self.record_answer(message, question, usage.text, outcome.event_ids, usage)
+        if not await self.record_answer(message, question, usage.text, outcome.event_ids, usage):
+            await self._withdrawn_meanwhile(message)
         return usage
+
+    async def _withdrawn_meanwhile(self, message: IncomingMessage) -> None:
+        """The trigger stopped being pending while its answer was written (withdrawn by
+        another process, e.g. `tchap-bot purge-user`): what was sent for it is redacted."""
+        redacted = await self._outbox.retract(message)
+        log.info("conversation.withdrawn_while_answering", redacted=redacted)
 
     async def record_answer(
         self,
@@ -245,10 +263,11 @@ class ConversationHandler:
         answer: str,
         event_ids: list[str],
         completion: Completion,
-    ) -> None:
+    ) -> bool:
+        """Store the exchange; False (nothing stored) if the trigger was withdrawn meanwhile."""
         timestamp = now_ms()
         bot = self._settings.user_id
-        await self._store.triggers.finish(
+        recorded = await self._store.triggers.finish(
             message,
             "answered",
             answer_event_id=event_ids[0] if event_ids else None,
@@ -285,6 +304,8 @@ class ConversationHandler:
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
+        if not recorded:
+            return False
         metrics.ANSWERS.inc()
         note = usage.current()
         note.answered(
@@ -294,6 +315,7 @@ class ConversationHandler:
             completion.prompt_tokens,
             completion.completion_tokens,
         )
+        return True
 
     async def _send_failure(
         self,
@@ -303,7 +325,8 @@ class ConversationHandler:
     ) -> None:
         text = failure_text(error) if failure_text is not None else error_text(error)
         await self._outbox.reply(message, text, purpose="error", notice=True)
-        await self._store.triggers.finish(message, "failed")
+        if not await self._store.triggers.finish(message, "failed"):
+            await self._withdrawn_meanwhile(message)
 
 
 async def _prefixed(deltas: AsyncIterator[str], prefix: str) -> AsyncIterator[str]:

@@ -6,14 +6,20 @@ crash is deduplicated by the homeserver instead of appearing twice in the room.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import structlog
 
 from bot.answer.render import render_markdown
 from bot.answer.split import split_for_matrix
 from bot.models import BOT_MARKER, IncomingMessage
 from bot.ops import metrics
+
+log = structlog.get_logger(__name__)
 
 
 class MatrixSender(Protocol):
@@ -22,6 +28,8 @@ class MatrixSender(Protocol):
     ) -> str: ...
 
     async def set_typing(self, room_id: str, typing: bool) -> None: ...
+
+    async def redact(self, room_id: str, event_id: str, txn_id: str) -> bool: ...
 
 
 def transaction_id(trigger_event_id: str, purpose: str, part: int = 0) -> str:
@@ -86,11 +94,80 @@ def edit_content(
     }
 
 
+@dataclass
+class _Sent:
+    """What was sent for one tracked trigger: (room ID, event ID), and sends not yet answered."""
+
+    events: list[tuple[str, str]] = field(default_factory=list)
+    in_flight: set[asyncio.Future[str]] = field(default_factory=set)
+
+
 class Outbox:
-    """Sends replies to a trigger. `purpose` distinguishes several replies to one trigger."""
+    """Sends replies to a trigger. `purpose` distinguishes several replies to one trigger.
+
+    While a trigger is tracked (`track` … `untrack`, the router does it around each job),
+    every event sent for it is remembered, so that `retract` can redact them all if the
+    question is withdrawn (redacted, forgotten) while its answer is being written. A send
+    in flight when its job is cancelled still completes and is remembered, so nothing that
+    reached the room escapes the retraction."""
 
     def __init__(self, sender: MatrixSender) -> None:
         self._sender = sender
+        self._tracked: dict[str, _Sent] = {}
+
+    def track(self, trigger_event_id: str) -> None:
+        self._tracked.setdefault(trigger_event_id, _Sent())
+
+    def untrack(self, trigger_event_id: str) -> None:
+        self._tracked.pop(trigger_event_id, None)
+
+    def sent_for(self, trigger_event_id: str) -> list[str]:
+        sent = self._tracked.get(trigger_event_id)
+        return [event_id for _, event_id in sent.events] if sent else []
+
+    async def _send(
+        self,
+        trigger: IncomingMessage,
+        content: dict[str, Any],
+        txn_id: str,
+        *,
+        room_id: str | None = None,
+    ) -> str:
+        """Send for `trigger` (in its room unless `room_id` says otherwise), remembered while
+        the trigger is tracked."""
+        target = room_id or trigger.room_id
+        sent = self._tracked.get(trigger.event_id)
+        if sent is None:
+            return await self._sender.send_event(target, content, txn_id)
+        future = asyncio.ensure_future(self._sender.send_event(target, content, txn_id))
+        sent.in_flight.add(future)
+
+        def landed(done: asyncio.Future[str]) -> None:
+            sent.in_flight.discard(done)
+            if not done.cancelled() and done.exception() is None:
+                sent.events.append((target, done.result()))
+
+        future.add_done_callback(landed)
+        return await asyncio.shield(future)
+
+    async def retract(self, trigger: IncomingMessage) -> int:
+        """Redact every event sent for `trigger` (letting sends in flight land first), newest
+        first; stops tracking it. Returns how many redactions the homeserver accepted."""
+        sent = self._tracked.pop(trigger.event_id, None)
+        if sent is None:
+            return 0
+        if sent.in_flight:
+            await asyncio.gather(*sent.in_flight, return_exceptions=True)
+        redacted = 0
+        for index, (room_id, event_id) in reversed(list(enumerate(sent.events))):
+            txn_id = transaction_id(trigger.event_id, "retract", index)
+            try:
+                redacted += await self._sender.redact(room_id, event_id, txn_id)
+            except Exception as error:  # one failure must not spare the other events
+                log.warning(
+                    "outbox.redact_failed", room_id=room_id, error_type=type(error).__name__
+                )
+        return redacted
 
     async def reply(
         self,
@@ -109,9 +186,7 @@ class Outbox:
             if index == 0 and measure_from is not None:
                 metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
             event_ids.append(
-                await self._sender.send_event(
-                    trigger.room_id, content, transaction_id(trigger.event_id, purpose, index)
-                )
+                await self._send(trigger, content, transaction_id(trigger.event_id, purpose, index))
             )
         return event_ids
 
@@ -130,8 +205,11 @@ class Outbox:
                 "m.mentions": {},
             }
             event_ids.append(
-                await self._sender.send_event(
-                    room_id, content, transaction_id(trigger.event_id, purpose, index)
+                await self._send(
+                    trigger,
+                    content,
+                    transaction_id(trigger.event_id, purpose, index),
+                    room_id=room_id,
                 )
             )
         return event_ids
@@ -152,10 +230,11 @@ class Outbox:
         content = edit_content(original_event_id, markdown, render_markdown(markdown))
         if measure_from is not None:
             metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
-        return await self._sender.send_event(
-            room_id or trigger.room_id,
+        return await self._send(
+            trigger,
             content,
             transaction_id(trigger.event_id, f"{purpose}-edit", revision),
+            room_id=room_id,
         )
 
     async def typing(self, room_id: str, typing: bool) -> None:

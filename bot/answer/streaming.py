@@ -195,6 +195,12 @@ async def stream_answer(
             raise
         complete = False
         log.warning("streaming.broken")
+    except BaseException:
+        # Cancelled (the question was withdrawn, or shutdown): no edit may follow.
+        reply.stop()
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
+        raise
     # Let an in-flight publish land before the final edit, so edits stay in order.
     reply.stop()
     await asyncio.gather(publisher, return_exceptions=True)

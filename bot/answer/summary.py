@@ -19,14 +19,15 @@ from bot import texts
 from bot.answer.citations import number_lines
 from bot.answer.llm import ChatMessage, ChatRequest, Completion
 from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, fence, one_line
 from bot.french import PARIS
 from bot.store.database import StoredMessage
 from config.settings import Settings
 
 # Never cut the transcript finer than this, even when a huge system prompt eats the budget.
 MIN_CHUNK_TOKENS = 256
-# Room left in prompts for the "part i of n" header and the partial titles.
-HEADER_ALLOWANCE_TOKENS = 32
+# Room left in prompts for the "part i of n" header, the partial titles and the data fence.
+HEADER_ALLOWANCE_TOKENS = 64
 
 T = TypeVar("T")
 # Told after each chunk of a map-reduce summary: (chunks done, chunks in all).
@@ -79,7 +80,7 @@ def transcript_line(message: StoredMessage, *, with_date: bool) -> str:
     moment = _local(message.timestamp_ms)
     stamp = moment.strftime("%d/%m %H:%M") if with_date else moment.strftime("%H:%M")
     body = "\n  ".join(line.rstrip() for line in message.body.strip().splitlines()) or "…"
-    return f"{stamp} {message.sender_name} : {body}"
+    return f"{stamp} {one_line(message.sender_name)} : {body}"
 
 
 def transcript(messages: Sequence[StoredMessage]) -> list[str]:
@@ -214,7 +215,8 @@ class _Run:
     tally: _Tally = field(default_factory=_Tally)
 
     def _system(self, task: str) -> str:
-        filled = task.format(room_name=self.room_name, language=self.language)
+        room_name = one_line(self.room_name, ROOM_NAME_MAX_CHARS)
+        filled = task.format(room_name=room_name, language=self.language)
         return f"{self.instructions}\n\n{filled}" if self.instructions else filled
 
     def _budget(self, *tasks: str) -> int:
@@ -246,7 +248,7 @@ class _Run:
         if len(chunks) == 1:
             lines = "\n".join(line for _, line in chunks[0])
             text = await self._complete(
-                texts.SUMMARY_TASK_SINGLE, f"{texts.SUMMARY_TRANSCRIPT_HEADER}\n\n{lines}"
+                texts.SUMMARY_TASK_SINGLE, f"{texts.SUMMARY_TRANSCRIPT_HEADER}\n\n{fence(lines)}"
             )
             return text, 1
 
@@ -260,7 +262,7 @@ class _Run:
             index, chunk = indexed
             header = texts.SUMMARY_PART_HEADER.format(index=index, total=total)
             lines = "\n".join(line for _, line in chunk)
-            text = await self._complete(texts.SUMMARY_TASK_PART, f"{header}\n\n{lines}")
+            text = await self._complete(texts.SUMMARY_TASK_PART, f"{header}\n\n{fence(lines)}")
             done += 1
             if self.progress is not None:
                 await self.progress(done, total)
@@ -278,7 +280,7 @@ class _Run:
             f"{texts.SUMMARY_PARTIAL_TITLE.format(index=i, period=_period(part, with_date))}\n{part.text}"
             for i, part in enumerate(parts, start=1)
         ]
-        return texts.SUMMARY_PARTIALS_HEADER + "\n\n" + "\n\n".join(sections)
+        return texts.SUMMARY_PARTIALS_HEADER + "\n\n" + fence("\n\n".join(sections))
 
     def _groups(self, parts: list[_Part], budget: int, with_date: bool) -> list[list[_Part]]:
         """Consecutive partials that fit one merge request; at least two per group (except a

@@ -37,6 +37,7 @@ from nio import (
     RoomMessage,
     RoomMessagesError,
     RoomPreset,
+    RoomRedactResponse,
     RoomSendResponse,
     SyncError,
     SyncResponse,
@@ -686,6 +687,20 @@ class MatrixGateway:
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.homeserver_retry_max_seconds)
         raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
+
+    async def redact(self, room_id: str, event_id: str, txn_id: str) -> bool:
+        """Redact one of the bot's own events; the same txn_id is the same redaction after a
+        retry. False (logged) when the homeserver refused it (e.g. the bot left the room)."""
+        response = await self.client.room_redact(room_id, event_id, tx_id=txn_id)
+        if isinstance(response, RoomRedactResponse):
+            return True
+        log.warning(
+            "matrix.redact_failed",
+            room_id=room_id,
+            event_id=event_id,
+            status=getattr(response, "status_code", None),
+        )
+        return False
 
     def is_encrypted(self, room_id: str) -> bool:
         """Encrypted per nio's live room state or per its persisted list of encrypted rooms."""

@@ -97,6 +97,10 @@ class Schedule(Record):
 class UserDataDeleted(Record):
     messages: int
     conversation_turns: int
+    questions_withdrawn: int = 0
+    custom_commands: int = 0
+    schedules: int = 0
+    audit_texts: int = 0
 
 
 INSERT_MESSAGE = (

@@ -128,9 +128,15 @@ class MessagesRepository:
         return [ConversationTurn(**dict(row)) for row in reversed(rows)]
 
     async def clear_conversation(self, room_id: str) -> int:
+        """`!oublie`: the room's context, and the text of every question it recorded."""
         async with self._db.transaction() as db:
             cursor = await db.execute(
                 "DELETE FROM conversation_turns WHERE room_id = ?", (room_id,)
+            )
+            await db.execute(
+                "UPDATE triggers SET payload = '{}' WHERE room_id = ? AND status != 'pending' "
+                "AND payload != '{}'",
+                (room_id,),
             )
             return max(cursor.rowcount, 0)
 

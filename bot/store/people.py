@@ -1,10 +1,15 @@
-"""Data-subject requests: everything stored about one person, exported or deleted."""
+"""Data-subject requests: everything stored about one person, exported or deleted.
+
+What a person wrote is found in: room messages, conversation turns, the questions recorded as
+triggers (their full text is kept only while pending), the texts of the room-level changes
+they made (settings audit), the custom commands and the schedules they created.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.store.database import Database, UserDataDeleted
+from bot.store.database import Database, UserDataDeleted, now_ms
 
 
 class PeopleRepository:
@@ -25,11 +30,30 @@ class PeopleRepository:
             "WHERE user_id = ? ORDER BY id",
             (user_id,),
         )
+        triggers = await self._db.fetchall(
+            "SELECT event_id, room_id, status, event_timestamp_ms, received_at_ms, "
+            "answer_event_id, CASE status WHEN 'pending' THEN payload END AS pending_payload "
+            "FROM triggers WHERE sender = ? ORDER BY received_at_ms",
+            (user_id,),
+        )
+        commands = await self._db.fetchall(
+            "SELECT room_id, name, template, description, created_at_ms FROM custom_commands "
+            "WHERE created_by = ? ORDER BY room_id, name",
+            (user_id,),
+        )
+        schedules = await self._db.fetchall(
+            "SELECT id, room_id, spec, command_line, created_at_ms, next_run_ms, last_run_ms "
+            "FROM schedules WHERE created_by = ? ORDER BY id",
+            (user_id,),
+        )
         return {
             "user_id": user_id,
             "messages": [dict(row) for row in messages],
             "conversation_turns": [dict(row) for row in turns],
             "settings_changes": [dict(row) for row in audit],
+            "questions": [dict(row) for row in triggers],
+            "custom_commands": [dict(row) for row in commands],
+            "schedules": [dict(row) for row in schedules],
             "read_receipts": [
                 dict(row)
                 for row in await self._db.fetchall(
@@ -40,7 +64,15 @@ class PeopleRepository:
             ],
         }
 
-    async def purge(self, user_id: str) -> UserDataDeleted:
+    async def purge(
+        self, user_id: str, *, keep_event_id: str | None = None, until_ms: int | None = None
+    ) -> UserDataDeleted:
+        """Delete what this person wrote and blank the texts of the changes they made.
+
+        Their questions still waiting are withdrawn (skipped, text cleared) when they were
+        sent up to `until_ms` (all of them when None), except `keep_event_id` (the request
+        itself when it came as a command). The trigger rows stay, without content, so that a
+        replayed sync never answers a withdrawn question."""
         async with self._db.transaction() as db:
             cursor = await db.execute("DELETE FROM room_messages WHERE sender = ?", (user_id,))
             messages = max(cursor.rowcount, 0)
@@ -61,8 +93,32 @@ class PeopleRepository:
                 "UPDATE triggers SET payload = '{}' WHERE sender = ? AND status != 'pending'",
                 (user_id,),
             )
-            await db.execute(
-                "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
+            cursor = await db.execute(
+                "UPDATE triggers SET status = 'skipped', payload = '{}', updated_at_ms = ? "
+                "WHERE sender = ? AND status = 'pending' AND event_id IS NOT ? "
+                "AND (? IS NULL OR event_timestamp_ms <= ?)",
+                (now_ms(), user_id, keep_event_id, until_ms, until_ms),
             )
+            withdrawn = max(cursor.rowcount, 0)
             await db.execute("DELETE FROM read_receipts WHERE user_id = ?", (user_id,))
-        return UserDataDeleted(messages=messages, conversation_turns=turns)
+            cursor = await db.execute(
+                "DELETE FROM custom_commands WHERE created_by = ?", (user_id,)
+            )
+            commands = max(cursor.rowcount, 0)
+            cursor = await db.execute("DELETE FROM schedules WHERE created_by = ?", (user_id,))
+            schedules = max(cursor.rowcount, 0)
+            # Who changed what and when stays (the room's accountability); the texts go.
+            cursor = await db.execute(
+                "UPDATE settings_audit SET old_value = NULL, new_value = NULL "
+                "WHERE user_id = ? AND (old_value IS NOT NULL OR new_value IS NOT NULL)",
+                (user_id,),
+            )
+            audit = max(cursor.rowcount, 0)
+        return UserDataDeleted(
+            messages=messages,
+            conversation_turns=turns,
+            questions_withdrawn=withdrawn,
+            custom_commands=commands,
+            schedules=schedules,
+            audit_texts=audit,
+        )

@@ -66,6 +66,20 @@ class TriggersRepository:
         row = await self._db.fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
         return row[0] if row else None
 
+    async def withdraw(self, event_ids: Sequence[str]) -> int:
+        """Pending triggers that will not be answered (their asker took them back): skipped,
+        their text cleared. Triggers already finished are left as they are."""
+        if not event_ids:
+            return 0
+        marks = ", ".join("?" for _ in event_ids)
+        async with self._db.transaction() as db:
+            cursor = await db.execute(
+                "UPDATE triggers SET status = 'skipped', payload = '{}', updated_at_ms = ? "
+                f"WHERE status = 'pending' AND event_id IN ({marks})",
+                (now_ms(), *event_ids),
+            )
+            return max(cursor.rowcount, 0)
+
     async def pending(self) -> list[Job]:
         rows = await self._db.fetchall(
             "SELECT payload FROM triggers WHERE status = 'pending' ORDER BY received_at_ms"
@@ -83,8 +97,11 @@ class TriggersRepository:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         question: bool = True,
-    ) -> None:
-        """Record the outcome of a trigger and the exchange it produced, atomically.
+    ) -> bool:
+        """Record the outcome of a trigger and the exchange it produced, atomically, only if
+        the trigger is still pending: a trigger withdrawn meanwhile (redacted, forgotten, its
+        room left) stays as it is and nothing of the exchange is stored. The question's full
+        text (`payload`) is cleared with the outcome. Returns False when nothing was recorded.
         Commands pass `question=False`: usage counts questions to the model only."""
         if answer_event_id is not None:
             faults.maybe_crash("after_send_before_record")  # tests only: sent, not recorded
@@ -92,10 +109,13 @@ class TriggersRepository:
         answered = 1 if status == "answered" and question else 0
         asked = 1 if question else 0
         async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE triggers SET status = ?, answer_event_id = ?, updated_at_ms = ? WHERE event_id = ?",
+            cursor = await db.execute(
+                "UPDATE triggers SET status = ?, answer_event_id = ?, updated_at_ms = ?, "
+                "payload = '{}' WHERE event_id = ? AND status = 'pending'",
                 (status, answer_event_id, timestamp, message.event_id),
             )
+            if cursor.rowcount != 1:
+                return False
             await db.executemany(
                 "INSERT INTO conversation_turns (room_id, thread_root_id, role, sender, sender_name, "
                 "content, event_id, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -123,3 +143,4 @@ class TriggersRepository:
                 "last_activity_ms = excluded.last_activity_ms",
                 (message.room_id, asked, answered, prompt_tokens, completion_tokens, timestamp),
             )
+        return True

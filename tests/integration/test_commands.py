@@ -119,7 +119,7 @@ async def test_summary_of_empty_window_is_friendly(
 async def test_summary_map_reduce_on_history_larger_than_context(
     start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
 ) -> None:
-    bot = await start_bot(context_token_budget=1200, max_answer_tokens=200)
+    bot = await start_bot(context_token_budget=1400, max_answer_tokens=200)
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, name="Comité")
     for n in range(40):

@@ -133,7 +133,7 @@ async def test_private_summary_lands_in_a_real_dm_with_a_notice_in_the_room(
         timeout=30,
     )
     assert summary["content"]["body"].startswith(
-        "**Résumé de « Équipe projet »** — le dernier message\n"
+        "**Résumé de `Équipe projet`** — le dernier message\n"
     )
     assert f'href="{permalink(room_id, decided)}"' in summary["content"]["formatted_body"]
     history = await alice.room_messages(dm_id, start=alice.next_batch, limit=50)
@@ -193,7 +193,7 @@ async def test_scheduled_summary_can_be_private_to_its_author(
     digest = await wait_for_event(
         alice, dm_id, lambda e: "la note part demain" in e["content"].get("body", "")
     )
-    assert digest["content"]["body"].startswith("**Résumé de « Équipe projet »** — depuis le ")
+    assert digest["content"]["body"].startswith("**Résumé de `Équipe projet`** — depuis le ")
     # Nothing was posted in the room for the scheduled private digest: a follow-up command is
     # answered, and the only bot messages after the schedule's confirmation are its answer.
     marker = await ask(alice, room_id, bot.user_id, "!resume 1")

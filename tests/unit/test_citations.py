@@ -8,7 +8,6 @@ from bot.answer.citations import (
     Speaker,
     cited_numbers,
     drop_model_links,
-    escape_markdown,
     link_citations,
     number_lines,
     permalink,
@@ -180,8 +179,9 @@ def test_render_keeps_only_the_bots_links() -> None:
 
 def test_room_names_cannot_inject_markdown() -> None:
     from bot.answer.render import render_markdown
+    from bot.answer.untrusted import as_code
 
-    name = "Salon [clic](https://evil.example) **gras** <b>x</b>"
-    html = render_markdown(f"**Résumé de « {escape_markdown(name)} »**")
+    name = "Salon [clic](https://evil.example) **gras** <b>x</b>\n\n# Titre"
+    html = render_markdown(f"**Résumé de {as_code(name)}**")
     assert "href" not in html and "<b>x</b>" not in html and "<strong>gras</strong>" not in html
     assert "[clic](https://evil.example)" in html

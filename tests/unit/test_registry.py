@@ -365,7 +365,7 @@ async def test_help_on_one_command(env: Env) -> None:
     assert "modérateurs" in only(await env.run("!aide !stats"))
     assert "certaines variantes" in only(await env.run("!aide config"))
     unknown = only(await env.run("!aide meteo"))
-    assert "Je ne connais pas la commande « meteo »" in unknown
+    assert "Je ne connais pas la commande `meteo`" in unknown
 
 
 # oublie
@@ -413,7 +413,7 @@ async def test_config_shows_every_setting(env: Env) -> None:
     text = only(await env.run("!config"))
     for key in ("consigne", "mode", "modele", "temperature", "langue", "resumes", "streaming"):
         assert f"`{key}`" in text
-    assert "(par défaut : mistral-small-latest)" in text
+    assert "(par défaut : `mistral-small-latest`)" in text
     assert "Consigne ajoutée au prompt système" in text
 
 
@@ -423,7 +423,7 @@ async def test_config_change_is_for_moderators_and_audited(env: Env) -> None:
     assert env.room_config.get(ROOM).consigne == ""
 
     done = only(await env.run("!config Consigne Réponds en vers.", sender=MODERATOR))
-    assert done == "✅ consigne : (aucune) → Réponds en vers."
+    assert done == "✅ consigne : (aucune) → `Réponds en vers.`"
     assert env.room_config.get(ROOM).consigne == "Réponds en vers."
     audit = await env.store.settings.audit_of(ROOM)
     assert [(a.user_id, a.key, a.new_value) for a in audit] == [
@@ -436,7 +436,7 @@ async def test_config_change_is_for_moderators_and_audited(env: Env) -> None:
     assert len(await env.store.settings.audit_of(ROOM)) == 1
 
     reset = only(await env.run("!config consigne défaut", sender=MODERATOR))
-    assert reset == "✅ consigne : Réponds en vers. → (aucune)"
+    assert reset == "✅ consigne : `Réponds en vers.` → (aucune)"
     assert env.room_config.get(ROOM).consigne == ""
 
 
@@ -460,7 +460,7 @@ async def test_invalid_values_change_nothing(env: Env, command: str, reason: str
 
 async def test_config_values_in_french(env: Env) -> None:
     assert only(await env.run("!config température 0,7", sender=MODERATOR)).endswith(
-        "(par défaut : 0,3) → 0,7"
+        "(par défaut : `0,3`) → `0,7`"
     )
     assert env.room_config.get(ROOM).temperature == 0.7
     await env.run("!config résumés non", sender=MODERATOR)
@@ -471,7 +471,7 @@ async def test_config_values_in_french(env: Env) -> None:
 
 async def test_config_unknown_key_is_a_usage_error(env: Env) -> None:
     text = only(await env.run("!config couleur bleu", sender=MODERATOR))
-    assert "réglage inconnu : « couleur »" in text and "Usage" in text
+    assert "réglage inconnu : `couleur`" in text and "Usage" in text
 
 
 # modele
@@ -481,7 +481,7 @@ async def test_model_show_and_switch(env: Env) -> None:
     assert "`mistral-large-latest`" in shown
     assert "réservée" in only(await env.run("!model mistral-large-latest"))
     done = only(await env.run("!modèle Mistral-Large-Latest", sender=MODERATOR))
-    assert done == "✅ modele : (par défaut : mistral-small-latest) → mistral-large-latest"
+    assert done == "✅ modele : (par défaut : `mistral-small-latest`) → `mistral-large-latest`"
     assert env.room_config.get(ROOM).modele == "mistral-large-latest"
     assert [a.key for a in await env.store.settings.audit_of(ROOM)] == ["modele"]
     assert "non autorisé" in only(await env.run("!modele gpt-4", sender=MODERATOR))
@@ -596,8 +596,8 @@ async def test_commands_run_concurrently_in_different_rooms(env: Env) -> None:
         True,
         True,
     ]
-    prompts = sorted(request.messages[-1].content for request in env.llm.requests)
-    assert prompts[0].endswith("Bob : a") and prompts[1].endswith("Bob : b")
+    prompts = [request.messages[-1].content for request in env.llm.requests]
+    assert sorted(p.split("Bob : ")[1][0] for p in prompts) == ["a", "b"]
 
 
 async def test_summary_starts_where_the_asker_last_read(env: Env) -> None:

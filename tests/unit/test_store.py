@@ -257,6 +257,189 @@ async def test_export_then_purge_a_user(store: Store, tmp_path: Path) -> None:
     assert await store.messages.get("$q2") is not None, "other users keep their data"
 
 
+# --- Withdrawn questions and personal data (issue 13, items 5 and 6) -------------------------
+
+
+async def test_finish_never_turns_a_redacted_question_back_to_answered(
+    store: Store, tmp_path: Path
+) -> None:
+    message = question("$late", "Secret collé par erreur 7731")
+    assert await store.triggers.claim(message, stored(message))
+    await store.messages.delete_event(ROOM, "$late")  # redacted while the model was writing
+
+    recorded = await store.triggers.finish(
+        message,
+        "answered",
+        answer_event_id="$ans",
+        turns=[
+            ConversationTurn(
+                role="user",
+                sender=ALICE,
+                sender_name=ALICE,
+                content=message.body,
+                event_id="$late",
+                timestamp_ms=message.timestamp_ms,
+            )
+        ],
+        answer_messages=[
+            StoredMessage(
+                event_id="$ans",
+                room_id=ROOM,
+                sender=BOT,
+                sender_name="Assistant",
+                body="Sur « Secret collé par erreur 7731 »",
+                timestamp_ms=now_ms(),
+            )
+        ],
+        prompt_tokens=10,
+    )
+
+    assert recorded is False
+    assert await store.triggers.status("$late") == "skipped"
+    assert "7731" not in database_text(tmp_path / "bot.sqlite3")
+    counts = rows_about(tmp_path / "bot.sqlite3", "room_id", ROOM)
+    assert counts["conversation_turns"] == 0 and counts["room_messages"] == 0
+    assert (await store.usage.of_room(ROOM)).questions == 0, "a withdrawn question is not counted"
+
+
+async def test_the_question_text_is_cleared_once_the_trigger_is_finished(
+    store: Store, tmp_path: Path
+) -> None:
+    for status in ("answered", "failed", "skipped"):
+        message = question(f"$q-{status}", f"Texte complet {status} 5150")
+        assert await store.triggers.claim(message)
+        assert "5150" in database_text(tmp_path / "bot.sqlite3")
+        assert await store.triggers.finish(message, status)
+    rows = await store.db.fetchall("SELECT payload FROM triggers")
+    assert [row[0] for row in rows] == ["{}", "{}", "{}"]
+
+
+async def test_withdrawing_leaves_finished_triggers_alone(store: Store) -> None:
+    done, waiting = question("$done", "fini"), question("$wait", "en attente 8080")
+    await ask_and_answer(store, done, "Réponse", "$a")
+    assert await store.triggers.claim(waiting)
+
+    assert await store.triggers.withdraw(["$done", "$wait", "$unknown"]) == 1
+
+    assert await store.triggers.status("$done") == "answered"
+    assert await store.triggers.status("$wait") == "skipped"
+    assert await store.triggers.pending() == []
+
+
+async def test_forget_clears_the_text_of_the_rooms_questions(store: Store, tmp_path: Path) -> None:
+    async with store.db.transaction() as db:  # a row written before payloads were cleared
+        await db.execute(
+            "INSERT INTO triggers (event_id, room_id, sender, status, received_at_ms, "
+            "event_timestamp_ms, payload, updated_at_ms) VALUES (?, ?, ?, 'answered', 1, 1, ?, 1)",
+            ("$old", ROOM, ALICE, '{"message": "ancien 4242"}'),
+        )
+    waiting = question("$wait", "en attente 8080")
+    assert await store.triggers.claim(waiting)
+
+    await store.messages.clear_conversation(ROOM)
+
+    text = database_text(tmp_path / "bot.sqlite3")
+    assert "4242" not in text
+    assert "8080" in text, "a question still waiting keeps its text until it is answered"
+
+
+async def test_purge_covers_questions_audit_texts_custom_commands_and_schedules(
+    store: Store, tmp_path: Path
+) -> None:
+    from bot.store.database import CustomCommand
+
+    path = tmp_path / "bot.sqlite3"
+    waiting = question("$wait", "Question en attente Orion-55")
+    assert await store.triggers.claim(waiting, stored(waiting))
+    command = question("$forget", "!oublie-moi")
+    assert await store.triggers.claim(command)
+    await store.commands.save_custom(
+        CustomCommand(
+            room_id=ROOM,
+            name="cp",
+            template="Modèle d'Alice Lyra-12 : {texte}",
+            description="communiqué Lyra-12",
+            created_by=ALICE,
+            created_at_ms=now_ms(),
+        ),
+        None,
+    )
+    await store.commands.save_custom(
+        CustomCommand(
+            room_id=ROOM,
+            name="bob",
+            template="Modèle de Bob : {texte}",
+            description="de Bob",
+            created_by=BOB,
+            created_at_ms=now_ms(),
+        ),
+        None,
+    )
+    await store.schedules.add(ROOM, "lun-ven 18:00", "resume Vega-9", ALICE, now_ms() + DAY_MS)
+    await store.schedules.add(ROOM, "lun 09:00", "resume 1j", BOB, now_ms() + DAY_MS)
+
+    exported = await store.people.export(ALICE)
+    assert [c["template"] for c in exported["custom_commands"]] == [
+        "Modèle d'Alice Lyra-12 : {texte}"
+    ]
+    assert [s["command_line"] for s in exported["schedules"]] == ["resume Vega-9"]
+    assert {q["event_id"] for q in exported["questions"]} == {"$wait", "$forget"}
+    assert any("Orion-55" in (q["pending_payload"] or "") for q in exported["questions"])
+    assert {c["key"] for c in exported["settings_changes"]} == {
+        "commande-perso:cp",
+        "planification:1",
+    }
+
+    deleted = await store.people.purge(ALICE, keep_event_id="$forget")
+
+    assert (deleted.custom_commands, deleted.schedules, deleted.questions_withdrawn) == (1, 1, 1)
+    assert deleted.audit_texts == 2
+    text = database_text(path)
+    for gone in ("Orion-55", "Lyra-12", "Vega-9"):
+        assert gone not in text, gone
+    assert "Modèle de Bob" in text and "resume 1j" in text, "others keep what they wrote"
+    assert await store.triggers.status("$wait") == "skipped", "kept, so a replay never answers it"
+    assert await store.triggers.status("$forget") == "pending", "the request itself runs on"
+    audit = (await store.people.export(ALICE))["settings_changes"]
+    assert len(audit) == 2, "who changed what and when stays"
+    assert all(row["old_value"] is None and row["new_value"] is None for row in audit)
+
+
+async def test_migration_0004_clears_old_question_texts_and_re_enables_forget_me(
+    tmp_path: Path,
+) -> None:
+    import aiosqlite
+
+    import bot.store
+
+    path = tmp_path / "old.sqlite3"
+    migrations = Path(bot.store.__file__).parent / "migrations"
+    async with aiosqlite.connect(path) as db:  # as a database of version 3 left them
+        for script in sorted(migrations.glob("000[123]_*.sql")):
+            await db.executescript(script.read_text(encoding="utf-8"))
+        await db.execute(
+            "INSERT INTO triggers (event_id, room_id, sender, status, received_at_ms, "
+            "event_timestamp_ms, payload, updated_at_ms) VALUES "
+            "('$a', ?, ?, 'answered', 1, 1, 'ancien 4242', 1), "
+            "('$p', ?, ?, 'pending', 1, 1, 'en attente 8080', 1)",
+            (ROOM, ALICE, ROOM, ALICE),
+        )
+        await db.execute(
+            "INSERT INTO disabled_commands VALUES (?, 'oublie-moi', ?, 1), (?, 'resume', ?, 1)",
+            (ROOM, BOB, ROOM, BOB),
+        )
+        await db.execute("PRAGMA user_version=3")
+        await db.commit()
+
+    reopened = await Store.open(path)
+    try:
+        text = database_text(path)
+        assert "4242" not in text and "8080" in text
+        assert await reopened.commands.disabled() == {ROOM: {"resume"}}
+    finally:
+        await reopened.close()
+
+
 async def test_read_receipts_keep_the_previous_reading_session(store: Store) -> None:
     from bot.models import ReadReceipt
 

@@ -1,0 +1,147 @@
+"""Withdrawing one job (issue 13, item 5): the room's worker goes on; what was sent, even a send
+still in flight at the time, is redacted. And a failed prompt leaves no typing notice on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.answer.conversation import TYPING_DELAY_SECONDS, ConversationHandler
+from bot.answer.replies import Outbox
+from bot.models import IncomingMessage, MessageKind, RoomContext
+from bot.router import RoomWorkers
+from bot.store import Store
+from config.room_settings import RoomSettings
+from config.settings import Settings
+
+ROOM = "!salon:localhost"
+
+
+def trigger(event_id: str) -> IncomingMessage:
+    return IncomingMessage(
+        room_id=ROOM,
+        event_id=event_id,
+        sender="@alice:localhost",
+        sender_name="Alice",
+        kind=MessageKind.TEXT,
+        body="question",
+        timestamp_ms=1,
+    )
+
+
+class SlowSender:
+    """Sends land when the test says so; redactions are recorded."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.sent: list[str] = []
+        self.redacted: list[tuple[str, str]] = []
+
+    async def send_event(
+        self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = ""
+    ) -> str:
+        await self.release.wait()
+        event_id = f"$sent{len(self.sent)}"
+        self.sent.append(event_id)
+        return event_id
+
+    async def set_typing(self, room_id: str, typing: bool) -> None:
+        return None
+
+    async def redact(self, room_id: str, event_id: str, txn_id: str) -> bool:
+        self.redacted.append((room_id, event_id))
+        return True
+
+
+async def test_a_send_in_flight_when_its_job_is_cancelled_is_still_redacted() -> None:
+    sender = SlowSender()
+    outbox = Outbox(sender)
+    question = trigger("$q")
+    outbox.track("$q")
+    sender.release.set()
+    await outbox.reply(question, "Premier morceau")
+    sender.release.clear()
+    job = asyncio.ensure_future(outbox.edit(question, "$sent0", "Suite", purpose="a", revision=1))
+    await asyncio.sleep(0.01)
+    job.cancel()
+    await asyncio.gather(job, return_exceptions=True)
+    assert sender.sent == ["$sent0"], "the edit has not reached the homeserver yet"
+
+    sender.release.set()  # the homeserver answers after the cancellation
+    assert await outbox.retract(question) == 2
+
+    assert sender.redacted == [(ROOM, "$sent1"), (ROOM, "$sent0")], "newest first, all of them"
+    assert outbox.sent_for("$q") == []
+
+
+async def test_untracked_sends_are_not_remembered() -> None:
+    sender = SlowSender()
+    sender.release.set()
+    outbox = Outbox(sender)
+    await outbox.reply(trigger("$q"), "Réponse")
+    assert await outbox.retract(trigger("$q")) == 0 and sender.redacted == []
+
+
+async def test_cancelling_one_job_lets_the_room_go_on_with_the_next() -> None:
+    ready = asyncio.Event()
+    ready.set()
+    workers = RoomWorkers(ready)
+    started = asyncio.Event()
+    done: list[str] = []
+
+    async def hangs() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def follows() -> None:
+        done.append("suivante")
+
+    workers.submit(ROOM, hangs, key="$q1")
+    workers.submit(ROOM, follows, key="$q2")
+    await started.wait()
+    assert workers.cancel("$q1") is True
+    assert workers.cancel("$absent") is False
+    assert await workers.drain(5)
+    assert done == ["suivante"] and workers.pending == 0
+
+
+class TypingOutbox:
+    def __init__(self) -> None:
+        self.typing_calls: list[bool] = []
+
+    async def typing(self, room_id: str, typing: bool) -> None:
+        self.typing_calls.append(typing)
+
+
+@pytest.mark.parametrize("fails_after_typing_started", [False, True])
+async def test_no_typing_notice_is_left_behind_when_the_prompt_cannot_be_built(
+    tmp_path: Path, fails_after_typing_started: bool
+) -> None:
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    settings = Settings(
+        homeserver="https://matrix.example",
+        user_id="@bot:localhost",
+        password="secret",
+        mistral_api_key="key",
+    )
+    outbox = TypingOutbox()
+
+    class Unreadable(ConversationHandler):
+        async def build_request(self, *args: Any, **kwargs: Any) -> Any:
+            if fails_after_typing_started:
+                await asyncio.sleep(TYPING_DELAY_SECONDS * 4)
+            raise RuntimeError("base illisible")
+
+    handler = Unreadable(settings, store, None, None, outbox)  # type: ignore[arg-type]
+    room = RoomContext(room_id=ROOM, name="Salon", is_direct=True, encrypted=False)
+    try:
+        with pytest.raises(RuntimeError):
+            await handler.answer(trigger("$q"), "question", room, RoomSettings())
+        await asyncio.sleep(TYPING_DELAY_SECONDS * 4)
+        await handler.close()
+    finally:
+        await store.close()
+    assert outbox.typing_calls == ([True, False] if fails_after_typing_started else [])
