@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.figures import concurrency, e2e, overhead, recall, scale, streaming, summary
+from bench.figures import concurrency, e2e, overhead, power, recall, scale, streaming, summary
 from bench.harness import FULL, QUICK, REPO, Bench
 from bench.machine import LoadMeter, machine_busy_seconds, machine_info, own_cpu_seconds
 from bench.results import Figure, Row, markdown, write_json
@@ -39,6 +39,7 @@ FIGURES = (
     "summary",
     "streaming",
     "recall",
+    "power",
 )
 TITLES = {
     "overhead": "1. Bot overhead per question",
@@ -49,6 +50,7 @@ TITLES = {
     "summary": "6. Summaries",
     "streaming": "7. Streaming",
     "recall": recall.TITLE,
+    "power": "9. Rights check in a large room",
 }
 Routine = Callable[[Bench], Awaitable[list[Figure]]]
 ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
@@ -59,6 +61,7 @@ ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
     (("concurrency",), concurrency.run),
     (("scale",), scale.run),
     (("recall",), recall.run),
+    (("power",), power.run),
 ]
 ANALYSIS = Path(__file__).with_name("analysis.md")
 

@@ -51,6 +51,8 @@ class Scale:
     scale_messages: int = 1_000_000
     scale_turns_per_room: int = 100
     context_samples: int = 1000
+    power_room_members: int = 2000
+    power_repeats: int = 15
     restarts: int = 3
     settle_seconds: float = 1.0  # pauses that let the bot finish its bookkeeping off the clock
     warm_up: int = 3
@@ -71,6 +73,8 @@ QUICK = Scale(
     scale_messages=4000,
     scale_turns_per_room=10,
     context_samples=20,
+    power_room_members=10,
+    power_repeats=3,
     restarts=1,
     settle_seconds=0.2,
     warm_up=1,

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Awaitable
 from typing import Any
@@ -22,6 +23,7 @@ from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
 from bot.matrix.gateway import MatrixGateway
 from bot.matrix.session import AuthenticationFailed
+from bot.ops import datalock
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.pilot.service import Pilot
 from bot.room_commands import RoomCommandsRepository
@@ -38,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 EXIT_OK = 0
 EXIT_AUTH_FAILED = 3
+EXIT_ALREADY_RUNNING = 4
 EXIT_STOP_FORCED = 5
 STOP_DEADLINE_SECONDS = 10.0  # SIGTERM/SIGINT → process gone, whatever it was doing
 SHUTDOWN_GRACE_SECONDS = 5.0  # in-flight answers; unfinished ones are resumed at next start
@@ -66,6 +69,21 @@ class BotApp:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):  # session token, crypto keys, people's messages
             settings.data_dir.chmod(0o700)
+        try:  # before anything touches the crypto store: one process per data folder
+            with datalock.held(settings.data_dir):
+                return await self._run_locked()
+        except datalock.LockHeld as error:
+            print(
+                texts.ALREADY_RUNNING.format(
+                    pid=error.pid or "inconnu", data_dir=settings.data_dir
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_ALREADY_RUNNING
+
+    async def _run_locked(self) -> int:
+        settings = self.settings
         store = self.store = await Store.open(settings.database_path)
         tokens = MistralTokenCounter()  # loads the tokenizer when a count is first needed
         llm = self.llm = LLMClient(

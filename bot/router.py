@@ -76,6 +76,8 @@ class RoomDirectory(Protocol):
 
     async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
 
+    async def is_member(self, room_id: str, user_id: str) -> bool: ...
+
 
 @dataclass
 class _WaitingImage:
@@ -638,6 +640,10 @@ class Router:
         room = self._gateway.room_context(message.room_id)
         room_settings = self._room_config.get(message.room_id)
         try:
+            if message.scheduled and not await self._author_may_run(message):
+                bound.info("router.schedule_author_gone")
+                await self._store.triggers.finish(message, "skipped", question=False)
+                return
             invocation = decision.invocation
             if invocation is not None:
                 usage.current().kind = "command"
@@ -725,8 +731,10 @@ class Router:
         await self._store.triggers.finish(message, "skipped")
         return True
 
-    async def run_scheduled(self, schedule: Schedule, run_ms: int) -> None:
-        """Queue a schedule's command as if its creator had typed it, once (trigger table)."""
+    async def run_scheduled(self, schedule: Schedule, following_ms: int) -> bool:
+        """Advance a due schedule and claim its run in one transaction, then queue the command
+        as if its creator had typed it. False when another tick already moved the schedule."""
+        run_ms = schedule.next_run_ms
         message = IncomingMessage(
             room_id=schedule.room_id,
             event_id=f"$schedule-{schedule.id}-{run_ms}",
@@ -737,14 +745,24 @@ class Router:
             timestamp_ms=run_ms,
             scheduled=True,
         )
+        bound = log.bind(room_id=schedule.room_id, schedule_id=schedule.id)
         invocation = parse_invocation(message.body, self._settings.command_prefixes)
         if invocation is None:
-            log.warning(
-                "router.schedule_unusable", room_id=schedule.room_id, schedule_id=schedule.id
-            )
-            return
+            bound.warning("router.schedule_unusable")
+            await self._store.schedules.advance(schedule.id, run_ms, None, following_ms)
+            return False
         decision = Decision(action=Action.COMMAND, text=message.body, invocation=invocation)
-        if await self._store.triggers.claim(message, decision=decision):
-            log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
-            metrics.SCHEDULED_RUNS.inc()
-            self._schedule(message, decision)
+        if not await self._store.schedules.advance(
+            schedule.id, run_ms, run_ms, following_ms, claim=(message, decision)
+        ):
+            return False
+        bound.info("router.schedule_queued")
+        metrics.SCHEDULED_RUNS.inc()
+        self._schedule(message, decision)
+        return True
+
+    async def _author_may_run(self, message: IncomingMessage) -> bool:
+        """A scheduled run speaks for its author: still allowed, and still in the room."""
+        if not self._settings.is_allowed_user(message.sender):
+            return False
+        return await self._gateway.is_member(message.room_id, message.sender)

@@ -1,8 +1,8 @@
 """Scheduled commands: `"lun-ven 18:00"` specs in Europe/Paris time, and the loop that runs them.
 
-A schedule is advanced in SQLite (compare-and-set on its next run) before its command is
-queued, so a run happens at most once; the queued command is an ordinary trigger, so it also
-happens at least once across a crash. A run missed while the bot was down is made up at start
+A schedule is advanced in SQLite (compare-and-set on its next run) in the same transaction
+that claims its run as a trigger, so a run happens at most once, and at least once across a
+crash (the claimed trigger is resumed at start). A run missed while the bot was down is made up at start
 only if it is less than an hour late.
 """
 
@@ -116,7 +116,9 @@ def _parse_days(text: str) -> frozenset[int]:
     return frozenset(days)
 
 
-RunScheduled = Callable[[Schedule, int], Awaitable[None]]
+RunScheduled = Callable[[Schedule, int], Awaitable[bool]]
+"""`run(schedule, following_run_ms)`: advance the schedule and queue its run, atomically;
+False when another tick already moved it."""
 
 
 class Scheduler:
@@ -151,16 +153,13 @@ class Scheduler:
                     "schedule.invalid_spec", schedule_id=schedule.id, room_id=schedule.room_id
                 )
                 continue
-            on_time = now - schedule.next_run_ms <= MAX_LATENESS_MS
-            ran_at = schedule.next_run_ms if on_time else None
-            if not await self._store.schedules.advance(
-                schedule.id, schedule.next_run_ms, ran_at, following
+            if now - schedule.next_run_ms <= MAX_LATENESS_MS:
+                # The router advances the schedule and claims the run in one transaction.
+                if await self._run(schedule, following):
+                    queued += 1
+            elif await self._store.schedules.advance(
+                schedule.id, schedule.next_run_ms, None, following
             ):
-                continue  # another tick already moved it: never twice
-            if on_time:
-                queued += 1
-                await self._run(schedule, schedule.next_run_ms)
-            else:
                 log.info(
                     "schedule.skipped_too_late", schedule_id=schedule.id, room_id=schedule.room_id
                 )

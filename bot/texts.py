@@ -432,6 +432,13 @@ TRANSCRIBE_UNREADABLE = (
     "🎤 Je ne peux pas lire le message auquel vous répondez (envoyé avant mon arrivée, ou sa clé "
     "de chiffrement ne m'a pas été transmise)."
 )
+
+# --- Operations (stderr, for the administrator) -------------------------------------------------
+ALREADY_RUNNING = (
+    "tchap-bot : un autre processus (PID {pid}) utilise déjà le dossier de données {data_dir} ; "
+    "un seul processus par dossier (sinon les clés de chiffrement du compte se corrompent)."
+)
+
 # --- Lines for the operators (logs, command line) ----------------------------------------------
 
 

@@ -49,9 +49,9 @@ def parse(text: str) -> ScheduleAction:
         parse_spec(spec)
     except ScheduleError as error:
         raise UsageError(str(error)) from None
-    if not rest:
+    command_line = " ".join(rest).strip().lstrip("!/").strip()
+    if not command_line:  # nothing, or only a prefix (`18:00 !`)
         raise UsageError("précisez la commande à exécuter, par exemple `resume 1j`")
-    command_line = " ".join(rest).lstrip("!/")
     return ScheduleAction("add", spec=spec, command_line=command_line)
 
 

@@ -211,7 +211,7 @@ class Settings(BaseSettings):
         default=15.0,
         ge=0,
         le=24 * 60,
-        description="After a restart, questions sent while the bot was down are answered if younger than this",
+        description="After a restart or a homeserver outage, questions that came meanwhile are answered if younger than this (older ones are stored, never answered)",
     )
     command_prefixes: CommaList = Field(
         default_factory=lambda: ["!", "/"],

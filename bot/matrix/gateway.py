@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 import structlog
@@ -25,14 +26,16 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     MemoryDownloadResponse,
+    MessageDirection,
     ReactionEvent,
     ReceiptEvent,
     RedactionEvent,
     RoomCreateError,
     RoomEncryptedMedia,
-    RoomGetStateError,
+    RoomGetStateEventError,
     RoomKeyEvent,
     RoomMessage,
+    RoomMessagesError,
     RoomPreset,
     RoomRedactResponse,
     RoomSendResponse,
@@ -48,9 +51,10 @@ from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
 from bot.matrix.events import parse_message, parse_reaction, parse_redaction
 from bot.matrix.keys import HeldEvents
-from bot.matrix.power import effective_power_level
+from bot.matrix.power import PowerLevelCache, RoomPower
 from bot.matrix.session import (
     AuthenticationFailed,
+    http_json,
     pickle_key,
     restore_or_login,
     setup_cross_signing,
@@ -66,6 +70,7 @@ from bot.models import (
 )
 from bot.ops import faults, logs, metrics
 from bot.ops.proxy import proxy_for
+from bot.ops.transient import TransientError, is_transient
 from bot.store import Store
 from config.settings import Settings
 
@@ -85,6 +90,34 @@ SYNC_FILTER: dict[str, Any] = {
     # Of ephemeral events, only receipts: `!resume` starts where each member last read.
     "room": {"timeline": {"limit": 50}, "ephemeral": {"types": ["m.receipt"]}},
 }
+GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetched with /messages
+GAP_PAGE = 100
+OUTAGE_MARGIN_SECONDS = 5.0
+CATCH_UP_SYNCS = 2
+LIVE_DELIVERY_MS = 1_000
+MAX_EVENT_ATTEMPTS = 5  # transient failures of one event before it is given up (logged)
+POWER_STATE_TYPES = {"m.room.power_levels", "m.room.create"}
+
+Handler = Callable[..., Awaitable[None]]
+
+
+class _ReplaySync(Exception):
+    """An event's handler failed for a transient reason: the sync is replayed from the saved token."""
+
+
+class _Deferred:
+    """One callback nio made during a sync, run after the sync returned (see `_dispatch`)."""
+
+    __slots__ = ("args", "event_id", "handler", "key", "room_id")
+
+    def __init__(self, handler: Handler, args: tuple[Any, ...]) -> None:
+        self.handler = handler
+        self.args = args
+        self.room_id: str | None = getattr(args[0], "room_id", None) if len(args) > 1 else None
+        event_id = getattr(args[-1], "event_id", None)
+        self.event_id: str | None = event_id if isinstance(event_id, str) else None
+        session_id = getattr(args[-1], "session_id", None)  # to-device key events have no ID
+        self.key = self.event_id or f"{type(args[-1]).__name__}:{session_id}"
 
 
 class SendFailed(Exception):
@@ -139,7 +172,12 @@ class MatrixGateway:
         self._sync_token: str | None = None
         self._first_sync_ever = False
         self._in_first_sync = True
-        self._catch_up_cutoff_ms = 0
+        # Syncs still obeying the catch-up window: the first of the process, and the two right
+        # after an outage (Synapse answers a retried request from its sync cache: the late sync
+        # may bring a stale, empty batch, and what was missed comes with the next one).
+        self._catch_up_syncs = 1
+        self._batch: list[_Deferred] | None = None
+        self._attempts: dict[str, int] = {}
         self.held = HeldEvents(
             self.client,
             settings,
@@ -149,6 +187,7 @@ class MatrixGateway:
             notify=self._notify_undecryptable,
         )
         self._keys_lock = asyncio.Lock()
+        self.power = PowerLevelCache(self._fetch_room_power)
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
@@ -211,13 +250,20 @@ class MatrixGateway:
     async def run(self, stop: asyncio.Event) -> None:
         """Sync until `stop` is set. Raises AuthenticationFailed when the account is refused."""
         backoff = 1.0
+        replayed = False
         while not stop.is_set():
             first = self._in_first_sync
+            since = self._sync_token
+            # nio skips a response whose next_batch it already has: a replayed sync, or a
+            # full-state first sync that brings nothing new, must still be processed.
+            self.client.next_batch = None
+            self._batch = []
+            started = time.monotonic()
             sync_task = asyncio.ensure_future(
                 self.client.sync(
                     timeout=0 if first else int(self._settings.sync_timeout_seconds * 1000),
                     sync_filter=SYNC_FILTER,
-                    since=self._sync_token,
+                    since=since,
                     full_state=True if first else None,
                 )
             )
@@ -233,21 +279,42 @@ class MatrixGateway:
             try:
                 response = sync_task.result()
             except Exception as error:  # transport errors nio did not absorb
-                # nio may have advanced next_batch before failing: replay from our saved token.
-                self.client.next_batch = self._sync_token
+                self._catch_up_syncs = CATCH_UP_SYNCS  # what comes after an outage: the window
                 log.warning("matrix.sync_failed", error_type=type(error).__name__, retry_in=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
                 continue
             if isinstance(response, SyncError):
                 self._raise_if_auth_error(response)
+                self._catch_up_syncs = CATCH_UP_SYNCS
                 log.warning("matrix.sync_error", status=response.status_code, retry_in=backoff)
                 await _sleep_unless(stop, backoff)
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
                 continue
+            if time.monotonic() - started > self._outage_after():
+                # nio retries an unreachable homeserver inside one sync call: a sync this late
+                # ends an outage, and what it brings obeys the catch-up window.
+                self._catch_up_syncs = CATCH_UP_SYNCS
+                log.info("matrix.sync_after_outage", seconds=round(time.monotonic() - started))
+            batch, self._batch = self._batch, None
+            try:
+                await self._after_sync(response, since, batch)
+            except Exception as error:
+                if not (isinstance(error, _ReplaySync) or is_transient(error)):
+                    raise
+                # Not saved past a failed event: replay the same sync (claims make it harmless).
+                log.warning(
+                    "matrix.sync_replayed", error_type=type(error).__name__, retry_in=backoff
+                )
+                replayed = True
+                await _sleep_unless(stop, backoff)
+                backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
+                continue
             backoff = 1.0
-            await self._after_sync(response)
-            if first:
+            self._catch_up_syncs = max(0, self._catch_up_syncs - 1)
+            if first or replayed:
+                # Keys handed over by a sync that had to be replayed may not come again.
+                replayed = False
                 await self.held.retry_all()
                 self._in_first_sync = False
                 self.ready.set()
@@ -265,8 +332,25 @@ class MatrixGateway:
                 detail = f"le serveur refuse le jeton d'accès du bot ({code or http_status}) : renouvelez-le"
             raise AuthenticationFailed(detail)
 
-    async def _after_sync(self, response: SyncResponse) -> None:
+    async def _after_sync(
+        self, response: SyncResponse, since: str | None, batch: list[_Deferred] | None
+    ) -> None:
+        """Hand over what the sync brought, in order, then save its token.
+
+        nio's callbacks only queued the events (`_deferred`): first the rooms whose state
+        changed lose their cached power levels, then the gaps of limited timelines are fetched,
+        then everything is handed over, each room's events in chronological order.
+        """
         await self.direct.note_account_data(response.account_data_events)
+        gaps: list[_Deferred] = []
+        for room_id, info in response.rooms.join.items():
+            if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
+                self.power.invalidate(room_id)
+            if info.timeline.limited and since is not None and info.timeline.prev_batch:
+                gaps.extend(await self._fetch_gap(room_id, info.timeline.prev_batch, since))
+        for room_id in response.rooms.leave:
+            self.power.forget(room_id)
+        await self._dispatch([*gaps, *(batch or [])])
         for room_id in response.rooms.leave:
             self.direct.forget(room_id)
             if self._sink is not None:
@@ -274,12 +358,93 @@ class MatrixGateway:
         await self._crypto_housekeeping()
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
-        self._sync_token = response.next_batch
         await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
+        self._sync_token = response.next_batch
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
         async with self._synced:
             self._synced.notify_all()
+
+    async def _dispatch(self, items: list[_Deferred]) -> None:
+        """Run the queued callbacks in order. A bug in one event is logged and the rest go on
+        (nio would otherwise skip the whole replayed batch); a transient failure (SQLite busy,
+        homeserver unreachable) stops here so the sync is replayed, at most
+        `MAX_EVENT_ATTEMPTS` times per event before that event is given up, loudly."""
+        for item in items:
+            key = item.key
+            try:
+                await item.handler(*item.args)
+            except Exception as error:
+                bound = log.bind(
+                    room_id=item.room_id, event_id=item.event_id, error_type=type(error).__name__
+                )
+                if not is_transient(error):
+                    bound.exception("matrix.event_handling_failed")
+                    continue
+                attempts = self._attempts.get(key, 0) + 1
+                if attempts >= MAX_EVENT_ATTEMPTS:
+                    self._attempts.pop(key, None)
+                    bound.error("matrix.event_given_up", attempts=attempts)
+                    continue
+                self._attempts[key] = attempts
+                bound.warning("matrix.event_retry", attempt=attempts)
+                raise _ReplaySync(key) from error
+            else:
+                self._attempts.pop(key, None)
+
+    async def _fetch_gap(self, room_id: str, prev_batch: str, since: str) -> list[_Deferred]:
+        """What a limited timeline skipped, from `/messages` backwards from `prev_batch` to the
+        previous sync's token: at most `GAP_MAX_EVENTS`, and nothing older than the catch-up
+        window (an older question would not be answered anyway). Decrypted where the keys are
+        known; returned oldest first, with the answerable flag of catch-up."""
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            return []
+        cutoff = int(time.time() * 1000) - self._window_ms()
+        events: list[Any] = []
+        token: str | None = prev_batch
+        while token and len(events) < GAP_MAX_EVENTS:
+            response = await self.client.room_messages(
+                room_id,
+                start=token,
+                end=since,
+                direction=MessageDirection.back,
+                limit=min(GAP_PAGE, GAP_MAX_EVENTS - len(events)),
+            )
+            if isinstance(response, RoomMessagesError):
+                log.warning("matrix.gap_unavailable", room_id=room_id, status=response.status_code)
+                break
+            chunk = list(response.chunk)
+            events.extend(chunk)
+            if not chunk or response.end == token:
+                break
+            if int(getattr(chunk[-1], "server_timestamp", 0) or 0) < cutoff:
+                break
+            token = response.end
+        log.info("matrix.gap_fetched", room_id=room_id, events=len(events))
+        items: list[_Deferred] = []
+        for event in reversed(events):
+            handler = self._gap_handler(event)
+            if handler is not None:
+                items.append(_Deferred(handler, (room, event)))
+        return items
+
+    def _gap_handler(self, event: Any) -> Handler | None:
+        """The same handlers as live events; gap messages carry the catch-up answerable flag."""
+        if isinstance(event, (RoomMessage, RoomEncryptedMedia)):
+
+            async def deliver(room: MatrixRoom, message: Any) -> None:
+                timestamp = int(getattr(message, "server_timestamp", 0) or 0)
+                await self._on_room_message(room, message, self._within_window(timestamp))
+
+            return deliver
+        if isinstance(event, MegolmEvent):
+            return self.held.on_megolm
+        if isinstance(event, RedactionEvent):
+            return self._on_redaction
+        if isinstance(event, UnknownEvent):
+            return self.direct.on_state_event
+        return None
 
     async def _crypto_housekeeping(self) -> None:
         client = self.client
@@ -299,28 +464,52 @@ class MatrixGateway:
         if self._callbacks_registered:  # start() is retried while the homeserver is down
             return
         self._callbacks_registered = True
-        guard = _isolated
+        defer = self._deferred
         self.client.add_event_callback(
-            guard(self._on_room_message), (RoomMessage, RoomEncryptedMedia)
+            defer(self._on_room_message), (RoomMessage, RoomEncryptedMedia)
         )
-        self.client.add_event_callback(guard(self.held.on_megolm), MegolmEvent)
-        self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
-        self.client.add_event_callback(guard(self._on_reaction), ReactionEvent)
-        self.client.add_event_callback(guard(self.direct.on_state_event), UnknownEvent)
-        self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
-        self.client.add_ephemeral_callback(guard(self._on_receipts), ReceiptEvent)
+        self.client.add_event_callback(defer(self.held.on_megolm), MegolmEvent)
+        self.client.add_event_callback(defer(self._on_redaction), RedactionEvent)
+        self.client.add_event_callback(defer(self._on_reaction), ReactionEvent)
+        self.client.add_event_callback(defer(self.direct.on_state_event), UnknownEvent)
+        self.client.add_event_callback(defer(self._on_invite), InviteMemberEvent)
+        self.client.add_ephemeral_callback(defer(self._on_receipts), ReceiptEvent)
         self.client.add_to_device_callback(
-            guard(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
+            defer(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
         )
-        self.client.add_to_device_callback(guard(self.held.on_to_device), UnknownToDeviceEvent)
+        self.client.add_to_device_callback(defer(self.held.on_to_device), UnknownToDeviceEvent)
+
+    def _deferred(self, handler: Handler) -> Handler:
+        """During a sync, nio's callbacks only queue the event; `_after_sync` runs them."""
+
+        async def queue(*args: Any) -> None:
+            if self._batch is not None:
+                self._batch.append(_Deferred(handler, args))
+            else:
+                await self._dispatch([_Deferred(handler, args)])
+
+        return queue
+
+    def _outage_after(self) -> float:
+        """How long a long-poll may take before its return is treated as the end of an outage."""
+        timeout = float(self._settings.sync_timeout_seconds)
+        return timeout + max(OUTAGE_MARGIN_SECONDS, timeout)
+
+    def _window_ms(self) -> int:
+        # Never below a live message's delivery time, even with a window of 0.
+        return max(LIVE_DELIVERY_MS, int(self._settings.catch_up_window_minutes * 60_000))
+
+    def _within_window(self, timestamp_ms: int) -> bool:
+        if self._first_sync_ever and self._in_first_sync:
+            return False  # first start: nothing from before start-up is answered
+        return timestamp_ms >= int(time.time() * 1000) - self._window_ms()
 
     def _answerable(self, timestamp_ms: int) -> bool:
-        if not self._in_first_sync:
+        """Live events are answered; what arrives after a restart or an outage only if younger
+        than the catch-up window (older is stored for summaries, never answered)."""
+        if self._catch_up_syncs == 0:
             return True
-        if self._first_sync_ever:
-            return False  # first start: nothing from before start-up is answered
-        window_ms = int(self._settings.catch_up_window_minutes * 60_000)
-        return timestamp_ms >= int(time.time() * 1000) - window_ms
+        return self._within_window(timestamp_ms)
 
     def room_context(self, room_id: str) -> RoomContext:
         room = self.client.rooms.get(room_id)
@@ -545,29 +734,42 @@ class MatrixGateway:
             log.debug("matrix.typing_failed", room_id=room_id, error_type=type(error).__name__)
 
     async def power_level(self, room_id: str, user_id: str) -> int:
-        """Read the room's real, current power levels (never a cached copy)."""
-        response = await self.client.room_get_state(room_id)
-        if isinstance(response, RoomGetStateError):
-            log.warning("matrix.state_unavailable", room_id=room_id, status=response.status_code)
-            return 0
-        power_levels: Mapping[str, Any] | None = None
-        create_sender: str | None = None
-        create_content: Mapping[str, Any] | None = None
-        for event in response.events:
-            if not isinstance(event, dict):
-                continue
-            if event.get("type") == "m.room.power_levels" and event.get("state_key") == "":
-                power_levels = (
-                    event.get("content") if isinstance(event.get("content"), dict) else None
-                )
-            elif event.get("type") == "m.room.create" and event.get("state_key") == "":
-                create_sender = (
-                    event.get("sender") if isinstance(event.get("sender"), str) else None
-                )
-                create_content = (
-                    event.get("content") if isinstance(event.get("content"), dict) else None
-                )
-        return effective_power_level(user_id, power_levels, create_sender, create_content)
+        """The user's real power in the room: `m.room.power_levels` and `m.room.create` only,
+        cached per room and dropped as soon as sync shows the room's state changed."""
+        return await self.power.level(room_id, user_id)
+
+    async def _fetch_room_power(self, room_id: str) -> RoomPower | None:
+        # The create event's sender is a room-v12 creator; the content endpoint hides it.
+        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/?format=event"
+        levels, (status, create) = await asyncio.gather(
+            self.client.room_get_state_event(room_id, "m.room.power_levels"),
+            http_json(self.client, "GET", path, None),
+        )
+        if isinstance(levels, RoomGetStateEventError):
+            if levels.status_code != "M_NOT_FOUND":
+                log.warning("matrix.state_unavailable", room_id=room_id, status=levels.status_code)
+                return None
+            power_levels: Mapping[str, Any] | None = None  # no event: creator 100, others 0
+        else:
+            power_levels = levels.content if isinstance(levels.content, dict) else None
+        if status != 200:
+            log.warning("matrix.state_unavailable", room_id=room_id, status=status)
+            return None
+        content = create.get("content") if isinstance(create.get("content"), dict) else create
+        sender = create.get("sender")
+        if not isinstance(sender, str):  # a server without format=event: pre-v11 `creator`
+            creator = content.get("creator") if isinstance(content, dict) else None
+            sender = creator if isinstance(creator, str) else None
+        return RoomPower(power_levels, sender, content if isinstance(content, dict) else None)
+
+    async def is_member(self, room_id: str, user_id: str) -> bool:
+        """Whether the user is joined to the room now (one small state event, read live)."""
+        response = await self.client.room_get_state_event(room_id, "m.room.member", user_id)
+        if isinstance(response, RoomGetStateEventError):
+            if response.status_code in ("M_NOT_FOUND", "M_FORBIDDEN"):
+                return False
+            raise TransientError(f"membership unreadable: {response.status_code}")
+        return isinstance(response.content, dict) and response.content.get("membership") == "join"
 
     async def download_attachment(
         self, attachment: Attachment, max_bytes: int | None = None
@@ -640,23 +842,16 @@ class MatrixGateway:
         return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
 
 
-def _isolated(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
-    """One event's failure must not abort its whole sync: nio would skip the replayed batch
-    (same next_batch), silently losing every later event of it. Log it and go on."""
-
-    async def guarded(*args: Any) -> None:
-        try:
-            await handler(*args)
-        except Exception as error:
-            room_id = getattr(args[0], "room_id", None) if len(args) > 1 else None
-            log.exception(
-                "matrix.event_handling_failed",
-                room_id=room_id,
-                event_id=getattr(args[-1], "event_id", None),
-                error_type=type(error).__name__,
-            )
-
-    return guarded
+def _has_power_state(events: list[Any]) -> bool:
+    for event in events:
+        source = getattr(event, "source", None)
+        if (
+            isinstance(source, dict)
+            and source.get("type") in POWER_STATE_TYPES
+            and source.get("state_key") == ""
+        ):
+            return True
+    return False
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -185,7 +185,14 @@ class HeldEvents:
                 log.info(
                     "matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id
                 )
-                await self._deliver(room, decrypted, answerable)
+                try:
+                    await self._deliver(room, decrypted, answerable)
+                except Exception:
+                    # Kept for the replayed sync's `retry_all` (a transient failure).
+                    self._undecrypted.setdefault(session_id, []).extend(waiting[index:])
+                    if not answerable:
+                        self._not_answerable.add(megolm.event_id)
+                    raise
 
     async def load(self) -> None:
         """Events that waited for a key when the bot last stopped wait again (catch-up window)."""

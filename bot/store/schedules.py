@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bot.models import Decision, IncomingMessage
 from bot.store.database import Database, Schedule, now_ms
 from bot.store.settings import record_audit
+from bot.store.triggers import claim_in
 
 
 class SchedulesRepository:
@@ -54,13 +56,26 @@ class SchedulesRepository:
         return deleted
 
     async def advance(
-        self, schedule_id: int, expected_next_ms: int, ran_at_ms: int | None, next_run_ms: int
+        self,
+        schedule_id: int,
+        expected_next_ms: int,
+        ran_at_ms: int | None,
+        next_run_ms: int,
+        claim: tuple[IncomingMessage, Decision] | None = None,
     ) -> bool:
-        """Move a schedule to its next run; False if another run already moved it (never twice)."""
+        """Move a schedule to its next run; False if another run already moved it (never twice).
+
+        With `claim`, the run's trigger is recorded in the same transaction: a crash leaves
+        either the schedule unmoved and no trigger, or both (then the trigger is resumed).
+        """
         async with self._db.transaction() as db:
             cursor = await db.execute(
                 "UPDATE schedules SET next_run_ms = ?, last_run_ms = coalesce(?, last_run_ms) "
                 "WHERE id = ? AND next_run_ms = ?",
                 (next_run_ms, ran_at_ms, schedule_id, expected_next_ms),
             )
-            return cursor.rowcount > 0
+            if cursor.rowcount <= 0:
+                return False
+            if claim is not None:
+                return await claim_in(db, *claim)
+            return True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import aiosqlite
+
 from bot.models import Decision, IncomingMessage, Job
 from bot.ops import faults
 from bot.store.database import (
@@ -15,6 +17,30 @@ from bot.store.database import (
     message_row,
     now_ms,
 )
+
+
+async def claim_in(
+    db: aiosqlite.Connection, message: IncomingMessage, decision: Decision | None
+) -> bool:
+    """The claim itself, inside the caller's transaction (a schedule's advance shares it)."""
+    await db.execute(
+        "INSERT OR IGNORE INTO triggers (event_id, room_id, sender, status, received_at_ms, "
+        "event_timestamp_ms, payload, updated_at_ms) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (
+            message.event_id,
+            message.room_id,
+            message.sender,
+            now_ms(),
+            message.timestamp_ms,
+            Job(message=message, decision=decision).model_dump_json(),
+            now_ms(),
+        ),
+    )
+    async with db.execute(
+        "SELECT status FROM triggers WHERE event_id = ?", (message.event_id,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return bool(row and row[0] == "pending")
 
 
 class TriggersRepository:
@@ -31,24 +57,7 @@ class TriggersRepository:
         in the same transaction: one write on the question's path); False if it was already
         answered (or given up)."""
         async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT OR IGNORE INTO triggers (event_id, room_id, sender, status, received_at_ms, "
-                "event_timestamp_ms, payload, updated_at_ms) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-                (
-                    message.event_id,
-                    message.room_id,
-                    message.sender,
-                    now_ms(),
-                    message.timestamp_ms,
-                    Job(message=message, decision=decision).model_dump_json(),
-                    now_ms(),
-                ),
-            )
-            async with db.execute(
-                "SELECT status FROM triggers WHERE event_id = ?", (message.event_id,)
-            ) as cursor:
-                row = await cursor.fetchone()
-            pending = bool(row and row[0] == "pending")
+            pending = await claim_in(db, message, decision)
             if pending and stored is not None:
                 await db.execute(INSERT_MESSAGE, message_row(stored))
         return pending

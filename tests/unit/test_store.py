@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.models import IncomingMessage, MessageKind
+from bot.models import Action, Decision, IncomingMessage, Invocation, MessageKind
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from tests.support.bot_process import database_text, rows_about
@@ -487,3 +487,32 @@ async def test_read_receipts_keep_the_previous_reading_session(store: Store) -> 
     await receipt("$m1", base)
     await store.rooms.forget(ROOM)
     assert await store.receipts.positions(ROOM, BOB) == []
+
+
+async def test_a_schedule_advance_and_its_run_claim_are_one_transaction(store: Store) -> None:
+    schedule_id = await store.schedules.add(ROOM, "18:00", "resume 1j", ALICE, 1_000)
+    run = question(f"$schedule-{schedule_id}-1000", "!resume 1j").model_copy(
+        update={"scheduled": True, "timestamp_ms": 1_000}
+    )
+    decision = Decision(
+        action=Action.COMMAND,
+        text=run.body,
+        invocation=Invocation(word="resume", arguments="1j", prefix="!"),
+    )
+
+    assert await store.schedules.advance(schedule_id, 1_000, 1_000, 2_000, claim=(run, decision))
+    assert await store.triggers.status(run.event_id) == "pending"
+    [moved] = await store.schedules.list(ROOM)
+    assert (moved.next_run_ms, moved.last_run_ms) == (2_000, 1_000)
+    assert not await store.schedules.advance(
+        schedule_id, 1_000, 1_000, 2_000, claim=(run, decision)
+    ), "another tick already moved it: no second run"
+    [job] = await store.triggers.pending()
+    assert job.message.event_id == run.event_id and job.decision == decision
+
+    # A claim that fails inside the transaction leaves the schedule where it was.
+    broken = run.model_copy(update={"event_id": "$schedule-x", "sender": object()})
+    with pytest.raises(Exception):  # noqa: B017 - any failure must roll the advance back
+        await store.schedules.advance(schedule_id, 2_000, 2_000, 3_000, claim=(broken, decision))
+    [unmoved] = await store.schedules.list(ROOM)
+    assert unmoved.next_run_ms == 2_000
