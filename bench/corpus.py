@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bot.store import StoredMessage
+from bot.store.database import StoredMessage
 
 _OPENINGS = (
     "Bonjour à tous,",

@@ -27,7 +27,7 @@ import aiohttp
 from bench.llm_server import LLMServer
 from bench.observer import QUIET_FILTER, Observer
 from bench.procstat import cpu_seconds, memory_mb
-from bot.sandbox_synapse import RegisteredUser, SynapseServer, free_port
+from sandbox.synapse import RegisteredUser, SynapseServer, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BOT_DISPLAY_NAME = "Assistant IA [DINUM]"

@@ -22,8 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.sandbox_llm import message_text
-from tests.support.fake_mistral import FakeMistral
+from sandbox.fake_mistral import FakeMistral, message_text
 
 # A plausible answer to a civil servant's question: French prose with a little Markdown.
 _ANSWER_SENTENCES = (
@@ -64,7 +63,7 @@ class BenchLLM(FakeMistral):
         self.timeline: list[dict[str, Any]] = []
         self.sleeps_done: list[float] = []
         self.usages: list[dict[str, int]] = []
-        from bot.tokens import MistralTokenCounter
+        from bot.answer.tokens import MistralTokenCounter
 
         self._tokens = MistralTokenCounter()
         self._tokens.count("warm up")

@@ -30,7 +30,7 @@ def main() -> None:
     import bot.app  # noqa: F401
 
     stages["+ the bot's own modules (aiosqlite, structlog, pydantic settings, markdown)"] = rss_mb()
-    from bot.tokens import MistralTokenCounter
+    from bot.answer.tokens import MistralTokenCounter
 
     MistralTokenCounter().count("Bonjour")
     gc.collect()

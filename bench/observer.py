@@ -17,7 +17,7 @@ from typing import Any
 import nio
 
 from bench.echo import crypto_housekeeping
-from bot.sandbox_synapse import RegisteredUser
+from sandbox.synapse import RegisteredUser
 
 
 @dataclass

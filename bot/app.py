@@ -8,19 +8,19 @@ import signal
 
 import structlog
 
-from bot.conversation import ConversationHandler
-from bot.gateway import AuthenticationFailed, MatrixGateway
-from bot.health import HealthServer, start_health_server, sync_readiness
-from bot.llm import CircuitBreaker, LLMClient
-from bot.replies import Outbox
-from bot.retention import retention_loop
+from bot.answer.conversation import ConversationHandler
+from bot.answer.llm import CircuitBreaker, LLMClient
+from bot.answer.replies import Outbox
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.matrix.gateway import AuthenticationFailed, MatrixGateway
+from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
-from bot.store import Store
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.store.database import Store
+from bot.store.retention import retention_loop
 from commands import build_registry
 from config.settings import Settings
 

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from bot.logs import configure_logging
+from bot.ops.logs import configure_logging
 from config.settings import ConfigError, Settings, load_settings
 
 EXIT_CONFIG_ERROR = 2
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         "sandbox",
         help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
     )
-    from bot.sandbox import add_arguments as add_sandbox_arguments
+    from sandbox.trial import add_arguments as add_sandbox_arguments
 
     add_sandbox_arguments(sandbox)
     return parser
@@ -62,7 +62,7 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _export(settings: Settings, user_id: str) -> int:
-    from bot.store import Store
+    from bot.store.database import Store
 
     store = await Store.open(settings.database_path)
     try:
@@ -73,7 +73,7 @@ async def _export(settings: Settings, user_id: str) -> int:
 
 
 async def _purge(settings: Settings, user_id: str) -> int:
-    from bot.store import Store
+    from bot.store.database import Store
 
     store = await Store.open(settings.database_path)
     try:
@@ -89,7 +89,7 @@ async def _purge(settings: Settings, user_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox":  # before the settings: the sandbox needs no TCHAP_BOT_*
-        from bot.sandbox import run_sandbox
+        from sandbox.trial import run_sandbox
 
         return run_sandbox(args)
     settings = _settings(args.config)

@@ -6,7 +6,7 @@ goes through the store, which writes the audit row in the same transaction.
 
 from __future__ import annotations
 
-from bot.store import CustomCommand, Store, now_ms
+from bot.store.database import CustomCommand, Store, now_ms
 
 
 class RoomCommandsRepository:

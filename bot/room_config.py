@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.store import Store
+from bot.store.database import Store
 from config.room_settings import RoomSettings, display_value
 
 

@@ -15,18 +15,19 @@ from typing import Protocol
 
 import structlog
 
-from bot import metrics, texts
-from bot.conversation import ConversationHandler
-from bot.formatting import strip_reply_fallback
-from bot.llm import LLMClient
+from bot import texts
+from bot.answer.conversation import ConversationHandler
+from bot.answer.inbound import strip_reply_fallback
+from bot.answer.llm import LLMClient
+from bot.answer.replies import Outbox
+from bot.answer.summary import Summarizer
 from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
-from bot.ratelimit import SlidingWindowLimiter
-from bot.replies import Outbox
+from bot.ops import metrics
+from bot.ops.ratelimit import SlidingWindowLimiter
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
-from bot.store import Schedule, Store, StoredMessage
-from bot.summary import Summarizer
+from bot.store.database import Schedule, Store, StoredMessage
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation

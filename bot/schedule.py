@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot.store import Schedule, Store
+from bot.store.database import Schedule, Store
 
 log = structlog.get_logger(__name__)
 

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from bot.formatting import extract_user_links, strip_reply_fallback
+from bot.answer.inbound import extract_user_links, strip_reply_fallback
 from bot.models import Frozen, IncomingMessage, MessageKind
 
 _TCHAP_SUFFIX = re.compile(r"\s*\[[^\[\]]*\]\s*$")

@@ -12,14 +12,14 @@ from config.room_settings import RoomSettings
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.conversation import ConversationHandler
-    from bot.llm import LLMClient
-    from bot.replies import Outbox
+    from bot.answer.conversation import ConversationHandler
+    from bot.answer.llm import LLMClient
+    from bot.answer.replies import Outbox
+    from bot.answer.summary import Summarizer
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
-    from bot.store import Store
-    from bot.summary import Summarizer
+    from bot.store.database import Store
     from commands.registry import CommandRegistry
 
 Args = TypeVar("Args")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import string
 
 from bot import texts
-from bot.conversation import error_text
-from bot.llm import ChatMessage, ChatRequest, LLMError
-from bot.store import CustomCommand
-from bot.summary import transcript
+from bot.answer.conversation import error_text
+from bot.answer.llm import ChatMessage, ChatRequest, LLMError
+from bot.answer.summary import transcript
+from bot.store.database import CustomCommand
 from commands.arguments import CountOrDuration
 from commands.base import CommandContext, UsageError
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import structlog
 
-from bot import metrics, texts
+from bot import texts
+from bot.ops import metrics
 from commands.base import Command, CommandContext, Power, UsageError
 
 log = structlog.get_logger(__name__)

@@ -13,11 +13,11 @@ from datetime import datetime
 import structlog
 
 from bot import texts
-from bot.conversation import PARIS, error_text
-from bot.llm import LLMError
-from bot.store import StoredMessage
-from bot.summary import Summarizer
-from bot.tokens import MistralTokenCounter
+from bot.answer.conversation import PARIS, error_text
+from bot.answer.llm import LLMError
+from bot.answer.summary import Summarizer
+from bot.answer.tokens import MistralTokenCounter
+from bot.store.database import StoredMessage
 from commands.arguments import MAX_SUMMARY_MESSAGES, CountOrDuration, parse_count_or_duration
 from commands.base import Command, CommandContext
 from commands.registry import parse_invocation

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot import texts
-from bot.conversation import PARIS, french_date
+from bot.answer.conversation import PARIS, french_date
 from commands.base import Command, CommandContext, NoArgs, Power, no_arguments
 
 

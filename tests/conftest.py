@@ -16,7 +16,7 @@ from pathlib import Path
 import nio
 import pytest
 
-from tests.support.fake_mistral import FakeMistral
+from sandbox.fake_mistral import FakeMistral
 from tests.support.matrix_client import close_all, make_client
 from tests.support.synapse import RegisteredUser, SynapseServer
 

@@ -26,9 +26,9 @@ import nio
 from bench.harness import Bench, question_text, wait_answering
 from bench.results import Figure, Row
 from bench.stats import summary
-from bot import metrics
 from bot.app import BotApp
-from bot.logs import configure_logging
+from bot.ops import metrics
+from bot.ops.logs import configure_logging
 from config.settings import load_settings
 
 TARGET_P50_MS = 2.0

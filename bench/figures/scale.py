@@ -20,10 +20,10 @@ from bench.harness import Bench, question_text
 from bench.observer import Observer
 from bench.results import Figure, Row
 from bench.stats import summary
-from bot.conversation import ConversationHandler
+from bot.answer.conversation import ConversationHandler
+from bot.answer.tokens import MistralTokenCounter
 from bot.models import IncomingMessage, MessageKind, RoomContext
-from bot.store import ConversationTurn, Store, now_ms
-from bot.tokens import MistralTokenCounter
+from bot.store.database import ConversationTurn, Store, now_ms
 from config.room_settings import RoomSettings
 from config.settings import load_settings
 

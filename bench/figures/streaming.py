@@ -14,7 +14,7 @@ from bench.harness import Bench, question_text, wait_answering
 from bench.llm_server import bench_answer
 from bench.results import Figure, Row
 from bench.stats import summary
-from tests.support.fake_mistral import split_tokens
+from sandbox.fake_mistral import split_tokens
 
 FIRST_TOKEN_SECONDS = 0.5
 TOKENS_PER_SECOND = 30.0

@@ -16,7 +16,7 @@ from bench.harness import Bench, wait_answering
 from bench.results import Figure, Row
 from bench.stats import summary
 from bot import texts
-from bot.store import Store, now_ms
+from bot.store.database import Store, now_ms
 
 LLM_SECONDS = 1.0
 SEED_BATCH = 50_000

@@ -17,7 +17,7 @@ import pytest
 
 from bot.app import BotApp
 from config.settings import Settings, load_settings
-from tests.support.fake_mistral import FakeMistral
+from sandbox.fake_mistral import FakeMistral
 from tests.support.synapse import RegisteredUser, SynapseServer
 
 BOT_DISPLAY_NAME = "Assistant IA [DINUM]"

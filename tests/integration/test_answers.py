@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import create_room, send_text, sync_once, wait_for_event
 
 

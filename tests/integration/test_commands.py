@@ -10,9 +10,9 @@ from typing import Any
 import nio
 
 from bot import texts
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.support.bot_helpers import ask, room_with_bot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import join_room, send_text, sync_once
 
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from bot.faults import POINTS
+from bot.ops.faults import POINTS
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME
 from tests.support.bot_helpers import bot_replies, replies_to, room_with_bot
 from tests.support.bot_process import BotProcess
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import send_text, wait_for_event
 from tests.support.synapse import SynapseServer
 

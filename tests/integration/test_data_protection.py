@@ -18,13 +18,13 @@ import structlog
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import EXIT_AUTH_FAILED
-from bot.retention import DAY_MS, purge_expired
 from bot.room_config import RoomConfigRepository
-from bot.store import now_ms
+from bot.store.database import now_ms
+from bot.store.retention import DAY_MS, purge_expired
+from sandbox.fake_mistral import FakeMistral, message_text
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.bot_process import BotProcess, bot_environment, database_text, rows_about
-from tests.support.fake_mistral import FakeMistral, message_text
 from tests.support.matrix_client import send_text, wait_for_event
 from tests.support.synapse import SynapseServer
 

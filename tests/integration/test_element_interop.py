@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from bot import gateway as bot_gateway
+from bot.matrix import gateway as bot_gateway
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.synapse import RegisteredUser, SynapseServer
 
 pytestmark = pytest.mark.integration

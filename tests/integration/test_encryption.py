@@ -27,17 +27,17 @@ from signedjson.sign import SignatureVerifyException, verify_signed_json
 
 from bot import texts
 from bot.app import BotApp
-from bot.cross_signing import (
+from bot.matrix.cross_signing import (
     KEYS_FILE_NAME,
     CrossSigningKeys,
     CrossSigningStatus,
     encode_base64,
     load_keys,
 )
-from bot.gateway import DEFAULT_PICKLE_KEY, ClearSendRefused
+from bot.matrix.gateway import DEFAULT_PICKLE_KEY, ClearSendRefused
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, RunningBot, StartBot, bot_settings
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import (
     DECRYPTED_MARK,
     join_room,

@@ -10,8 +10,8 @@ from mistralai.client import Mistral
 from mistralai.client.errors import SDKError
 from mistralai.client.models import UserMessage
 
+from sandbox.fake_mistral import FakeMistral
 from tests.conftest import NewUser, UserClient
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import (
     DECRYPTED_MARK,
     create_room,

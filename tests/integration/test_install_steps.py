@@ -29,8 +29,8 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from bot.sandbox_synapse import free_port
 from config.settings import Settings, setting_name
+from sandbox.synapse import free_port
 from tests.integration.conftest import StartBot
 
 pytestmark = pytest.mark.integration

@@ -15,14 +15,14 @@ import structlog
 
 from bot import texts
 from bot.app import EXIT_AUTH_FAILED
-from bot.health import start_health_server, sync_readiness
-from bot.ratelimit import SWEEP_EVERY, SlidingWindowLimiter
+from bot.ops.health import start_health_server, sync_readiness
+from bot.ops.ratelimit import SWEEP_EVERY, SlidingWindowLimiter
 from bot.router import Router
 from config.room_settings import AnswerMode
 from config.settings import load_settings
+from sandbox.fake_mistral import FakeMistral, default_responder, message_text
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
-from tests.support.fake_mistral import FakeMistral, default_responder, message_text
 from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event
 from tests.support.synapse import SynapseServer, free_port
 

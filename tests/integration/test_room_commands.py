@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from bot.schedule import PARIS
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import StartBot
 from tests.integration.test_commands import group_room
 from tests.support.bot_helpers import ask, room_with_bot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event
 
 CP_TEMPLATE = "Rédige un communiqué de presse à partir de : {texte}"

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from bot import texts
-from bot.sandbox import LLMChoice, SandboxOptions, SandboxUnavailable, choose_llm
-from bot.sandbox_llm import find_packaged_gguf
-from tests.support.fake_mistral import FakeMistral
+from sandbox.fake_mistral import FakeMistral
+from sandbox.local_model import find_packaged_gguf
+from sandbox.trial import LLMChoice, SandboxOptions, SandboxUnavailable, choose_llm
 
 pytestmark = pytest.mark.integration
 
@@ -294,7 +294,7 @@ def test_sigterm_stops_an_interactive_sandbox_cleanly(tmp_path: Path) -> None:
 
 
 def test_missing_local_model_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("bot.sandbox_llm.find_packaged_gguf", lambda: None)
+    monkeypatch.setattr("sandbox.local_model.find_packaged_gguf", lambda: None)
     with pytest.raises(SandboxUnavailable) as raised:
         choose_llm(SandboxOptions(), environ={})
     message = str(raised.value)

@@ -6,9 +6,9 @@ import asyncio
 from typing import Any
 
 from bot import texts
+from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import bot_replies, replies_to, room_with_bot
-from tests.support.fake_mistral import FakeMistral
 from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event
 
 LONG_ANSWER = (

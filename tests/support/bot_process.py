@@ -22,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.support.fake_mistral import FakeMistral
+from sandbox.fake_mistral import FakeMistral
 from tests.support.synapse import RegisteredUser, SynapseServer, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,13 +1,13 @@
 """The real Synapse homeserver for the integration tests.
 
-The launcher lives in ``bot.sandbox_synapse`` because `tchap-bot sandbox` runs the same
+The launcher lives in ``sandbox.synapse`` because `tchap-bot sandbox` runs the same
 homeserver; this module keeps the tests' import path. Integration tests FAIL, never skip,
 when Synapse is missing (``find_synapse_python`` raises).
 """
 
 from __future__ import annotations
 
-from bot.sandbox_synapse import (
+from sandbox.synapse import (
     SERVER_NAME,
     START_TIMEOUT,
     STOP_TIMEOUT,

@@ -15,7 +15,7 @@ from bot.attachments import (
     attachment_error_text,
     parse_attachment,
 )
-from bot.events import parse_message
+from bot.matrix.events import parse_message
 from bot.models import MessageKind
 
 MXC = "mxc://localhost/AbCdEf0123"

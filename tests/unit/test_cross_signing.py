@@ -17,7 +17,7 @@ from nacl.signing import SigningKey as NaclSigningKey
 from signedjson.key import decode_verify_key_bytes
 from signedjson.sign import sign_json, verify_signed_json
 
-from bot.cross_signing import (
+from bot.matrix.cross_signing import (
     KEYS_FILE_NAME,
     CrossSigningError,
     CrossSigningKeys,

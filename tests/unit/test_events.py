@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.events import (
+from bot.matrix.events import (
     BODY_MAX_CHARS,
     FORMATTED_BODY_MAX_CHARS,
     parse_message,

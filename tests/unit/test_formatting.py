@@ -1,4 +1,4 @@
-"""Tests for bot.formatting: rendering safety, reply fallbacks, pills and splitting."""
+"""Tests for bot.answer render, inbound and split: rendering safety, reply fallbacks, pills and splitting."""
 
 from __future__ import annotations
 
@@ -12,16 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import formatting
-from bot.formatting import (
-    MATRIX_EVENT_MAX_BYTES,
-    extract_user_links,
-    plain_from_html,
-    render_markdown,
-    split_for_matrix,
-    split_message,
-    strip_reply_fallback,
-)
+from bot.answer import render
+from bot.answer.inbound import extract_user_links, strip_reply_fallback
+from bot.answer.render import render_markdown
+from bot.answer.split import MATRIX_EVENT_MAX_BYTES, split_for_matrix, split_markdown
 
 MATRIX_TAGS = {
     "font", "del", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "p", "a", "ul",
@@ -240,7 +234,7 @@ def test_sanitizer_layer_alone_strips_hostile_html() -> None:
         '<ol start="2" type="a"><li>x</li></ol><font color="red">f</font>'
         "<iframe src=https://evil.example></iframe><mx-reply>q</mx-reply>"
     )
-    clean = formatting._CLEANER.clean(dirty)
+    clean = render._CLEANER.clean(dirty)
     _assert_safe(clean)
     assert "alert" not in clean
     assert '<a href="https://ok.fr" target="_blank" rel="noopener noreferrer">ok</a>' in clean
@@ -318,29 +312,6 @@ def test_formatted_body_that_is_only_a_fallback_becomes_none() -> None:
 
 
 # ------------------------------------------------------------------ HTML inspection
-
-
-def test_plain_from_html_structure() -> None:
-    html = render_markdown(
-        "# Titre\n\nPara *un* [lien](https://x.fr) &amp; fin\nligne 2\n\n"
-        "- a\n- b\n  1. x\n  2. y\n\n| a | b |\n|-|-|\n| 1 | 2 |\n\n"
-        "```\ncode\n  indenté\n```\n\n> citation"
-    )
-    assert plain_from_html(html) == (
-        "Titre\n\nPara un lien & fin\nligne 2\n\n- a\n- b\n  1. x\n  2. y\n\n"
-        "a | b\n1 | 2\n\ncode\n  indenté\n\ncitation"
-    )
-
-
-def test_plain_from_html_skips_fallback_and_scripts() -> None:
-    assert plain_from_html(ELEMENT_FORMATTED) == "my reply"
-    assert plain_from_html("<script>alert(1)</script><style>p{}</style>ok") == "ok"
-
-
-def test_plain_from_html_survives_broken_html() -> None:
-    assert plain_from_html("<p>un <b>deux <i>trois</p> quatre &eacute;t&#233; <") == (
-        "un deux trois\n\nquatre été <"
-    )
 
 
 def test_extract_user_links_both_url_shapes() -> None:
@@ -447,20 +418,20 @@ def _json_size(text: str) -> int:
 
 
 def test_split_short_text_is_one_part() -> None:
-    assert split_message("Bonjour 👋", 100) == ["Bonjour 👋"]
+    assert split_markdown("Bonjour 👋", 100) == ["Bonjour 👋"]
     assert split_for_matrix("Bonjour **à tous**") == [
         ("Bonjour **à tous**", "<p>Bonjour <strong>à tous</strong></p>")
     ]
 
 
 def test_split_blank_text_gives_no_part() -> None:
-    assert split_message("  \n\n \t", 100) == []
+    assert split_markdown("  \n\n \t", 100) == []
     assert split_for_matrix("") == []
 
 
 def test_split_rejects_absurd_limits() -> None:
     with pytest.raises(ValueError):
-        split_message("abc", 3)
+        split_markdown("abc", 3)
     with pytest.raises(ValueError):
         split_for_matrix("abc", 100)
 
@@ -473,7 +444,7 @@ def test_split_prefers_paragraph_boundaries() -> None:
     text = "\n\n".join(paragraphs)
     para_bytes = len(paragraphs[0].encode()) + 2
     # Room for two paragraphs and most of a third: the cut still goes between paragraphs.
-    parts = split_message(text, para_bytes * 2 + para_bytes * 2 // 3)
+    parts = split_markdown(text, para_bytes * 2 + para_bytes * 2 // 3)
     assert parts == ["\n\n".join(paragraphs[i : i + 2]) for i in (0, 2, 4)]
 
 
@@ -481,53 +452,53 @@ def test_split_avoids_cutting_inside_a_table() -> None:
     intro = "\n".join(f"Ligne d'introduction numéro {i}." for i in range(4))
     table = "| n | valeur |\n|---|---|\n" + "\n".join(f"| {i} | v{i} |" for i in range(20))
     text = f"{intro}\n{table}"
-    parts = split_message(text, len(intro.encode()) + 60)  # intro + a few rows would fit
+    parts = split_markdown(text, len(intro.encode()) + 60)  # intro + a few rows would fit
     assert parts[0] == intro
     assert parts[1].startswith("| n | valeur |\n|---|---|\n| 0 |")
 
 
 def test_split_falls_back_to_lines_then_sentences_then_spaces() -> None:
     lines = "\n".join(f"ligne numéro {i}" for i in range(20))
-    parts = split_message(lines, 60)
+    parts = split_markdown(lines, 60)
     assert all(len(p.encode()) <= 60 for p in parts)
     assert all(re.fullmatch(r"(ligne numéro \d+\n?)+", p) for p in parts), parts
 
     sentences = " ".join(f"Phrase {i} terminée." for i in range(20))
-    parts = split_message(sentences, 70)
+    parts = split_markdown(sentences, 70)
     assert all(p.endswith("terminée.") for p in parts), parts
 
     words = " ".join(f"mot{i}" for i in range(50))
-    parts = split_message(words, 30)
+    parts = split_markdown(words, 30)
     assert all(re.fullmatch(r"mot\d+( mot\d+)*", p) for p in parts), parts
     _assert_content_preserved(words, parts)
 
 
 def test_split_hard_cut_respects_utf8_and_graphemes() -> None:
     word = "é" * 100
-    parts = split_message(word, 17)
+    parts = split_markdown(word, 17)
     assert all(len(p.encode()) <= 17 for p in parts)
     assert "".join(parts) == word
 
     family = "👨‍👩‍👧‍👦" * 10  # 25 bytes per grapheme cluster
-    parts = split_message(family, 60)
+    parts = split_markdown(family, 60)
     assert "".join(parts) == family
     assert all(len(p.encode()) <= 60 for p in parts)
     assert all(p == "👨‍👩‍👧‍👦" * (len(p) // 7) for p in parts), parts
 
     flags = "🇫🇷" * 20  # two 4-byte regional indicators per flag
-    parts = split_message(flags, 20)
+    parts = split_markdown(flags, 20)
     assert "".join(parts) == flags
     assert all(len(p) % 2 == 0 and p.startswith("🇫") for p in parts)
 
     accents = "e\u0301" * 30  # e + combining acute
-    parts = split_message(accents, 16)
+    parts = split_markdown(accents, 16)
     assert all(p.startswith("e") and p.endswith("\u0301") for p in parts)
 
 
 def test_split_closes_and_reopens_code_blocks() -> None:
     code = "\n".join(f"    print('ligne {i} é')" for i in range(60))
     text = f"Voici le script :\n\n```python\n{code}\n```\n\nEt voilà."
-    parts = split_message(text, 400)
+    parts = split_markdown(text, 400)
     assert len(parts) > 3
     for i, part in enumerate(parts):
         assert len(part.encode()) <= 400
@@ -549,7 +520,7 @@ def test_split_tilde_and_long_fences() -> None:
         + ("echo é\n" * 50)
         + "~~~"
     )
-    parts = split_message(text, 200)
+    parts = split_markdown(text, 200)
     for part in parts:
         assert len(part.encode()) <= 200
         assert _unclosed_fence(part) is None, part
@@ -569,7 +540,7 @@ def test_split_tilde_and_long_fences() -> None:
     ],
 )
 def test_split_never_creates_a_fence_from_inline_backticks(text: str) -> None:
-    parts = split_message(text, 60)
+    parts = split_markdown(text, 60)
     assert len(parts) > 1
     for part in parts:
         assert _unclosed_fence(part) is None, parts
@@ -680,8 +651,8 @@ def test_property_split_for_matrix_fits_and_preserves(text: str, limit: int) -> 
 
 @settings(max_examples=150, deadline=None)
 @given(text=_texts, max_bytes=st.integers(min_value=16, max_value=600))
-def test_property_split_message_fits_and_preserves(text: str, max_bytes: int) -> None:
-    parts = split_message(text, max_bytes)
+def test_property_split_markdown_fits_and_preserves(text: str, max_bytes: int) -> None:
+    parts = split_markdown(text, max_bytes)
     assert all(part.strip() for part in parts)
     assert all(len(part.encode()) <= max_bytes for part in parts)
     _assert_content_preserved(text, parts)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bot.llm import (
+from bot.answer.llm import (
     ChatMessage,
     ChatRequest,
     CircuitBreaker,
@@ -22,7 +22,7 @@ from bot.llm import (
     LLMErrorKind,
     backoff_seconds,
 )
-from tests.support.fake_mistral import FakeMistral, default_responder
+from sandbox.fake_mistral import FakeMistral, default_responder
 from tests.support.synapse import free_port
 
 REQUEST = ChatRequest(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from bot.logs import REDACTED, SecretScrubber, configure_logging, is_secret_key, register_secret
+from bot.ops.logs import REDACTED, SecretScrubber, configure_logging, is_secret_key, register_secret
 
 PASSWORD = "mot-de-passe-tres-secret"
 API_KEY = "mistral-cle-0123456789"

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 
 from bot import texts
-from bot.conversation import ConversationHandler
-from bot.llm import ChatRequest, Completion, LLMError, LLMErrorKind
+from bot.answer.conversation import ConversationHandler
+from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
+from bot.answer.summary import Summarizer
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.store import ConversationTurn, Store, StoredMessage, now_ms
-from bot.summary import Summarizer
+from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
 from commands import build_registry
 from commands.base import CommandContext, Power
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation

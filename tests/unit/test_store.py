@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import IncomingMessage, MessageKind
-from bot.store import ConversationTurn, Store, StoredMessage, now_ms
+from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
 from tests.support.bot_process import database_text, rows_about
 
 ROOM = "!salon:localhost"

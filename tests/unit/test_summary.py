@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.llm import ChatRequest, Completion, LLMError, LLMErrorKind
-from bot.store import StoredMessage
-from bot.summary import Summarizer, transcript, transcript_line
+from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
+from bot.answer.summary import Summarizer, transcript, transcript_line
+from bot.store.database import StoredMessage
 from config.settings import Settings
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 import structlog
 
 from bot import texts
-from bot.formatting import split_for_matrix
-from bot.llm import LLMError
+from bot.answer.llm import LLMError
+from bot.answer.replies import Outbox
+from bot.answer.split import split_for_matrix
 from bot.models import IncomingMessage
-from bot.replies import Outbox
 
 log = structlog.get_logger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import nio
 import structlog
 
-from bot.sandbox_synapse import RegisteredUser
-from bot.streaming import TYPING_CURSOR
+from bot.answer.streaming import TYPING_CURSOR
+from sandbox.synapse import RegisteredUser
 
 log = structlog.get_logger(__name__)
 

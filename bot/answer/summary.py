@@ -17,9 +17,9 @@ from typing import Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from bot import texts
-from bot.llm import ChatMessage, ChatRequest, Completion
-from bot.store import StoredMessage
-from bot.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.answer.llm import ChatMessage, ChatRequest, Completion
+from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.store.database import StoredMessage
 from config.settings import Settings
 
 PARIS = ZoneInfo("Europe/Paris")

@@ -21,8 +21,8 @@ from typing import Any, Literal
 import aiosqlite
 from pydantic import BaseModel, ConfigDict
 
-from bot import faults
 from bot.models import IncomingMessage
+from bot.ops import faults
 
 TriggerStatus = Literal["pending", "answered", "failed", "skipped"]
 Role = Literal["user", "assistant"]
@@ -123,7 +123,7 @@ def _message_row(m: StoredMessage) -> tuple[str, str, str, str, str, int, str | 
 
 
 def _migrations() -> list[tuple[int, str]]:
-    folder = resources.files("bot") / "migrations"
+    folder = resources.files("bot.store") / "migrations"
     found = []
     for entry in folder.iterdir():
         name = entry.name

@@ -8,7 +8,7 @@ import contextlib
 import structlog
 
 from bot.room_config import RoomConfigRepository
-from bot.store import Store, now_ms
+from bot.store.database import Store, now_ms
 
 log = structlog.get_logger(__name__)
 DAY_MS = 86_400_000

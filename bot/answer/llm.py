@@ -26,7 +26,7 @@ from mistralai.client.errors import MistralError, NoResponseError
 from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
-from bot import faults, metrics
+from bot.ops import faults, metrics
 
 log = structlog.get_logger(__name__)
 

@@ -5,7 +5,7 @@ timeouts, broken streams, outages) without internet and with deterministic answe
 It speaks the same wire format as ``POST /v1/chat/completions`` on api.mistral.ai, vLLM
 or llama.cpp, so ``Mistral(api_key="k", server_url=fake.base_url)`` talks to it unchanged.
 
-Also runnable for the bench and demos: ``python -m tests.support.fake_mistral --port 8088``.
+Also runnable for the bench and demos: ``python -m sandbox.fake_mistral --port 8088``.
 """
 
 from __future__ import annotations
@@ -26,11 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox_llm import canned_answer as default_responder
-from bot.sandbox_llm import message_text
-
 Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
 DEFAULT_MODEL = "mistral-small-latest"
+CANNED_MODEL = "reponses-factices"  # what the sandbox's --fake-llm model is called
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 
 _ERROR_TEXTS = {
@@ -42,6 +40,29 @@ _ERROR_TEXTS = {
     503: "Service unavailable",
     504: "Gateway timeout",
 }
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """Text of a chat message whose content is a string or a list of chunks."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def canned_answer(body: dict[str, Any]) -> str:
+    """'Réponse simulée : ' + the last user message (200 characters at most)."""
+    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
+    last = " ".join(message_text(users[-1]).split()) if users else ""
+    if len(last) > 200:
+        last = last[:199] + "…"
+    return f"Réponse simulée : {last}"
+
+
+def default_responder(body: dict[str, Any]) -> str:
+    return canned_answer(body)
 
 
 def split_tokens(text: str) -> list[str]:

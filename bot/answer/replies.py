@@ -10,9 +10,10 @@ import hashlib
 import time
 from typing import Any, Protocol
 
-from bot import metrics
-from bot.formatting import render_markdown, split_for_matrix
+from bot.answer.render import render_markdown
+from bot.answer.split import split_for_matrix
 from bot.models import IncomingMessage
+from bot.ops import metrics
 
 
 class MatrixSender(Protocol):

@@ -36,9 +36,9 @@ from bot import texts
 
 if TYPE_CHECKING:  # imported lazily at run time: `tchap-bot --help` must stay light
     from bot.app import BotApp
-    from bot.sandbox_chat import ChatClient, ShownMessage
-    from bot.sandbox_synapse import RegisteredUser, SynapseServer
     from config.settings import Settings
+    from sandbox.chat import ChatClient, ShownMessage
+    from sandbox.synapse import RegisteredUser, SynapseServer
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -51,6 +51,7 @@ BOT_DISPLAY_NAME = "Assistant IA [Bac à sable]"
 USER_LOCALPART = "agent"
 USER_DISPLAY_NAME = "Agent [Bac à sable]"
 BOT_READY_TIMEOUT = 60.0
+CANNED_TOKENS_PER_SECOND = 50.0  # slow enough to watch an answer stream in Element
 BOT_STOP_TIMEOUT = 30.0
 ROOM_JOIN_TIMEOUT = 30.0
 # The local model has a 4096-token window (llama.cpp n_ctx): keep prompt + answer well inside.
@@ -161,7 +162,7 @@ class SandboxUnavailable(Exception):
 def choose_llm(options: SandboxOptions, environ: Mapping[str, str]) -> LLMChoice:
     """--fake-llm, then --model-file, then MISTRAL_API_KEY/MISTRAL_SERVER_URL, then the packaged
     local model. Raises SandboxUnavailable when the local model is needed but not installed."""
-    from bot.sandbox_llm import find_packaged_gguf, missing_llama_modules
+    from sandbox.local_model import find_packaged_gguf, missing_llama_modules
 
     if options.fake_llm:
         return LLMChoice("fake")
@@ -192,7 +193,7 @@ def choose_llm(options: SandboxOptions, environ: Mapping[str, str]) -> LLMChoice
 
 def preflight(options: SandboxOptions, environ: Mapping[str, str]) -> LLMChoice:
     """Everything that can be checked before starting anything (raises SandboxUnavailable)."""
-    from bot.sandbox_synapse import synapse_installed
+    from sandbox.synapse import synapse_installed
 
     if not synapse_installed():
         raise SandboxUnavailable(texts.SANDBOX_SYNAPSE_MISSING)
@@ -279,7 +280,7 @@ class _LogFile:
     def configure(self, secret_values: list[str]) -> None:
         import structlog
 
-        from bot.logs import configure_logging
+        from bot.ops.logs import configure_logging
 
         configure_logging(self.level, "json", secret_values)
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=self._file))
@@ -322,10 +323,13 @@ class Sandbox:
         self, stack: contextlib.AsyncExitStack, root: Path
     ) -> tuple[str, int | None]:
         """Start the model endpoint if it is ours; return its base URL and process id."""
-        from bot.sandbox_llm import CannedLLM, LocalModelServer
+        from sandbox.fake_mistral import CANNED_MODEL, FakeMistral
+        from sandbox.local_model import LocalModelServer
 
         if self.llm.kind == "fake":
-            canned = CannedLLM()
+            canned = FakeMistral()
+            canned.model_ids = [CANNED_MODEL]
+            canned.stream_tokens_per_second = CANNED_TOKENS_PER_SECOND
             stack.push_async_callback(canned.stop)
             await canned.start()
             return canned.base_url, None
@@ -353,8 +357,8 @@ class Sandbox:
     def _bot_settings(
         self, homeserver: str, accounts: Accounts, root: Path, llm_url: str
     ) -> Settings:
-        from bot.sandbox_synapse import SERVER_NAME, free_port
         from config.settings import Settings, load_settings
+        from sandbox.synapse import SERVER_NAME, free_port
 
         assert accounts.bot is not None
         values: dict[str, Any] = {
@@ -371,12 +375,12 @@ class Sandbox:
         if llm_url:
             values["mistral_server_url"] = llm_url
         if self.llm.kind == "local":
-            from bot.sandbox_llm import LOCAL_MODEL_ALIAS
+            from sandbox.local_model import LOCAL_MODEL_ALIAS
 
             values["model"] = LOCAL_MODEL_ALIAS
             values.update(LOCAL_MODEL_SETTINGS)
         elif self.llm.kind == "fake":
-            from bot.sandbox_llm import CANNED_MODEL
+            from sandbox.fake_mistral import CANNED_MODEL
 
             values["model"] = CANNED_MODEL
         # Listening ports (health, metrics...): a free one each, never a clash with a real bot.
@@ -436,9 +440,9 @@ class Sandbox:
         return EXIT_FAILED if self.failures else EXIT_OK
 
     async def _run(self, stack: contextlib.AsyncExitStack) -> None:
-        from bot.sandbox_chat import ChatClient, ChatError
-        from bot.sandbox_synapse import RegisteredUser, SynapseServer
         from config.settings import ConfigError
+        from sandbox.chat import ChatClient, ChatError
+        from sandbox.synapse import RegisteredUser, SynapseServer
 
         root = self._data_root(stack)
         accounts_path = root / "accounts.json"

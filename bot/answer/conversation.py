@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot import metrics, texts
-from bot.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot import texts
+from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot.answer.replies import Outbox
+from bot.answer.streaming import StreamingReply, stream_answer
+from bot.answer.tokens import TokenCounter, fit_to_budget
 from bot.models import IncomingMessage, RoomContext
-from bot.replies import Outbox
-from bot.store import ConversationTurn, Store, StoredMessage, now_ms
-from bot.streaming import StreamingReply, stream_answer
-from bot.tokens import TokenCounter, fit_to_budget
+from bot.ops import metrics
+from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 

@@ -43,12 +43,12 @@ from nio import (
 from nio.crypto.attachments import decrypt_attachment
 from nio.store import DefaultStore
 
-from bot import faults, logs, metrics
 from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
-from bot.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
-from bot.events import parse_message, parse_redaction
+from bot.matrix.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
+from bot.matrix.events import parse_message, parse_redaction
 from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
-from bot.store import Session, Store
+from bot.ops import faults, logs, metrics
+from bot.store.database import Session, Store
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -1,0 +1,1 @@
+"""The answer wing: prompts, the model client, streaming and replies."""

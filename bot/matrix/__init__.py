@@ -1,0 +1,1 @@
+"""The Matrix wing: the only code that imports matrix-nio."""

@@ -1,0 +1,1 @@
+"""Operations: health, metrics, logs, rate limits, fault points."""

@@ -1,0 +1,1 @@
+"""The offline trial (`tchap-bot sandbox`) and the one fake Mistral-compatible server."""
