@@ -13,6 +13,7 @@ from bot.answer.llm import CircuitBreaker, LLMClient
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
+from bot.documents.service import DocumentService
 from bot.matrix.gateway import AuthenticationFailed, MatrixGateway
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.room_commands import RoomCommandsRepository
@@ -20,6 +21,7 @@ from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
 from bot.store.database import Store
+from bot.store.documents import DocumentsRepository
 from bot.store.retention import retention_loop
 from commands import build_registry
 from config.settings import Settings
@@ -43,6 +45,7 @@ class BotApp:
         self.router: Router | None = None
         self.llm: LLMClient | None = None
         self.scheduler: Scheduler | None = None
+        self.documents: DocumentService | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -88,6 +91,13 @@ class BotApp:
         )
         scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
         router.scheduler = scheduler
+        documents_repository = DocumentsRepository(store)
+        await documents_repository.load_sqlite_vec()
+        documents = self.documents = DocumentService(
+            settings, documents_repository, gateway, llm, tokens
+        )
+        router.documents = documents
+        conversation.documents = documents
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
         health: HealthServer | None = None
@@ -97,6 +107,7 @@ class BotApp:
                 settings, sync_readiness(gateway, settings.sync_timeout_seconds)
             )
             await router.resume_pending()
+            await documents.resume_pending()
             background.append(
                 asyncio.create_task(
                     retention_loop(
@@ -126,6 +137,7 @@ class BotApp:
             if health is not None:
                 await health.stop()
             await conversation.close()
+            await documents.close()
             await gateway.close()
             await llm.close()
             await store.close()

@@ -81,7 +81,7 @@ async def _purge(settings: Settings, user_id: str) -> int:
     finally:
         await store.close()
     print(
-        f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte."
+        f"Données effacées pour {user_id} : {deleted.messages} messages, {deleted.conversation_turns} éléments de contexte, {deleted.documents} documents."
     )
     return 0
 

@@ -21,6 +21,7 @@ from bot.answer.inbound import strip_reply_fallback
 from bot.answer.llm import LLMClient
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
+from bot.documents.service import DocumentService
 from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
 from bot.ops import metrics
 from bot.ops.ratelimit import SlidingWindowLimiter
@@ -138,6 +139,7 @@ class Router:
         self._room_commands = room_commands
         self._summarizer = summarizer
         self.scheduler: Scheduler | None = None
+        self.documents: DocumentService | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
         self._rate_notice_at: dict[tuple[str, str], float] = {}
@@ -235,8 +237,13 @@ class Router:
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
-        if message.kind in (MessageKind.OTHER, MessageKind.ATTACHMENT):
-            return  # attachments are handled by their features (documents, media), never as text
+        if message.kind is MessageKind.ATTACHMENT:
+            # Files are read in the background (documents), never answered as text.
+            if self.documents is not None and self._settings.is_allowed_user(message.sender):
+                await self.documents.on_attachment(message)
+            return
+        if message.kind is MessageKind.OTHER:
+            return
         if (
             not answerable
             or message.kind is MessageKind.NOTICE
@@ -442,4 +449,5 @@ class Router:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            documents=self.documents,
         )

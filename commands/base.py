@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from bot.answer.llm import LLMClient
     from bot.answer.replies import Outbox
     from bot.answer.summary import Summarizer
+    from bot.documents.service import DocumentService
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
@@ -63,6 +64,7 @@ class CommandContext:
     prefix: str = "!"
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
+    documents: DocumentService | None = None
     _sender_level: int | None = None
     _replies: int = 0
 

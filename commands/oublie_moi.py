@@ -16,9 +16,12 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
         "command.user_purged",
         messages=deleted.messages,
         conversation_turns=deleted.conversation_turns,
+        documents=deleted.documents,
     )
     await ctx.reply(
-        texts.FORGET_ME_DONE.format(messages=deleted.messages, turns=deleted.conversation_turns)
+        texts.FORGET_ME_DONE.format(
+            messages=deleted.messages, turns=deleted.conversation_turns, documents=deleted.documents
+        )
     )
 
 
@@ -30,8 +33,8 @@ COMMAND: Command[NoArgs] = Command(
     parse=no_arguments,
     run=run,
     details=(
-        "Supprime vos messages enregistrés (utilisés pour les résumés) et vos échanges avec "
-        "l'assistant, dans tous les salons où il se trouve. Vos messages restent visibles dans "
+        "Supprime vos messages enregistrés (utilisés pour les résumés), vos échanges avec "
+        "l'assistant et les documents que vous avez partagés (leur texte indexé), dans tous les salons où il se trouve. Vos messages restent visibles dans "
         "Tchap : seule la copie de l'assistant est effacée. Tout le monde peut l'utiliser."
     ),
 )

@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -26,6 +27,9 @@ from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.documents.service import DocumentContext
+
 log = structlog.get_logger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
 TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon
@@ -37,6 +41,20 @@ ERROR_TEXTS = {
     LLMErrorKind.TIMEOUT: texts.LLM_TIMEOUT,
     LLMErrorKind.EMPTY: texts.LLM_EMPTY_ANSWER,
 }
+
+
+class DocumentSource(Protocol):
+    """The room's documents, as questions see them (bot.documents.service.DocumentService)."""
+
+    async def context_for(
+        self,
+        message: IncomingMessage,
+        question: str,
+        budget_tokens: int,
+        *,
+        is_direct: bool,
+        last_exchange_ms: int | None,
+    ) -> DocumentContext | None: ...
 
 
 def french_date(moment: datetime) -> str:
@@ -59,8 +77,10 @@ class ConversationHandler:
         tokens: TokenCounter,
         outbox: Outbox,
         clock: Callable[[], float] = time.time,
+        documents: DocumentSource | None = None,
     ) -> None:
         self._settings = settings
+        self.documents = documents
         self._store = store
         self._llm = llm
         self._tokens = tokens
@@ -95,9 +115,12 @@ class ConversationHandler:
         question: str,
         room: RoomContext,
         room_settings: RoomSettings,
+        documents: DocumentContext | None = None,
     ) -> ChatRequest:
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
+        if documents is not None and documents.block:
+            question_line = f"{documents.block}\n\n{question_line}"
         if message.reply_to_event_id:
             quoted = await self._store.get_message(message.reply_to_event_id)
             if (
@@ -155,8 +178,13 @@ class ConversationHandler:
         """Answer one question and record the exchange; failures become a French notice."""
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         typing_on = asyncio.Event()
+        documents = await self._documents_for(message, question, room, room_settings)
+        if documents is not None and documents.notice is not None:
+            await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
+            await self._store.finish_trigger(message, "answered")
+            return
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
-        request = await self.build_request(message, question, room, room_settings)
+        request = await self.build_request(message, question, room, room_settings, documents)
         if self._settings.log_message_content:
             bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
         if received_at is not None:
@@ -167,13 +195,15 @@ class ConversationHandler:
             else self._settings.streaming
         )
         try:
+            footer = documents.footer if documents is not None and documents.sources else None
             if streaming:
-                completion = await self._stream(message, question, request)
+                completion = await self._stream(message, question, request, footer)
             else:
                 completion = await self._llm.complete(request)
                 llm_done = time.perf_counter()
+                shown = completion.text + (footer(completion.text) if footer else "")
                 event_ids = await self._outbox.reply(
-                    message, completion.text, purpose="answer", measure_from=llm_done
+                    message, shown, purpose="answer", measure_from=llm_done
                 )
                 await self.record_answer(message, question, completion.text, event_ids, completion)
         except LLMError as error:
@@ -205,12 +235,46 @@ class ConversationHandler:
         await asyncio.gather(typing_on, return_exceptions=True)
         await self._outbox.typing(message.room_id, False)
 
+    async def _documents_for(
+        self,
+        message: IncomingMessage,
+        question: str,
+        room: RoomContext,
+        room_settings: RoomSettings,
+    ) -> DocumentContext | None:
+        """Passages of the room's documents for this question, within the token budget."""
+        if self.documents is None:
+            return None
+        settings = self._settings
+        available = (
+            settings.context_token_budget
+            - settings.max_answer_tokens
+            - self._tokens.count(self.system_prompt(room, room_settings))
+            - self._tokens.count(question)
+            - 64
+        )
+        last = await self._store.recent_turns(message.room_id, message.thread_root_id, 1)
+        return await self.documents.context_for(
+            message,
+            question,
+            available,
+            is_direct=room.is_direct,
+            last_exchange_ms=last[-1].timestamp_ms if last else None,
+        )
+
     async def _stream(
-        self, message: IncomingMessage, question: str, request: ChatRequest
+        self,
+        message: IncomingMessage,
+        question: str,
+        request: ChatRequest,
+        footer: Callable[[str], str] | None = None,
     ) -> Completion:
         usage = Completion(text="")
         reply = StreamingReply(
-            self._outbox, message, edit_interval=self._settings.stream_edit_interval_seconds
+            self._outbox,
+            message,
+            edit_interval=self._settings.stream_edit_interval_seconds,
+            footer=footer,
         )
         outcome = await stream_answer(self._llm.stream(request, usage), reply)
         usage.text = outcome.text

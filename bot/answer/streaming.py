@@ -53,12 +53,14 @@ class StreamingReply:
         edit_interval: float,
         first_text_wait: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        footer: Callable[[str], str] | None = None,
     ) -> None:
         self._outbox = outbox
         self._trigger = trigger
         self._interval = edit_interval
         self._first_wait = first_text_wait
         self._clock = clock
+        self._footer = footer  # appended to the final text only (e.g. document sources)
         self._text = ""
         self._first_text_at: float | None = None
         self._event_id: str | None = None
@@ -142,6 +144,8 @@ class StreamingReply:
         """Final edit with the whole rendered answer; overflow continues in follow-up messages."""
         self.stop()
         text = self._text if complete else self._text.rstrip() + texts.ANSWER_INCOMPLETE
+        if self._footer is not None:
+            text += self._footer(self._text)
         parts = [body for body, _ in split_for_matrix(text, STREAM_PART_LIMIT_BYTES)]
         event_ids: list[str] = []
         if self._event_id is None:

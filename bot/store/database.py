@@ -101,6 +101,7 @@ class Schedule(Record):
 class UserDataDeleted(Record):
     messages: int
     conversation_turns: int
+    documents: int = 0
 
 
 INSERT_MESSAGE = (
@@ -235,7 +236,8 @@ class Store:
         """Every room something is stored about (retention must not miss unregistered ones)."""
         rows = await self._fetchall(
             "SELECT room_id FROM rooms UNION SELECT room_id FROM room_messages "
-            "UNION SELECT room_id FROM conversation_turns UNION SELECT room_id FROM triggers"
+            "UNION SELECT room_id FROM conversation_turns UNION SELECT room_id FROM triggers "
+            "UNION SELECT room_id FROM documents"
         )
         return [str(row[0]) for row in rows]
 
@@ -253,6 +255,7 @@ class Store:
                 "custom_commands",
                 "schedules",
                 "awaiting_keys",
+                "documents",  # passages, their index and embeddings follow (cascade)
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
@@ -297,6 +300,9 @@ class Store:
                     f"({derived}))",
                     (room_id, event_id, event_id, room_id),
                 )
+            await db.execute(
+                "DELETE FROM documents WHERE room_id = ? AND event_id = ?", (room_id, event_id)
+            )
             await db.execute(
                 "UPDATE triggers SET payload = '{}', status = CASE status WHEN 'pending' "
                 "THEN 'skipped' ELSE status END WHERE event_id = ? AND room_id = ?",
@@ -355,6 +361,9 @@ class Store:
                 "DELETE FROM triggers WHERE room_id = ? AND received_at_ms < ? AND status != 'pending'",
                 (room_id, cutoff_ms),
             )
+            await db.execute(
+                "DELETE FROM documents WHERE room_id = ? AND timestamp_ms < ?", (room_id, cutoff_ms)
+            )
         return max(deleted, 0)
 
     # --- Conversation context -------------------------------------------------------------------
@@ -378,7 +387,9 @@ class Store:
     async def clear_room_messages(self, room_id: str) -> int:
         async with self._transaction() as db:
             cursor = await db.execute("DELETE FROM room_messages WHERE room_id = ?", (room_id,))
-            return max(cursor.rowcount, 0)
+            deleted = max(cursor.rowcount, 0)
+            await db.execute("DELETE FROM documents WHERE room_id = ?", (room_id,))
+            return deleted
 
     # --- Exactly-once triggers ------------------------------------------------------------------
     async def claim_trigger(
@@ -552,6 +563,16 @@ class Store:
             "messages": [dict(row) for row in messages],
             "conversation_turns": [dict(row) for row in turns],
             "settings_changes": [dict(row) for row in audit],
+            "documents": [
+                {**dict(row), "text": str(row["text"] or "")}
+                for row in await self._fetchall(
+                    "SELECT d.room_id, d.event_id, d.name, d.mimetype, d.pages, d.timestamp_ms, "
+                    "group_concat(p.text, char(10) || char(10)) AS text FROM documents d "
+                    "LEFT JOIN (SELECT document_id, text FROM document_passages ORDER BY position) p "
+                    "ON p.document_id = d.id WHERE d.sender = ? GROUP BY d.id ORDER BY d.timestamp_ms",
+                    (user_id,),
+                )
+            ],
         }
 
     async def purge_user(self, user_id: str) -> UserDataDeleted:
@@ -578,7 +599,9 @@ class Store:
             await db.execute(
                 "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
             )
-        return UserDataDeleted(messages=messages, conversation_turns=turns)
+            cursor = await db.execute("DELETE FROM documents WHERE sender = ?", (user_id,))
+            documents = max(cursor.rowcount, 0)
+        return UserDataDeleted(messages=messages, conversation_turns=turns, documents=documents)
 
     # --- Room commands: disabled built-ins, custom commands, schedules ----------------------------
     async def disabled_commands(self) -> dict[str, set[str]]:
