@@ -14,14 +14,14 @@ from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
 from bot.documents.service import DocumentService
-from bot.matrix.gateway import AuthenticationFailed, MatrixGateway
+from bot.matrix.gateway import MatrixGateway
+from bot.matrix.session import AuthenticationFailed
 from bot.ops.health import HealthServer, start_health_server, sync_readiness
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.router import Router
 from bot.schedule import Scheduler
-from bot.store.database import Store
-from bot.store.documents import DocumentsRepository
+from bot.store import Store
 from bot.store.retention import retention_loop
 from commands import build_registry
 from config.settings import Settings
@@ -91,10 +91,9 @@ class BotApp:
         )
         scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
         router.scheduler = scheduler
-        documents_repository = DocumentsRepository(store)
-        await documents_repository.load_sqlite_vec()
+        await store.documents.load_sqlite_vec()
         documents = self.documents = DocumentService(
-            settings, documents_repository, gateway, llm, tokens
+            settings, store.documents, gateway, llm, tokens
         )
         router.documents = documents
         conversation.documents = documents

@@ -62,22 +62,22 @@ def _secrets(settings: Settings) -> list[str]:
 
 
 async def _export(settings: Settings, user_id: str) -> int:
-    from bot.store.database import Store
+    from bot.store import Store
 
     store = await Store.open(settings.database_path)
     try:
-        print(json.dumps(await store.export_user(user_id), ensure_ascii=False, indent=2))
+        print(json.dumps(await store.people.export(user_id), ensure_ascii=False, indent=2))
     finally:
         await store.close()
     return 0
 
 
 async def _purge(settings: Settings, user_id: str) -> int:
-    from bot.store.database import Store
+    from bot.store import Store
 
     store = await Store.open(settings.database_path)
     try:
-        deleted = await store.purge_user(user_id)
+        deleted = await store.people.purge(user_id)
     finally:
         await store.close()
     print(

@@ -6,7 +6,8 @@ goes through the store, which writes the audit row in the same transaction.
 
 from __future__ import annotations
 
-from bot.store.database import CustomCommand, Store, now_ms
+from bot.store import Store
+from bot.store.database import CustomCommand, now_ms
 
 
 class RoomCommandsRepository:
@@ -16,9 +17,9 @@ class RoomCommandsRepository:
         self._custom: dict[str, dict[str, CustomCommand]] = {}
 
     async def load_all(self) -> None:
-        self._disabled = await self._store.disabled_commands()
+        self._disabled = await self._store.commands.disabled()
         self._custom = {}
-        for command in await self._store.custom_commands():
+        for command in await self._store.commands.custom():
             self._custom.setdefault(command.room_id, {})[command.name] = command
 
     def is_disabled(self, room_id: str, name: str) -> bool:
@@ -28,7 +29,7 @@ class RoomCommandsRepository:
         return set(self._disabled.get(room_id, set()))
 
     async def set_enabled(self, room_id: str, name: str, user_id: str, enabled: bool) -> None:
-        await self._store.set_command_enabled(room_id, name, user_id, enabled)
+        await self._store.commands.set_enabled(room_id, name, user_id, enabled)
         if enabled:
             self._disabled.get(room_id, set()).discard(name)
         else:
@@ -52,7 +53,7 @@ class RoomCommandsRepository:
             created_by=user_id,
             created_at_ms=now_ms(),
         )
-        await self._store.save_custom_command(command, old.template if old else None)
+        await self._store.commands.save_custom(command, old.template if old else None)
         self._custom.setdefault(room_id, {})[name] = command
         return command
 
@@ -60,7 +61,7 @@ class RoomCommandsRepository:
         old = self.custom(room_id, name)
         if old is None:
             return False
-        await self._store.delete_custom_command(room_id, name, user_id, old.template)
+        await self._store.commands.delete_custom(room_id, name, user_id, old.template)
         del self._custom[room_id][name]
         return True
 

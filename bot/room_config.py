@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.store.database import Store
+from bot.store import Store
 from config.room_settings import RoomSettings, display_value
 
 
@@ -14,7 +14,7 @@ class RoomConfigRepository:
         self._cache: dict[str, RoomSettings] = {}
 
     async def load_all(self) -> None:
-        for room_id, data in (await self._store.all_room_settings()).items():
+        for room_id, data in (await self._store.settings.all()).items():
             self._cache[room_id] = RoomSettings.model_validate(data)
 
     def get(self, room_id: str) -> RoomSettings:
@@ -24,7 +24,7 @@ class RoomConfigRepository:
         """Persist the room's new settings with an audit row (who, when, old, new)."""
         old_value: Any = getattr(self.get(room_id), field)
         new_value: Any = getattr(new, field)
-        await self._store.change_room_setting(
+        await self._store.settings.change(
             room_id,
             user_id,
             field,

@@ -28,7 +28,8 @@ from bot.ops.ratelimit import SlidingWindowLimiter
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
-from bot.store.database import Schedule, Store, StoredMessage
+from bot.store import Store
+from bot.store.database import Schedule, StoredMessage
 from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
 from commands.base import CommandContext
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
@@ -152,9 +153,9 @@ class Router:
         """Re-queue questions recorded but not answered before a crash, if still fresh."""
         cutoff = int(time.time() * 1000 - self._settings.catch_up_window_minutes * 60_000)
         resumed = 0
-        for message in await self._store.pending_triggers():
+        for message in await self._store.triggers.pending():
             if message.timestamp_ms < cutoff:
-                await self._store.finish_trigger(message, "skipped")
+                await self._store.triggers.finish(message, "skipped")
                 continue
             resumed += 1
             self._schedule(message)
@@ -173,11 +174,11 @@ class Router:
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
-        await self._store.delete_event(room_id, redacts)
+        await self._store.messages.delete_event(room_id, redacts)
         log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
 
     async def on_left(self, room_id: str) -> None:
-        await self._store.forget_room(room_id)
+        await self._store.rooms.forget(room_id)
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
@@ -233,7 +234,7 @@ class Router:
         if message.sender == self._gateway.user_id:
             return
         if message.replaces_event_id is not None:
-            await self._store.apply_edit(
+            await self._store.messages.apply_edit(
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
@@ -256,7 +257,7 @@ class Router:
         if not await self._is_for_bot(message, room):
             await self._store_message(message)
             return
-        if not await self._store.claim_trigger(message, self._stored(message)):
+        if not await self._store.triggers.claim(message, self._stored(message)):
             return  # already answered (a replayed sync)
         self._schedule(message, received_at)
 
@@ -279,7 +280,7 @@ class Router:
     async def _store_message(self, message: IncomingMessage) -> None:
         stored = self._stored(message)
         if stored is not None:
-            await self._store.save_messages([stored])
+            await self._store.messages.save([stored])
 
     def _identity(self, room_id: str) -> BotIdentity:
         return BotIdentity(
@@ -311,7 +312,7 @@ class Router:
 
     async def _replied_sender(self, message: IncomingMessage) -> str | None:
         assert message.reply_to_event_id is not None
-        stored = await self._store.get_message(message.reply_to_event_id)
+        stored = await self._store.messages.get(message.reply_to_event_id)
         if stored is not None:
             return stored.sender if stored.room_id == message.room_id else None
         return await self._gateway.event_sender(message.room_id, message.reply_to_event_id)
@@ -362,7 +363,7 @@ class Router:
                 await self._registry.dispatch(
                     self._command_context(message, room, invocation.prefix), invocation
                 )
-                await self._store.finish_trigger(message, "answered", question=False)
+                await self._store.triggers.finish(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
                 await self._refuse_rate_limited(
@@ -379,7 +380,7 @@ class Router:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
                 )
-                await self._store.finish_trigger(message, "answered")
+                await self._store.triggers.finish(message, "answered")
                 return
             await self._conversation.answer(message, question, room, room_settings, received_at)
         except asyncio.CancelledError:
@@ -392,7 +393,7 @@ class Router:
                     message, texts.COMMAND_FAILED, purpose="internal-error", notice=True
                 )
             finally:
-                await self._store.finish_trigger(message, "failed")
+                await self._store.triggers.finish(message, "failed")
 
     async def _refuse_rate_limited(
         self, message: IncomingMessage, scope: str, key: str, notice: str
@@ -403,7 +404,7 @@ class Router:
         if now - self._rate_notice_at.get((scope, key), -RATE_NOTICE_EVERY) >= RATE_NOTICE_EVERY:
             self._rate_notice_at[(scope, key)] = now
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
-        await self._store.finish_trigger(message, "skipped")
+        await self._store.triggers.finish(message, "skipped")
 
     def _is_known_command(self, room_id: str, word: str) -> bool:
         return (
@@ -423,7 +424,7 @@ class Router:
             timestamp_ms=run_ms,
             scheduled=True,
         )
-        if await self._store.claim_trigger(message):
+        if await self._store.triggers.claim(message):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
             self._schedule(message)
 

@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 import structlog
 
-from bot.store.database import Schedule, Store
+from bot.store import Store
+from bot.store.database import Schedule
 
 log = structlog.get_logger(__name__)
 
@@ -144,7 +145,7 @@ class Scheduler:
         """Run every due schedule once; returns how many runs were queued."""
         now = self.now_ms()
         queued = 0
-        for schedule in await self._store.schedules():
+        for schedule in await self._store.schedules.list():
             if schedule.next_run_ms > now:
                 continue
             try:
@@ -156,7 +157,7 @@ class Scheduler:
                 continue
             on_time = now - schedule.next_run_ms <= MAX_LATENESS_MS
             ran_at = schedule.next_run_ms if on_time else None
-            if not await self._store.advance_schedule(
+            if not await self._store.schedules.advance(
                 schedule.id, schedule.next_run_ms, ran_at, following
             ):
                 continue  # another tick already moved it: never twice
@@ -184,7 +185,7 @@ class Scheduler:
                 waiter.cancel()
 
     async def _seconds_to_next(self) -> float:
-        schedules = await self._store.schedules()
+        schedules = await self._store.schedules.list()
         if not schedules:
             return IDLE_WAKE_SECONDS
         soonest = min(schedule.next_run_ms for schedule in schedules)

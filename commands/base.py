@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
-    from bot.store.database import Store
+    from bot.store import Store
     from commands.registry import CommandRegistry
 
 Args = TypeVar("Args")

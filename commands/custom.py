@@ -83,7 +83,7 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     except LLMError as error:
         await ctx.reply(error_text(error))
         return
-    await ctx.store.record_usage(
+    await ctx.store.usage.record(
         ctx.message.room_id, completion.prompt_tokens, completion.completion_tokens
     )
     await ctx.reply(completion.text, notice=False)

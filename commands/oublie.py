@@ -20,11 +20,11 @@ def required_power(everything: bool) -> Power:
 
 async def run(ctx: CommandContext, everything: bool) -> None:
     room_id = ctx.message.room_id
-    await ctx.store.clear_conversation(room_id)
+    await ctx.store.messages.clear_conversation(room_id)
     if not everything:
         await ctx.reply(texts.FORGET_DONE.format(prefix=ctx.prefix))
         return
-    deleted = await ctx.store.clear_room_messages(room_id)
+    deleted = await ctx.store.messages.clear_room(room_id)
     await ctx.reply(texts.FORGET_ALL_DONE.format(messages=deleted))
 
 

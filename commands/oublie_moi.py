@@ -11,7 +11,7 @@ log = structlog.get_logger(__name__)
 
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
-    deleted = await ctx.store.purge_user(ctx.message.sender)
+    deleted = await ctx.store.people.purge(ctx.message.sender)
     log.info(
         "command.user_purged",
         messages=deleted.messages,

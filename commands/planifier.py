@@ -67,7 +67,7 @@ def _when(timestamp_ms: int) -> str:
 async def run(ctx: CommandContext, action: ScheduleAction) -> None:
     room_id = ctx.message.room_id
     if action.action == "list":
-        schedules = await ctx.store.schedules(room_id)
+        schedules = await ctx.store.schedules.list(room_id)
         if not schedules:
             await ctx.reply(texts.SCHEDULE_LIST_EMPTY.format(prefix=ctx.prefix))
             return
@@ -84,7 +84,7 @@ async def run(ctx: CommandContext, action: ScheduleAction) -> None:
         await ctx.reply("\n".join(lines))
         return
     if action.action == "delete":
-        if not await ctx.store.delete_schedule(room_id, action.schedule_id, ctx.message.sender):
+        if not await ctx.store.schedules.delete(room_id, action.schedule_id, ctx.message.sender):
             await ctx.reply(texts.SCHEDULE_UNKNOWN.format(id=action.schedule_id))
             return
         if ctx.scheduler is not None:
@@ -98,11 +98,11 @@ async def run(ctx: CommandContext, action: ScheduleAction) -> None:
         raise UsageError(texts.SCHEDULE_UNKNOWN_COMMAND.format(name=name))
     if builtin is not None and builtin.name in NOT_SCHEDULABLE:
         raise UsageError(texts.SCHEDULE_FORBIDDEN_COMMAND.format(name=builtin.name))
-    if len(await ctx.store.schedules(room_id)) >= MAX_SCHEDULES:
+    if len(await ctx.store.schedules.list(room_id)) >= MAX_SCHEDULES:
         raise UsageError(texts.SCHEDULE_LIMIT_REACHED.format(limit=MAX_SCHEDULES))
     now_ms = ctx.scheduler.now_ms() if ctx.scheduler is not None else int(time.time() * 1000)
     next_run = parse_spec(action.spec).next_run_after(now_ms)
-    schedule_id = await ctx.store.add_schedule(
+    schedule_id = await ctx.store.schedules.add(
         room_id, action.spec, action.command_line, ctx.message.sender, next_run
     )
     if ctx.scheduler is not None:

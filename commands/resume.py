@@ -60,13 +60,13 @@ async def select_window(ctx: CommandContext, args: CountOrDuration) -> Window:
         since_ms = message.timestamp_ms - int(args.duration.total_seconds() * 1000)
         limit = MAX_SUMMARY_MESSAGES
     else:
-        last = await ctx.store.last_message_time(
+        last = await ctx.store.messages.last_time(
             message.room_id, message.sender, before_ms=message.timestamp_ms
         )
         # What was said after the asker last spoke: their own message is not news to them.
         since_ms = last + 1 if last is not None else None
         since_last = last is not None
-    found = await ctx.store.messages_in_window(
+    found = await ctx.store.messages.in_window(
         message.room_id,
         since_ms=since_ms,
         limit=limit * FETCH_FACTOR,
@@ -149,7 +149,7 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
     await ctx.reply(text, notice=False)
-    await ctx.store.record_usage(
+    await ctx.store.usage.record(
         ctx.message.room_id, result.prompt_tokens, result.completion_tokens
     )
     log.info(

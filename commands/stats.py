@@ -20,7 +20,7 @@ def french_datetime(timestamp_ms: int) -> str:
 
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
-    usage = await ctx.store.room_usage(ctx.message.room_id)
+    usage = await ctx.store.usage.of_room(ctx.message.room_id)
     last = (
         french_datetime(usage.last_activity_ms)
         if usage.last_activity_ms is not None

@@ -2,7 +2,7 @@
 
 Rooms are created through Synapse by one user inviting the bot, which joins on its own (the
 real invitation path). The history is then seeded into the bot's store in big batches
-(Store.save_messages), with a conversation memory per room (Store.finish_trigger), as if the
+(store.messages.save), with a conversation memory per room (store.triggers.finish), as if the
 bot had lived there for days. Then: restart to ready, memory, and the cost of loading a
 room's context for a question (ConversationHandler.build_request on that store).
 """
@@ -23,7 +23,8 @@ from bench.stats import summary
 from bot.answer.conversation import ConversationHandler
 from bot.answer.tokens import MistralTokenCounter
 from bot.models import IncomingMessage, MessageKind, RoomContext
-from bot.store.database import ConversationTurn, Store, now_ms
+from bot.store import Store
+from bot.store.database import ConversationTurn, now_ms
 from config.room_settings import RoomSettings
 from config.settings import load_settings
 
@@ -46,9 +47,9 @@ async def seed_store(db_path: Path, rooms: list[str], messages: int, turns: int)
             for message in room_history(room_id, per_room, end, step_ms=400_000):
                 batch.append(message)
                 if len(batch) >= SEED_BATCH:
-                    await store.save_messages(batch)
+                    await store.messages.save(batch)
                     batch = []
-        await store.save_messages(batch)
+        await store.messages.save(batch)
         for room_id in rooms:
             sender, name = PEOPLE[len(room_id) % len(PEOPLE)]
             history = [
@@ -71,7 +72,7 @@ async def seed_store(db_path: Path, rooms: list[str], messages: int, turns: int)
                 body="",
                 timestamp_ms=end,
             )
-            await store.finish_trigger(seed_trigger, "answered", turns=history)
+            await store.triggers.finish(seed_trigger, "answered", turns=history)
     finally:
         await store.close()
     return time.perf_counter() - started
@@ -124,7 +125,7 @@ async def context_timings(bot: Any, rooms: list[str], samples: int) -> dict[str,
             await handler.build_request(message, message.body, room, RoomSettings())
             builds.append(time.perf_counter() - started)
             started = time.perf_counter()
-            await store.recent_turns(room_id, None, 400)
+            await store.messages.recent_turns(room_id, None, 400)
             queries.append(time.perf_counter() - started)
             await asyncio.sleep(0)
     finally:

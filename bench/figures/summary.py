@@ -1,6 +1,6 @@
 """Figure 6: `!resume 5000` over a room's stored history, with an LLM that takes 1 s per call.
 
-The history is seeded into the bot's store (Store.save_messages), as if the bot had been in
+The history is seeded into the bot's store (store.messages.save), as if the bot had been in
 the room all along; the command then goes through Matrix like any user's. The chunk count
 comes from the requests the LLM received (each chunk's prompt starts with the part header).
 """
@@ -16,7 +16,8 @@ from bench.harness import Bench, wait_answering
 from bench.results import Figure, Row
 from bench.stats import summary
 from bot import texts
-from bot.store.database import Store, now_ms
+from bot.store import Store
+from bot.store.database import now_ms
 
 LLM_SECONDS = 1.0
 SEED_BATCH = 50_000
@@ -31,9 +32,9 @@ async def seed(db_path: Path, room_id: str, count: int, end_ms: int, tag: str) -
         for message in room_history(room_id, count, end_ms, tag=tag):
             batch.append(message)
             if len(batch) >= SEED_BATCH:
-                await store.save_messages(batch)
+                await store.messages.save(batch)
                 batch = []
-        await store.save_messages(batch)
+        await store.messages.save(batch)
     finally:
         await store.close()
     return time.perf_counter() - started

@@ -23,7 +23,8 @@ from bot.answer.streaming import StreamingReply, stream_answer
 from bot.answer.tokens import TokenCounter, fit_to_budget
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
-from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
+from bot.store import Store
+from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -122,7 +123,7 @@ class ConversationHandler:
         if documents is not None and documents.block:
             question_line = f"{documents.block}\n\n{question_line}"
         if message.reply_to_event_id:
-            quoted = await self._store.get_message(message.reply_to_event_id)
+            quoted = await self._store.messages.get(message.reply_to_event_id)
             if (
                 quoted is not None
                 and quoted.room_id == message.room_id
@@ -134,7 +135,7 @@ class ConversationHandler:
                     + "\n"
                     + question_line
                 )
-        turns = await self._store.recent_turns(
+        turns = await self._store.messages.recent_turns(
             message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
         )
         history = [
@@ -181,7 +182,7 @@ class ConversationHandler:
         documents = await self._documents_for(message, question, room, room_settings)
         if documents is not None and documents.notice is not None:
             await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
-            await self._store.finish_trigger(message, "answered")
+            await self._store.triggers.finish(message, "answered")
             return
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
         request = await self.build_request(message, question, room, room_settings, documents)
@@ -253,7 +254,7 @@ class ConversationHandler:
             - self._tokens.count(question)
             - 64
         )
-        last = await self._store.recent_turns(message.room_id, message.thread_root_id, 1)
+        last = await self._store.messages.recent_turns(message.room_id, message.thread_root_id, 1)
         return await self.documents.context_for(
             message,
             question,
@@ -292,7 +293,7 @@ class ConversationHandler:
     ) -> None:
         timestamp = now_ms()
         bot = self._settings.user_id
-        await self._store.finish_trigger(
+        await self._store.triggers.finish(
             message,
             "answered",
             answer_event_id=event_ids[0] if event_ids else None,
@@ -333,7 +334,7 @@ class ConversationHandler:
 
     async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
         await self._outbox.reply(message, error_text(error), purpose="error", notice=True)
-        await self._store.finish_trigger(message, "failed")
+        await self._store.triggers.finish(message, "failed")
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:

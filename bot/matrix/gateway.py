@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -23,7 +22,6 @@ from nio import (
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
-    LoginResponse,
     MatrixRoom,
     MegolmEvent,
     MemoryDownloadResponse,
@@ -38,17 +36,25 @@ from nio import (
     UnknownAccountDataEvent,
     UnknownEvent,
     UnknownToDeviceEvent,
-    WhoamiResponse,
 )
 from nio.crypto.attachments import decrypt_attachment
-from nio.store import DefaultStore
 
 from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
-from bot.matrix.cross_signing import KEYS_FILE_NAME, CrossSigningStatus, ensure_cross_signing
+from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.events import parse_message, parse_redaction
+from bot.matrix.keys import HeldEvents
+from bot.matrix.power import effective_power_level
+from bot.matrix.session import (
+    AuthenticationFailed,
+    http_json,
+    pickle_key,
+    restore_or_login,
+    setup_cross_signing,
+    unlock_crypto_store,
+)
 from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
 from bot.ops import faults, logs, metrics
-from bot.store.database import Session, Store
+from bot.store import Store
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -56,8 +62,6 @@ log = structlog.get_logger(__name__)
 SYNC_TOKEN_KEY = "sync_token"
 SEND_ATTEMPTS = 6
 ACCESS_RULES_EVENT = "im.vector.room.access_rules"
-DEFAULT_PICKLE_KEY = "DEFAULT_KEY"  # nio's own default: the store is then effectively clear
-UNLIMITED_POWER = 1 << 53  # room v12 creators outrank every power level
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
     "M_MISSING_TOKEN",
@@ -71,21 +75,12 @@ SYNC_FILTER: dict[str, Any] = {
 }
 
 
-class AuthenticationFailed(Exception):
-    """The homeserver refuses the bot's credentials: retrying cannot help, the admin must act."""
-
-
 class SendFailed(Exception):
     pass
 
 
 class ClearSendRefused(SendFailed):
     """The room is encrypted but the message would have left in clear: never send it."""
-
-
-WITHHELD_EVENT_TYPES = {"m.room_key.withheld", "org.matrix.room_key.withheld"}
-MAX_WAITING_SESSIONS = 2_000  # undecryptable events kept in memory, by Megolm session
-MAX_WITHHELD_SESSIONS = 2_000
 
 
 class EventSink(Protocol):
@@ -102,48 +97,6 @@ class EventSink(Protocol):
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
 
 
-def effective_power_level(
-    user_id: str,
-    power_levels: Mapping[str, Any] | None,
-    create_sender: str | None,
-    create_content: Mapping[str, Any] | None,
-) -> int:
-    """A user's power in a room, including room-version-12 creators (absent from power_levels)."""
-    create_content = create_content or {}
-    version = str(create_content.get("room_version", "1"))
-    if _creators_are_privileged(version):
-        creators = {create_sender} if create_sender else set()
-        extra = create_content.get("additional_creators")
-        if isinstance(extra, list):
-            creators.update(item for item in extra if isinstance(item, str))
-        if user_id in creators:
-            return UNLIMITED_POWER
-    if power_levels is None:
-        # No power_levels event: the creator has 100, everybody else 0 (spec, all versions).
-        return 100 if user_id == create_sender else 0
-    users = power_levels.get("users")
-    default = _as_int(power_levels.get("users_default"), 0)
-    if isinstance(users, Mapping) and user_id in users:
-        return _as_int(users[user_id], default)
-    return default
-
-
-def _creators_are_privileged(version: str) -> bool:
-    if version == "org.matrix.hydra.11":
-        return True
-    return version.isdigit() and int(version) >= 12
-
-
-def _as_int(value: Any, fallback: int) -> int:
-    if isinstance(value, bool):
-        return fallback
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return fallback
-
-
 class MatrixGateway:
     def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
@@ -155,7 +108,7 @@ class MatrixGateway:
             store_sync_tokens=False,  # the sync token lives in our SQLite, saved at the right moment
             max_timeout_retry_wait_time=settings.homeserver_retry_max_seconds,
             request_timeout=settings.sync_timeout_seconds + 30,
-            pickle_key=_pickle_key(settings),
+            pickle_key=pickle_key(settings),
         )
         self.client = AsyncClient(
             settings.homeserver,
@@ -168,10 +121,14 @@ class MatrixGateway:
         self._first_sync_ever = False
         self._in_first_sync = True
         self._catch_up_cutoff_ms = 0
-        self._undecrypted: dict[str, list[MegolmEvent]] = {}
-        self._not_answerable: set[str] = set()  # waiting events that arrived as history
-        self._withheld: dict[str, str] = {}  # session_id -> withheld code, this process only
-        self._give_up_tasks: dict[str, asyncio.Task[None]] = {}
+        self.held = HeldEvents(
+            self.client,
+            settings,
+            store,
+            answerable=self._answerable,
+            deliver=self._on_room_message,
+            notify=self._notify_undecryptable,
+        )
         self._keys_lock = asyncio.Lock()
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
@@ -195,16 +152,16 @@ class MatrixGateway:
         if self._settings.store_passphrase is not None:
             logs.register_secret(self._settings.store_passphrase.get_secret_value())
         await asyncio.to_thread(unlock_crypto_store, self._settings)
-        await self._restore_or_login()
+        await restore_or_login(self.client, self._settings, self._store)
         logs.register_secret(self.client.access_token)  # also mask a token got by logging in
-        await self._setup_cross_signing()
-        self._sync_token = await self._store.get_state(SYNC_TOKEN_KEY)
+        self.cross_signing_status = await setup_cross_signing(self.client, self._settings)
+        self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
         self._first_sync_ever = self._sync_token is None
-        for room_id in await self._store.known_room_ids():
-            if await self._store.is_direct_room(room_id):
+        for room_id in await self._store.rooms.known_ids():
+            if await self._store.rooms.is_direct(room_id):
                 self._direct_rooms.add(room_id)
         self._register_callbacks()
-        await self._load_held_events()
+        await self.held.load()
         profile = await self.client.get_displayname(self.user_id)
         self.display_name = getattr(profile, "displayname", None)
         fingerprint = (
@@ -218,103 +175,16 @@ class MatrixGateway:
             first_start=self._first_sync_ever,
         )
 
-    async def _restore_or_login(self) -> None:
-        settings = self._settings
-        saved = await self._store.load_session()
-        if (
-            saved is not None
-            and saved.user_id == settings.user_id
-            and (
-                settings.access_token is None
-                or saved.access_token == settings.access_token.get_secret_value()
-            )
-        ):
-            self.client.restore_login(saved.user_id, saved.device_id, saved.access_token)
-            log.info("matrix.session_restored", device_id=saved.device_id)
-            return
-        if settings.access_token is not None:
-            token = settings.access_token.get_secret_value()
-            device_id = settings.device_id
-            if device_id is None:
-                self.client.access_token = token
-                whoami = await self.client.whoami()
-                if not isinstance(whoami, WhoamiResponse) or not whoami.device_id:
-                    raise AuthenticationFailed(
-                        "TCHAP_BOT_ACCESS_TOKEN refusé par le serveur (ou sans appareil) : "
-                        "définissez TCHAP_BOT_DEVICE_ID ou renouvelez le jeton"
-                    )
-                device_id = whoami.device_id
-            self.client.restore_login(settings.user_id, device_id, token)
-            await self._store.save_session(
-                Session(user_id=settings.user_id, device_id=device_id, access_token=token)
-            )
-            log.info("matrix.session_from_token", device_id=device_id)
-            return
-        assert settings.password is not None  # guaranteed by Settings validation
-        response = await self.client.login(
-            settings.password.get_secret_value(), device_name=settings.device_name
-        )
-        if not isinstance(response, LoginResponse):
-            raise AuthenticationFailed(
-                f"Connexion refusée pour {settings.user_id} : vérifiez TCHAP_BOT_PASSWORD "
-                f"({getattr(response, 'status_code', 'erreur inconnue')})"
-            )
-        await self._store.save_session(
-            Session(
-                user_id=response.user_id,
-                device_id=response.device_id,
-                access_token=response.access_token,
-            )
-        )
-        log.info("matrix.logged_in", device_id=response.device_id)
-
-    async def _setup_cross_signing(self) -> None:
-        """Publish the device keys, then make sure the bot's own identity signs this device."""
-        olm = self.client.olm
-        if olm is None or not self.device_id:
-            return
-        password = self._settings.password
-        passphrase = self._settings.store_passphrase
-        try:
-            if self.client.should_upload_keys:  # the signature covers the server's copy
-                await self.client.keys_upload()
-            self.cross_signing_status = await ensure_cross_signing(
-                self._http_json,
-                user_id=self.user_id,
-                device_id=str(self.device_id),
-                device_ed25519=olm.account.identity_keys["ed25519"],
-                sign_with_device=olm.account.sign,
-                keys_path=self._settings.crypto_store_dir / KEYS_FILE_NAME,
-                password=password.get_secret_value() if password is not None else None,
-                passphrase=passphrase.get_secret_value() if passphrase is not None else None,
-                replace_foreign=self._settings.cross_signing_reset,
-            )
-        except Exception as error:  # transport trouble: the bot runs anyway, retried next start
-            log.warning("cross_signing.failed", error_type=type(error).__name__)
-            self.cross_signing_status = CrossSigningStatus.FAILED
-
-    async def _http_json(
-        self, method: str, path: str, body: dict[str, Any] | None
-    ) -> tuple[int, dict[str, Any]]:
-        """One authenticated request through nio's HTTP session (same TLS and proxy settings)."""
-        headers = {
-            "Authorization": f"Bearer {self.client.access_token}",
-            "Content-Type": "application/json",
-        }
-        data = json.dumps(body) if body is not None else None
-        async with await self.client.send(method, path, data=data, headers=headers) as response:
-            try:
-                payload = await response.json(content_type=None)
-            except ValueError:
-                payload = None
-            return response.status, payload if isinstance(payload, dict) else {}
-
     async def close(self) -> None:
-        for task in self._give_up_tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._give_up_tasks.values(), return_exceptions=True)
-        self._give_up_tasks.clear()
+        await self.held.close()
         await self.client.close()
+
+    async def _notify_undecryptable(self, event: UndecryptableMessage) -> None:
+        if self._sink is not None:
+            await self._sink.on_undecryptable(event)
+
+    def is_waiting_for_key(self, event_id: str) -> bool:
+        return self.held.is_waiting(event_id)
 
     # --- Sync loop --------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -357,7 +227,7 @@ class MatrixGateway:
             backoff = 1.0
             await self._after_sync(response)
             if first:
-                await self._retry_held_events()
+                await self.held.retry_all()
                 self._in_first_sync = False
                 self.ready.set()
 
@@ -384,7 +254,7 @@ class MatrixGateway:
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
         self._sync_token = response.next_batch
-        await self._store.set_state(SYNC_TOKEN_KEY, response.next_batch)
+        await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
 
@@ -407,14 +277,14 @@ class MatrixGateway:
         self.client.add_event_callback(
             guard(self._on_room_message), (RoomMessage, RoomEncryptedMedia)
         )
-        self.client.add_event_callback(guard(self._on_megolm), MegolmEvent)
+        self.client.add_event_callback(guard(self.held.on_megolm), MegolmEvent)
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
         self.client.add_event_callback(guard(self._on_unknown), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
         self.client.add_to_device_callback(
-            guard(self._on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
+            guard(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
         )
-        self.client.add_to_device_callback(guard(self._on_unknown_to_device), UnknownToDeviceEvent)
+        self.client.add_to_device_callback(guard(self.held.on_to_device), UnknownToDeviceEvent)
 
     def _answerable(self, timestamp_ms: int) -> bool:
         if not self._in_first_sync:
@@ -475,179 +345,6 @@ class MatrixGateway:
         await self._sink.on_message(message, self.room_context(room.room_id), answerable)
         faults.maybe_crash("mid_sync")  # tests only: handed over, sync token not saved yet
 
-    async def _on_megolm(self, room: MatrixRoom, event: MegolmEvent) -> None:
-        """A message we cannot decrypt yet: ask for the key, keep the event, bound the wait.
-
-        If the key arrives (`_on_room_key`) the message is handled as if it had just come. If it
-        does not within `undecryptable_notice_seconds`, or the sender's device withholds it, the
-        sink is told once (`_give_up`) so the sender learns why the bot stays silent.
-        """
-        event.room_id = room.room_id
-        if event.session_id not in self._undecrypted:
-            while len(self._undecrypted) >= MAX_WAITING_SESSIONS:  # bounded memory: oldest go
-                for dropped in self._undecrypted.pop(next(iter(self._undecrypted))):
-                    self._not_answerable.discard(dropped.event_id)
-        waiting = self._undecrypted.setdefault(event.session_id, [])
-        if any(known.event_id == event.event_id for known in waiting):
-            return  # a replayed sync
-        waiting.append(event)
-        answerable = self._answerable(int(event.server_timestamp))
-        if not answerable:
-            self._not_answerable.add(event.event_id)
-        try:
-            await self.client.request_room_key(event)
-        except Exception as error:  # a duplicate request raises; the first one is enough
-            log.debug("matrix.key_request_skipped", error_type=type(error).__name__)
-        log.info(
-            "matrix.undecryptable",
-            room_id=room.room_id,
-            event_id=event.event_id,
-            session_id=event.session_id,
-        )
-        if not answerable or event.sender == self.user_id:
-            return  # history: waiting quietly is enough
-        # Ciphertext only: kept so a restart before the key arrives loses nothing.
-        await self._store.save_awaiting_key(
-            room.room_id, event.event_id, event.session_id, json.dumps(event.source)
-        )
-        code = self._withheld.get(event.session_id)
-        if code is not None:
-            await self._give_up(event, f"withheld:{code}")
-            return
-        self._give_up_tasks[event.event_id] = asyncio.create_task(
-            self._give_up_later(event), name=f"key-wait-{event.event_id}"
-        )
-
-    async def _give_up_later(self, event: MegolmEvent) -> None:
-        await asyncio.sleep(self._settings.undecryptable_notice_seconds)
-        self._give_up_tasks.pop(event.event_id, None)
-        if self.is_waiting_for_key(event.event_id):
-            await self._give_up(event, "timeout")
-
-    async def _give_up(self, event: MegolmEvent, reason: str) -> None:
-        """Tell the sink that this message stays unreadable (it may still be decrypted later)."""
-        task = self._give_up_tasks.pop(event.event_id, None)
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-        log.warning(
-            "matrix.room_key_missing", room_id=event.room_id, event_id=event.event_id, reason=reason
-        )
-        if self._sink is None:
-            return
-        relates = event.source.get("content", {}).get("m.relates_to")
-        thread_root = (
-            relates.get("event_id")
-            if isinstance(relates, dict) and relates.get("rel_type") == "m.thread"
-            else None
-        )
-        try:
-            await self._sink.on_undecryptable(
-                UndecryptableMessage(
-                    room_id=event.room_id,
-                    event_id=event.event_id,
-                    sender=event.sender,
-                    session_id=event.session_id,
-                    timestamp_ms=int(event.server_timestamp),
-                    thread_root_id=thread_root if isinstance(thread_root, str) else None,
-                    reason=reason,
-                )
-            )
-        except Exception:
-            log.exception("matrix.undecryptable_notice_failed", room_id=event.room_id)
-
-    async def _on_room_key(self, event: Any) -> None:
-        """A room key arrived: decrypt the events that were waiting for it and hand them on."""
-        session_id = getattr(event, "session_id", None)
-        if session_id:
-            self._withheld.pop(session_id, None)  # the sender changed its mind (e.g. verified us)
-        if session_id:
-            await self._decrypt_waiting(session_id, keep_on_failure=False)
-
-    async def _decrypt_waiting(self, session_id: str, *, keep_on_failure: bool) -> None:
-        """Decrypt the events held for `session_id` and hand them on as if they had just come."""
-        waiting = self._undecrypted.pop(session_id, [])
-        for index, megolm in enumerate(waiting):
-            try:
-                decrypted = self.client.decrypt_event(megolm)
-            except EncryptionError as error:  # no key yet, or one starting at a later index
-                if keep_on_failure:
-                    self._undecrypted[session_id] = waiting[index:]
-                    return
-                log.warning(
-                    "matrix.late_key_unusable",
-                    room_id=megolm.room_id,
-                    event_id=megolm.event_id,
-                    error_type=type(error).__name__,
-                )
-                await self._store.forget_awaiting_key(megolm.event_id)
-                continue
-            room = self.client.rooms.get(megolm.room_id)
-            if room is None:
-                # The first sync of a process hands keys over before the rooms: the key is
-                # stored now, and the pass after that sync decrypts this event again.
-                self._undecrypted.setdefault(session_id, []).append(megolm)
-                continue
-            task = self._give_up_tasks.pop(megolm.event_id, None)
-            if task is not None:
-                task.cancel()
-            await self._store.forget_awaiting_key(megolm.event_id)
-            answerable = megolm.event_id not in self._not_answerable
-            self._not_answerable.discard(megolm.event_id)
-            if isinstance(decrypted, RoomMessage) and room is not None:
-                log.info(
-                    "matrix.late_key_decrypted", room_id=megolm.room_id, event_id=megolm.event_id
-                )
-                await self._on_room_message(room, decrypted, answerable=answerable)
-
-    async def _load_held_events(self) -> None:
-        """Events that waited for a key when the bot last stopped wait again (catch-up window)."""
-        window_ms = int(self._settings.catch_up_window_minutes * 60_000)
-        now = int(time.time() * 1000)
-        for room_id, source in await self._store.awaiting_keys(since_ms=now - 86_400_000):
-            try:
-                event = MegolmEvent.from_dict(json.loads(source))
-            except Exception:
-                continue
-            if not isinstance(event, MegolmEvent):
-                continue
-            event.room_id = room_id
-            self._undecrypted.setdefault(event.session_id, []).append(event)
-            if int(event.server_timestamp) < now - window_ms:
-                self._not_answerable.add(event.event_id)
-            else:
-                self._give_up_tasks[event.event_id] = asyncio.create_task(
-                    self._give_up_later(event), name=f"key-wait-{event.event_id}"
-                )
-
-    async def _retry_held_events(self) -> None:
-        """After the first sync: keys that came while the bot was down are in the store now."""
-        for session_id in list(self._undecrypted):
-            await self._decrypt_waiting(session_id, keep_on_failure=True)
-
-    async def _on_unknown_to_device(self, event: UnknownToDeviceEvent) -> None:
-        """`m.room_key.withheld`: the sender's device refuses us the key (e.g. `m.unverified`)."""
-        if event.type not in WITHHELD_EVENT_TYPES:
-            return
-        content = event.source.get("content")
-        if not isinstance(content, dict):
-            return
-        code = str(content.get("code") or "unknown")
-        session_id = content.get("session_id")
-        log.warning("matrix.room_key_withheld", room_id=content.get("room_id"), code=code)
-        if not isinstance(session_id, str):
-            return  # m.no_olm carries no session: the timeout covers those messages
-        while len(self._withheld) >= MAX_WITHHELD_SESSIONS:
-            self._withheld.pop(next(iter(self._withheld)))
-        self._withheld[session_id] = code
-        for megolm in list(self._undecrypted.get(session_id, [])):
-            if megolm.event_id in self._give_up_tasks:
-                await self._give_up(megolm, f"withheld:{code}")
-
-    def is_waiting_for_key(self, event_id: str) -> bool:
-        return any(
-            event.event_id == event_id for events in self._undecrypted.values() for event in events
-        )
-
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         redaction = parse_redaction(
             room.room_id, event.source if isinstance(event.source, dict) else {}
@@ -664,7 +361,7 @@ class MatrixGateway:
         )
         if is_direct_rule and room.room_id not in self._direct_rooms:
             self._direct_rooms.add(room.room_id)
-            await self._store.remember_room(room.room_id, is_direct=True)
+            await self._store.rooms.remember(room.room_id, is_direct=True)
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
@@ -684,7 +381,7 @@ class MatrixGateway:
         if isinstance(response, JoinError):
             log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
             return False
-        await self._store.remember_room(room_id, is_direct)
+        await self._store.rooms.remember(room_id, is_direct)
         if is_direct:
             self._direct_rooms.add(room_id)
             if inviter is not None:
@@ -695,13 +392,13 @@ class MatrixGateway:
         """Record the DM in the bot's own `m.direct`, as clients do for theirs."""
         path = f"/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
         try:
-            status, direct = await self._http_json("GET", path, None)
+            status, direct = await http_json(self.client, "GET", path, None)
             rooms = direct.get(user_id) if status == 200 else None
             listed = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
             if room_id in listed:
                 return
             updated = {**(direct if status == 200 else {}), user_id: [*listed, room_id]}
-            status, _ = await self._http_json("PUT", path, updated)
+            status, _ = await http_json(self.client, "PUT", path, updated)
             if status != 200:
                 log.warning("matrix.m_direct_not_saved", room_id=room_id, status=status)
         except Exception as error:  # the store already knows it is a DM: this is a courtesy
@@ -719,7 +416,7 @@ class MatrixGateway:
                 for room_id in rooms if isinstance(rooms, list) else []:
                     if isinstance(room_id, str) and room_id not in self._direct_rooms:
                         self._direct_rooms.add(room_id)
-                        await self._store.remember_room(room_id, is_direct=True)
+                        await self._store.rooms.remember(room_id, is_direct=True)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
@@ -861,60 +558,6 @@ class MatrixGateway:
         event = getattr(response, "event", None)
         sender = getattr(event, "sender", None)
         return sender if isinstance(sender, str) else None
-
-
-def _pickle_key(settings: Settings) -> str:
-    passphrase = settings.store_passphrase
-    return passphrase.get_secret_value() if passphrase is not None else DEFAULT_PICKLE_KEY
-
-
-def _opens(store: DefaultStore) -> bool:
-    """Whether every private key of a nio store unpickles with the store's current key."""
-    try:
-        store.load_account()
-        store.load_sessions()
-        store.load_inbound_group_sessions()
-    except Exception:  # vodozemac raises its own pickle errors on a wrong key
-        return False
-    return True
-
-
-def unlock_crypto_store(settings: Settings) -> None:
-    """Check that TCHAP_BOT_STORE_PASSPHRASE opens the crypto store; seal a store made without.
-
-    nio pickles the device's Olm account, Olm sessions and Megolm room keys with this key.
-    Adding a passphrase to an existing store re-encrypts them in one transaction; a wrong or
-    missing passphrase stops the bot with a clear message instead of a new device.
-    """
-    key = _pickle_key(settings)
-    prefix = f"{settings.user_id}_"
-    for path in sorted(settings.crypto_store_dir.glob(f"{prefix}*.db")):
-        device_id = path.name[len(prefix) : -len(".db")]
-        store = DefaultStore(settings.user_id, device_id, str(settings.crypto_store_dir), key)
-        try:
-            if _opens(store):
-                continue
-            store.pickle_key = DEFAULT_PICKLE_KEY
-            if key == DEFAULT_PICKLE_KEY or not _opens(store):
-                raise AuthenticationFailed(
-                    "TCHAP_BOT_STORE_PASSPHRASE absent ou incorrect : il ne déchiffre pas le "
-                    f"magasin de clés {path.name} (remettez la phrase de passe d'origine)"
-                )
-            account = store.load_account()
-            sessions = store.load_sessions()
-            inbound = store.load_inbound_group_sessions()
-            store.pickle_key = key
-            with store.database.atomic():
-                if account is not None:
-                    store.save_account(account)
-                for sender_key, session_list in sessions.items():
-                    for session in session_list:
-                        store.save_session(sender_key, session)
-                for group_session in inbound:
-                    store.save_inbound_group_session(group_session)
-            log.info("matrix.crypto_store_sealed", device_id=device_id)
-        finally:
-            store.database.close()
 
 
 def _isolated(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:

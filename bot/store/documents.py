@@ -19,7 +19,7 @@ import numpy as np
 import structlog
 from pydantic import BaseModel, ConfigDict
 
-from bot.store.database import Store, now_ms
+from bot.store.database import Database, now_ms
 
 log = structlog.get_logger(__name__)
 VECTOR_CACHE_ROOMS = 16
@@ -93,8 +93,8 @@ _PASSAGE_SELECT = (
 
 
 class DocumentsRepository:
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
         self.sqlite_vec = False
         self._vectors: OrderedDict[str, tuple[tuple[Any, ...], np.ndarray, np.ndarray]] = (
             OrderedDict()
@@ -105,7 +105,7 @@ class DocumentsRepository:
         try:
             import sqlite_vec
 
-            db = self._store._db
+            db = self._db._db  # the aiosqlite connection
             await db.enable_load_extension(True)
             await db.load_extension(sqlite_vec.loadable_path())
             await db.enable_load_extension(False)
@@ -131,7 +131,7 @@ class DocumentsRepository:
         source: dict[str, Any],
     ) -> int | None:
         """A new pending document; None if this event is already known (a replayed sync)."""
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             cursor = await db.execute(
                 "INSERT OR IGNORE INTO documents (room_id, event_id, sender, sender_name, name, "
                 "mimetype, size, thread_root_id, timestamp_ms, source) "
@@ -152,7 +152,7 @@ class DocumentsRepository:
             return cursor.lastrowid if cursor.rowcount == 1 else None
 
     async def pending(self) -> list[tuple[DocumentRecord, str]]:
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             f"SELECT {_DOCUMENT_COLUMNS}, source FROM documents "
             "WHERE status = 'pending' AND source IS NOT NULL ORDER BY id"
         )
@@ -172,7 +172,7 @@ class DocumentsRepository:
         """Store the passages (and vectors) and mark the document indexed, in one transaction.
         False if the document was deleted meanwhile (redacted while being read)."""
         token = room_token(room_id)
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             async with db.execute(
                 "SELECT 1 FROM documents WHERE id = ? AND status = 'pending'", (document_id,)
             ) as cursor:
@@ -214,7 +214,7 @@ class DocumentsRepository:
         return True
 
     async def mark_failed(self, document_id: int, reason: str, format: str | None = None) -> None:
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             await db.execute(
                 "UPDATE documents SET status = 'failed', error = ?, format = ?, source = NULL "
                 "WHERE id = ?",
@@ -222,7 +222,7 @@ class DocumentsRepository:
             )
 
     async def by_event(self, room_id: str, event_id: str) -> DocumentRecord | None:
-        row = await self._store._fetchone(
+        row = await self._db.fetchone(
             f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE room_id = ? AND event_id = ?",
             (room_id, event_id),
         )
@@ -230,7 +230,7 @@ class DocumentsRepository:
 
     async def in_room(self, room_id: str) -> list[DocumentRecord]:
         """The room's documents, oldest first (the numbering `!documents` shows)."""
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE room_id = ? "
             "ORDER BY timestamp_ms, id",
             (room_id,),
@@ -240,7 +240,7 @@ class DocumentsRepository:
     async def shared_between(
         self, room_id: str, after_ms: int, before_ms: int
     ) -> list[DocumentRecord]:
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE room_id = ? AND timestamp_ms > ? "
             "AND timestamp_ms <= ? ORDER BY timestamp_ms, id",
             (room_id, after_ms, before_ms),
@@ -248,13 +248,13 @@ class DocumentsRepository:
         return [_document(row) for row in rows]
 
     async def has_indexed(self, room_id: str) -> bool:
-        row = await self._store._fetchone(
+        row = await self._db.fetchone(
             "SELECT 1 FROM documents WHERE room_id = ? AND status = 'indexed' LIMIT 1", (room_id,)
         )
         return row is not None
 
     async def delete(self, room_id: str, document_id: int) -> bool:
-        async with self._store._transaction() as db:
+        async with self._db.transaction() as db:
             cursor = await db.execute(
                 "DELETE FROM documents WHERE room_id = ? AND id = ?", (room_id, document_id)
             )
@@ -263,7 +263,7 @@ class DocumentsRepository:
 
     # --- Passages -------------------------------------------------------------------------------
     async def passages_of(self, document_id: int) -> list[StoredPassage]:
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             f"{_PASSAGE_SELECT} WHERE p.document_id = ? ORDER BY p.position", (document_id,)
         )
         return [StoredPassage(**dict(row)) for row in rows]
@@ -272,7 +272,7 @@ class DocumentsRepository:
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = await self._store._fetchall(f"{_PASSAGE_SELECT} WHERE p.id IN ({marks})", ids)
+        rows = await self._db.fetchall(f"{_PASSAGE_SELECT} WHERE p.id IN ({marks})", ids)
         return {int(row["id"]): StoredPassage(**dict(row)) for row in rows}
 
     async def search_text(
@@ -290,7 +290,7 @@ class DocumentsRepository:
             restrict = f" AND p.document_id IN ({','.join('?' * len(document_ids))})"
             params.extend(document_ids)
         params.extend([room_id, limit])
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             "SELECT p.id FROM document_passages_fts f JOIN document_passages p ON p.id = f.rowid "
             f"WHERE document_passages_fts MATCH ?{restrict} AND p.room_id = ? "
             "ORDER BY bm25(document_passages_fts) LIMIT ?",
@@ -314,7 +314,7 @@ class DocumentsRepository:
                 restrict = f" AND document_id IN ({','.join('?' * len(document_ids))})"
                 params.extend(document_ids)
             params.extend([1.0 - min_similarity, limit])
-            rows = await self._store._fetchall(
+            rows = await self._db.fetchall(
                 "SELECT id, distance FROM (SELECT id, vec_distance_cosine(embedding, ?) AS distance "
                 f"FROM document_passages WHERE room_id = ? AND embedding IS NOT NULL{restrict}) "
                 "WHERE distance <= ? ORDER BY distance LIMIT ?",
@@ -332,7 +332,7 @@ class DocumentsRepository:
         return [int(ids[i]) for i in order if scores[i] >= min_similarity]
 
     async def _passage_ids_of(self, document_ids: Sequence[int]) -> np.ndarray:
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             "SELECT id FROM document_passages WHERE document_id IN "
             f"({','.join('?' * len(document_ids))})",
             document_ids,
@@ -342,7 +342,7 @@ class DocumentsRepository:
     async def _room_vectors(self, room_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The room's vectors, cached while the room's passages stay the same (any deletion,
         through this repository or the Store's data-protection paths, changes the version)."""
-        version_row = await self._store._fetchone(
+        version_row = await self._db.fetchone(
             "SELECT count(*), min(id), max(id) FROM document_passages "
             "WHERE room_id = ? AND embedding IS NOT NULL",
             (room_id,),
@@ -352,7 +352,7 @@ class DocumentsRepository:
         if cached is not None and cached[0] == version:
             self._vectors.move_to_end(room_id)
             return cached[1], cached[2]
-        rows = await self._store._fetchall(
+        rows = await self._db.fetchall(
             "SELECT id, embedding FROM document_passages WHERE room_id = ? "
             "AND embedding IS NOT NULL",
             (room_id,),

@@ -8,7 +8,8 @@ import contextlib
 import structlog
 
 from bot.room_config import RoomConfigRepository
-from bot.store.database import Store, now_ms
+from bot.store import Store
+from bot.store.database import now_ms
 
 log = structlog.get_logger(__name__)
 DAY_MS = 86_400_000
@@ -20,9 +21,9 @@ async def purge_expired(
     """Delete what each room keeps beyond its retention; returns the number of messages removed."""
     moment = now_ms() if at_ms is None else at_ms
     removed = 0
-    for room_id in await store.rooms_with_data():
+    for room_id in await store.rooms.with_data():
         days = room_config.get(room_id).retention_jours or default_days
-        removed += await store.purge_messages_older_than(room_id, moment - days * DAY_MS)
+        removed += await store.messages.purge_older_than(room_id, moment - days * DAY_MS)
     if removed:
         log.info("retention.purged", messages=removed)
     return removed

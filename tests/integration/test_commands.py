@@ -163,7 +163,7 @@ async def test_settings_change_needs_moderator_and_is_audited(
     refused = await ask(bob, room_id, bot.user_id, "!config consigne Réponds en alexandrins.")
     assert "réservée aux modérateurs" in refused["content"]["body"]
     assert bot.app.router is not None
-    assert (await bot.store.settings_audit(room_id)) == []
+    assert (await bot.store.settings.audit_of(room_id)) == []
 
     shown = await ask(bob, room_id, bot.user_id, "!config")
     assert "consigne" in shown["content"]["body"]
@@ -176,7 +176,7 @@ async def test_settings_change_needs_moderator_and_is_audited(
 
     await ask(bob, room_id, bot.user_id, f"{bot.user_id} une question", mentions=[bot.user_id])
     assert "Réponds en alexandrins." in fake_llm.requests[-1]["messages"][0]["content"]
-    audit = await bot.store.settings_audit(room_id)
+    audit = await bot.store.settings.audit_of(room_id)
     assert [(row.user_id, row.key, row.new_value) for row in audit] == [
         (bob.user_id, "consigne", "Réponds en alexandrins.")
     ]
@@ -225,9 +225,9 @@ async def test_forget_me_deletes_the_users_data_everywhere(
 
     confirmation = await ask(bob, dm, bot.user_id, "!oublie-moi")
 
-    exported = await bot.store.export_user(bob.user_id)
+    exported = await bot.store.people.export(bob.user_id)
     assert exported["messages"] == [] and exported["conversation_turns"] == []
-    assert (await bot.store.export_user(alice.user_id))["messages"], "others keep their data"
+    assert (await bot.store.people.export(alice.user_id))["messages"], "others keep their data"
     assert any(char.isdigit() for char in confirmation["content"]["body"])
     assert texts.UNKNOWN_COMMAND.split(":")[0] not in confirmation["content"]["body"]
 
@@ -243,11 +243,11 @@ async def test_forget_everything_is_for_moderators_and_drops_stored_messages(
 
     refused = await ask(bob, room_id, bot.user_id, "!oublie tout")
     assert "réservée aux modérateurs" in refused["content"]["body"]
-    assert await bot.store.messages_in_window(room_id), "nothing was deleted"
+    assert await bot.store.messages.in_window(room_id), "nothing was deleted"
 
     done = await ask(alice, room_id, bot.user_id, "!reset all")
     assert done["sender"] == bot.user_id
-    remaining = await bot.store.messages_in_window(room_id)
+    remaining = await bot.store.messages.in_window(room_id)
     assert not any("prestataire" in message.body for message in remaining)
     empty = await ask(alice, room_id, bot.user_id, "!resume 10")
     assert "Rien à résumer" in empty["content"]["body"]

@@ -59,14 +59,14 @@ async def test_redaction_removes_the_message_from_store_and_from_the_next_prompt
         alice, room_id, f"{bot.user_id} mon identifiant est ZX-4417, retiens-le", **mention
     )
     await wait_for_event(alice, room_id, replies_to(question))
-    assert await bot.store.get_message(plain) is not None
+    assert await bot.store.messages.get(plain) is not None
 
     for event_id in (plain, question):
         await alice.room_redact(room_id, event_id, reason="erreur")
     await ask(alice, room_id, bot.user_id, f"{bot.user_id} que sais-tu de moi ?", **mention)
 
-    assert await bot.store.get_message(plain) is None
-    assert await bot.store.get_message(question) is None
+    assert await bot.store.messages.get(plain) is None
+    assert await bot.store.messages.get(question) is None
     last = fake_llm.requests[-1]
     assert "ZX-4417" not in prompt_text(last), "neither the question nor the answer quoting it"
     assert "que sais-tu de moi" in prompt_text(last, "user")
@@ -95,7 +95,7 @@ async def test_edit_replaces_the_stored_text_and_the_next_prompt_shows_it(
     )
     await ask(alice, room_id, bot.user_id, "Où est mon bureau ?")
 
-    edited = await bot.store.get_message(question)
+    edited = await bot.store.messages.get(question)
     assert edited is not None and edited.body == "Mon bureau est au 5e étage, porte 508"
     users = prompt_text(fake_llm.requests[-1], "user")
     assert "porte 508" in users

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bot.matrix import gateway as bot_gateway
+from bot.matrix import session as bot_session
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.support.synapse import RegisteredUser, SynapseServer
@@ -153,7 +153,7 @@ async def test_without_cross_signing_element_flags_or_excludes_the_bot(
         return None
 
     require_node()
-    monkeypatch.setattr(bot_gateway, "ensure_cross_signing", no_cross_signing)
+    monkeypatch.setattr(bot_session, "ensure_cross_signing", no_cross_signing)
     bot = await start_bot(undecryptable_notice_seconds=3600)
     users = {mode: await new_user(f"element-{mode.replace('_', '-')}") for mode in MODES}
 

@@ -34,7 +34,8 @@ from bot.matrix.cross_signing import (
     encode_base64,
     load_keys,
 )
-from bot.matrix.gateway import DEFAULT_PICKLE_KEY, ClearSendRefused
+from bot.matrix.gateway import ClearSendRefused
+from bot.matrix.session import DEFAULT_PICKLE_KEY
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, RunningBot, StartBot, bot_settings
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
@@ -350,7 +351,7 @@ async def test_threads_replies_and_edits_in_encrypted_room(
     )
     await ask(alice, room_id, bot.user_id, f"{bot.user_id} le budget ?", mentions=[bot.user_id])
     assert bot.store is not None
-    edited = await bot.store.get_message(note)
+    edited = await bot.store.messages.get(note)
     assert edited is not None and edited.body == "Budget prévu : 20 k€"
 
 

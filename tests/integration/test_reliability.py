@@ -315,8 +315,8 @@ async def test_bad_input_is_survived_and_answered_only_where_asked(
     assert image.event_id not in counts, "an image is not a question"
     assert after not in counts, "the model's '!config mode tous' changed nothing"
     assert bot_replies(alice, quiet_room, bot_id) == []
-    assert await bot.store.room_settings(room_id) == {}
-    assert await bot.store.settings_audit(room_id) == []
+    assert await bot.store.settings.of_room(room_id) == {}
+    assert await bot.store.settings.audit_of(room_id) == []
     assert bot.app.router is not None
     assert bot.app.router._room_config.get(room_id).mode is AnswerMode.MENTIONS
     prompts = " ".join(

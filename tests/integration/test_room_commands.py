@@ -37,7 +37,7 @@ async def test_non_moderators_cannot_change_room_commands(
     refused = await ask(bob, room_id, bot.user_id, "!commande supprimer cp")
     assert "réservée aux modérateurs" in refused["content"]["body"]
 
-    assert await bot.store.schedules(room_id) == []
+    assert await bot.store.schedules.list(room_id) == []
     assert bot.app.router._room_commands.disabled(room_id) == set()
     assert bot.app.router._room_commands.custom(room_id, "cp") is not None
     assert fake_llm.requests == []
@@ -65,7 +65,7 @@ async def test_custom_command_fills_its_template(
     assert answer["content"]["msgtype"] == "m.text"
     help_text = (await ask(bob, room_id, bot.user_id, "!aide"))["content"]["body"]
     assert "!cp" in help_text and "Communiqué de presse" in help_text
-    audit = await bot.store.settings_audit(room_id)
+    audit = await bot.store.settings.audit_of(room_id)
     assert [(row.key, row.new_value) for row in audit] == [("commande-perso:cp", CP_TEMPLATE)]
 
     await ask(alice, room_id, bot.user_id, "!commande supprimer cp")
@@ -138,7 +138,7 @@ async def test_schedule_fires_once_survives_restart_and_skips_empty_windows(
     await ask(alice, quiet_room, bot.user_id, f'!planifier "{spec}" resume 1j')
     await send_text(bob, room_id, "Décision : la note part demain")
     await sync_once(alice)
-    [schedule] = await bot.store.schedules(room_id)
+    [schedule] = await bot.store.schedules.list(room_id)
 
     await bot.restart()
     assert bot.app.scheduler is not None
@@ -161,7 +161,7 @@ async def test_schedule_fires_once_survives_restart_and_skips_empty_windows(
     assert len(bot_posts(alice, room_id, bot.user_id, "Résumé")) == 1
     assert bot_posts(alice, quiet_room, bot.user_id, "Résumé") == [], "empty window: nothing"
 
-    [moved] = await bot.store.schedules(room_id)
+    [moved] = await bot.store.schedules.list(room_id)
     assert moved.next_run_ms > schedule.next_run_ms
     bot.app.scheduler.clock = lambda: moved.next_run_ms / 1000 + 2 * 3600  # 2 h late: skipped
     assert await bot.app.scheduler.tick() == 0
@@ -169,4 +169,4 @@ async def test_schedule_fires_once_survives_restart_and_skips_empty_windows(
     assert spec in listing["content"]["body"]
     removed = await ask(alice, room_id, bot.user_id, f"!planifier supprimer {schedule.id}")
     assert "supprimée" in removed["content"]["body"]
-    assert await bot.store.schedules(room_id) == []
+    assert await bot.store.schedules.list(room_id) == []

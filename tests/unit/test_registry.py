@@ -22,7 +22,8 @@ from bot.answer.summary import Summarizer
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
+from bot.store import Store
+from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from commands import build_registry
 from commands.base import CommandContext, Power
 from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
@@ -283,7 +284,7 @@ class Env:
             timestamp_ms=now_ms() - int(minutes_ago * 60_000),
             **extra,
         )
-        await self.store.save_messages([stored])
+        await self.store.messages.save([stored])
         return stored
 
 
@@ -367,7 +368,7 @@ async def _remember_a_turn(env: Env) -> None:
         body="q",
         timestamp_ms=1,
     )
-    await env.store.finish_trigger(message, "answered", turns=[turn])
+    await env.store.triggers.finish(message, "answered", turns=[turn])
 
 
 async def test_reset_clears_the_conversation_but_keeps_room_messages(env: Env) -> None:
@@ -375,17 +376,17 @@ async def test_reset_clears_the_conversation_but_keeps_room_messages(env: Env) -
     await env.say("bonjour", minutes_ago=5)
     text = only(await env.run("!oublie"))
     assert "oublié" in text
-    assert await env.store.recent_turns(ROOM, None, 10) == []
-    assert len(await env.store.messages_in_window(ROOM)) == 1
+    assert await env.store.messages.recent_turns(ROOM, None, 10) == []
+    assert len(await env.store.messages.in_window(ROOM)) == 1
 
 
 async def test_reset_everything_is_for_moderators(env: Env) -> None:
     await env.say("bonjour", minutes_ago=5)
     assert "réservée aux modérateurs" in only(await env.run("!reset all"))
-    assert len(await env.store.messages_in_window(ROOM)) == 1
+    assert len(await env.store.messages.in_window(ROOM)) == 1
     text = only(await env.run("!oublie TOUT", sender=MODERATOR))
     assert "1 messages" in text or "1 message" in text
-    assert await env.store.messages_in_window(ROOM) == []
+    assert await env.store.messages.in_window(ROOM) == []
     assert "Usage" in only(await env.run("!oublie n'importe"))
 
 
@@ -410,7 +411,7 @@ async def test_config_change_is_for_moderators_and_audited(env: Env) -> None:
     done = only(await env.run("!config Consigne Réponds en vers.", sender=MODERATOR))
     assert done == "✅ consigne : (aucune) → Réponds en vers."
     assert env.room_config.get(ROOM).consigne == "Réponds en vers."
-    audit = await env.store.settings_audit(ROOM)
+    audit = await env.store.settings.audit_of(ROOM)
     assert [(a.user_id, a.key, a.new_value) for a in audit] == [
         (MODERATOR, "consigne", "Réponds en vers.")
     ]
@@ -418,7 +419,7 @@ async def test_config_change_is_for_moderators_and_audited(env: Env) -> None:
 
     again = only(await env.run("!config consigne Réponds en vers.", sender=MODERATOR))
     assert "rien n'a changé" in again
-    assert len(await env.store.settings_audit(ROOM)) == 1
+    assert len(await env.store.settings.audit_of(ROOM)) == 1
 
     reset = only(await env.run("!config consigne défaut", sender=MODERATOR))
     assert reset == "✅ consigne : Réponds en vers. → (aucune)"
@@ -440,7 +441,7 @@ async def test_config_change_is_for_moderators_and_audited(env: Env) -> None:
 async def test_invalid_values_change_nothing(env: Env, command: str, reason: str) -> None:
     text = only(await env.run(command, sender=MODERATOR))
     assert text.startswith("❌") and reason in text and "Rien n'a été modifié" in text
-    assert await env.store.settings_audit(ROOM) == []
+    assert await env.store.settings.audit_of(ROOM) == []
 
 
 async def test_config_values_in_french(env: Env) -> None:
@@ -468,7 +469,7 @@ async def test_model_show_and_switch(env: Env) -> None:
     done = only(await env.run("!modèle Mistral-Large-Latest", sender=MODERATOR))
     assert done == "✅ modele : (par défaut : mistral-small-latest) → mistral-large-latest"
     assert env.room_config.get(ROOM).modele == "mistral-large-latest"
-    assert [a.key for a in await env.store.settings_audit(ROOM)] == ["modele"]
+    assert [a.key for a in await env.store.settings.audit_of(ROOM)] == ["modele"]
     assert "non autorisé" in only(await env.run("!modele gpt-4", sender=MODERATOR))
     await env.run("!modele defaut", sender=MODERATOR)
     assert env.room_config.get(ROOM).modele is None
@@ -477,7 +478,7 @@ async def test_model_show_and_switch(env: Env) -> None:
 # stats
 async def test_stats_for_moderators(env: Env) -> None:
     assert "réservée aux modérateurs" in only(await env.run("!stats"))
-    await env.store.record_usage(ROOM, 12_000, 345)
+    await env.store.usage.record(ROOM, 12_000, 345)
     text = only(await env.run("!stats", sender=MODERATOR))
     assert "12\u202f345" in text and "Dernière activité" in text and " à " in text
     assert "aucune" in only(await env.run("!stats", room_id=OTHER_ROOM, direct=True))
@@ -490,9 +491,9 @@ async def test_forget_me_deletes_the_asker_data_everywhere(env: Env) -> None:
     await env.say("de Bob", minutes_ago=1, sender=BOB)
     text = only(await env.run("!forget-me"))
     assert "2 message(s)" in text
-    remaining = await env.store.messages_in_window(ROOM)
+    remaining = await env.store.messages.in_window(ROOM)
     assert [m.sender for m in remaining] == [BOB]
-    assert await env.store.messages_in_window(OTHER_ROOM) == []
+    assert await env.store.messages.in_window(OTHER_ROOM) == []
 
 
 # resume
@@ -512,7 +513,7 @@ async def test_summary_of_the_default_window(env: Env) -> None:
     assert "ancien message" not in prompt and "!resume" not in prompt
     assert "ma dernière question" not in prompt  # from after the asker last spoke
     assert "Équipe projet" in request.messages[0].content
-    usage = await env.store.room_usage(ROOM)
+    usage = await env.store.usage.of_room(ROOM)
     assert (usage.prompt_tokens, usage.completion_tokens) == (70, 7)
     assert env.outbox.typing_calls == [True, False]
 
@@ -564,7 +565,7 @@ async def test_llm_failure_gives_the_french_error(env: Env) -> None:
     env.llm.error = LLMError(LLMErrorKind.RATE_LIMITED)
     replies = await env.run("!resume 10")
     assert [r.text for r in replies] == [texts.LLM_RATE_LIMITED]
-    assert (await env.store.room_usage(ROOM)).prompt_tokens == 0
+    assert (await env.store.usage.of_room(ROOM)).prompt_tokens == 0
 
 
 async def test_commands_run_concurrently_in_different_rooms(env: Env) -> None:

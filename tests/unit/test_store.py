@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from bot.models import IncomingMessage, MessageKind
-from bot.store.database import ConversationTurn, Store, StoredMessage, now_ms
+from bot.store import Store
+from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from tests.support.bot_process import database_text, rows_about
 
 ROOM = "!salon:localhost"
@@ -56,7 +57,7 @@ def stored(message: IncomingMessage, timestamp_ms: int | None = None) -> StoredM
 
 async def answer(store: Store, message: IncomingMessage, text: str, answer_id: str) -> None:
     """What the conversation handler records once a reply was sent."""
-    await store.finish_trigger(
+    await store.triggers.finish(
         message,
         "answered",
         answer_event_id=answer_id,
@@ -94,8 +95,8 @@ async def answer(store: Store, message: IncomingMessage, text: str, answer_id: s
 
 
 async def ask_and_answer(store: Store, message: IncomingMessage, text: str, answer_id: str) -> None:
-    assert await store.claim_trigger(message)
-    await store.save_messages([stored(message)])
+    assert await store.triggers.claim(message)
+    await store.messages.save([stored(message)])
     await answer(store, message, text, answer_id)
 
 
@@ -105,16 +106,16 @@ async def ask_and_answer(store: Store, message: IncomingMessage, text: str, answ
 async def test_a_trigger_is_pending_until_finished_then_never_claimed_again(store: Store) -> None:
     message = question("$q1", "Quel est le délai ?")
 
-    assert await store.claim_trigger(message)
-    assert await store.claim_trigger(message), "still pending: a resumed job may run it"
-    assert [m.event_id for m in await store.pending_triggers()] == ["$q1"]
+    assert await store.triggers.claim(message)
+    assert await store.triggers.claim(message), "still pending: a resumed job may run it"
+    assert [m.event_id for m in await store.triggers.pending()] == ["$q1"]
 
     await answer(store, message, "Deux mois.", "$a1")
 
-    assert not await store.claim_trigger(message), "a replayed sync must not answer again"
-    assert await store.pending_triggers() == []
-    assert await store.trigger_status("$q1") == "answered"
-    usage = await store.room_usage(ROOM)
+    assert not await store.triggers.claim(message), "a replayed sync must not answer again"
+    assert await store.triggers.pending() == []
+    assert await store.triggers.status("$q1") == "answered"
+    usage = await store.usage.of_room(ROOM)
     assert (usage.questions, usage.answers, usage.prompt_tokens) == (1, 1, 10)
 
 
@@ -122,13 +123,13 @@ async def test_pending_triggers_survive_a_reopen_in_arrival_order(tmp_path: Path
     path = tmp_path / "bot.sqlite3"
     first = await Store.open(path)
     for index in range(3):
-        await first.claim_trigger(question(f"$q{index}", f"question {index}"))
+        await first.triggers.claim(question(f"$q{index}", f"question {index}"))
     version = await first.migrate()
     await first.close()
 
     reopened = await Store.open(path)
     try:
-        pending = await reopened.pending_triggers()
+        pending = await reopened.triggers.pending()
         assert [m.event_id for m in pending] == ["$q0", "$q1", "$q2"]
         assert pending[1].body == "question 1", "the payload is enough to answer after a crash"
         assert await reopened.migrate() == version, "migrations run once"
@@ -152,44 +153,44 @@ async def test_redacting_a_question_forgets_it_and_the_answer_built_from_it(
     kept = question("$q2", "Quelle heure est-il ?")
     await ask_and_answer(store, kept, "Il est midi.", "$a2")
 
-    await store.delete_event(ROOM, "$q1")
+    await store.messages.delete_event(ROOM, "$q1")
 
-    assert await store.get_message("$q1") is None
-    turns = await store.recent_turns(ROOM, None, 100)
+    assert await store.messages.get("$q1") is None
+    turns = await store.messages.recent_turns(ROOM, None, 100)
     assert [turn.event_id for turn in turns] == ["$q2", "$a2"]
     assert "1234567890123" not in database_text(tmp_path / "bot.sqlite3")
-    assert not await store.claim_trigger(secret), "still known as handled (no second answer)"
+    assert not await store.triggers.claim(secret), "still known as handled (no second answer)"
 
 
 async def test_redacting_a_pending_question_means_it_is_not_resumed(store: Store) -> None:
     message = question("$q1", "Question effacée avant la réponse")
-    assert await store.claim_trigger(message)
+    assert await store.triggers.claim(message)
 
-    await store.delete_event(ROOM, "$q1")
+    await store.messages.delete_event(ROOM, "$q1")
 
-    assert await store.pending_triggers() == []
+    assert await store.triggers.pending() == []
 
 
 async def test_redaction_in_another_room_changes_nothing(store: Store) -> None:
     message = question("$q1", "Bonjour")
     await ask_and_answer(store, message, "Bonjour !", "$a1")
 
-    await store.delete_event(OTHER_ROOM, "$q1")
+    await store.messages.delete_event(OTHER_ROOM, "$q1")
 
-    assert await store.get_message("$q1") is not None
-    assert len(await store.recent_turns(ROOM, None, 100)) == 2
+    assert await store.messages.get("$q1") is not None
+    assert len(await store.messages.recent_turns(ROOM, None, 100)) == 2
 
 
 async def test_only_the_sender_can_edit_what_is_stored(store: Store) -> None:
     message = question("$q1", "Texte d'origine")
     await ask_and_answer(store, message, "Réponse", "$a1")
 
-    await store.apply_edit(ROOM, "$q1", BOB, "Texte de Bob")
-    await store.apply_edit(ROOM, "$q1", ALICE, "Texte corrigé")
+    await store.messages.apply_edit(ROOM, "$q1", BOB, "Texte de Bob")
+    await store.messages.apply_edit(ROOM, "$q1", ALICE, "Texte corrigé")
 
-    edited = await store.get_message("$q1")
+    edited = await store.messages.get("$q1")
     assert edited is not None and edited.body == "Texte corrigé"
-    turns = await store.recent_turns(ROOM, None, 100)
+    turns = await store.messages.recent_turns(ROOM, None, 100)
     assert turns[0].content == "Texte corrigé"
 
 
@@ -200,20 +201,20 @@ async def test_purge_removes_only_what_is_older_than_the_cutoff(store: Store) ->
     now = now_ms()
     old = question("$old", "Vieux message")
     new = question("$new", "Message récent")
-    await store.save_messages([stored(old, now - 40 * DAY_MS), stored(new, now)])
+    await store.messages.save([stored(old, now - 40 * DAY_MS), stored(new, now)])
 
-    removed = await store.purge_messages_older_than(ROOM, now - 30 * DAY_MS)
+    removed = await store.messages.purge_older_than(ROOM, now - 30 * DAY_MS)
 
     assert removed == 1
-    assert await store.get_message("$old") is None
-    assert await store.get_message("$new") is not None
+    assert await store.messages.get("$old") is None
+    assert await store.messages.get("$new") is not None
 
 
 async def test_rooms_with_data_include_rooms_never_registered(store: Store) -> None:
-    await store.remember_room(ROOM, is_direct=False)
-    await store.save_messages([stored(question("$x", "Bonjour", room_id=OTHER_ROOM))])
+    await store.rooms.remember(ROOM, is_direct=False)
+    await store.messages.save([stored(question("$x", "Bonjour", room_id=OTHER_ROOM))])
 
-    assert set(await store.rooms_with_data()) == {ROOM, OTHER_ROOM}
+    assert set(await store.rooms.with_data()) == {ROOM, OTHER_ROOM}
 
 
 async def test_forgetting_a_room_deletes_every_row_about_it_and_nothing_else(
@@ -221,14 +222,14 @@ async def test_forgetting_a_room_deletes_every_row_about_it_and_nothing_else(
 ) -> None:
     path = tmp_path / "bot.sqlite3"
     for room_id in (ROOM, OTHER_ROOM):
-        await store.remember_room(room_id, is_direct=False)
+        await store.rooms.remember(room_id, is_direct=False)
         await ask_and_answer(
             store, question(f"$q{room_id}", "Bonjour", room_id), "Oui", f"$a{room_id}"
         )
-        await store.change_room_setting(room_id, ALICE, "consigne", {"consigne": "x"}, None, "x")
+        await store.settings.change(room_id, ALICE, "consigne", {"consigne": "x"}, None, "x")
     assert sum(rows_about(path, "room_id", ROOM).values()) > 0
 
-    await store.forget_room(ROOM)
+    await store.rooms.forget(ROOM)
 
     leftovers = {table: n for table, n in rows_about(path, "room_id", ROOM).items() if n}
     assert leftovers == {}
@@ -242,13 +243,13 @@ async def test_export_then_purge_a_user(store: Store, tmp_path: Path) -> None:
     )
     await ask_and_answer(store, question("$q2", "Question de Bob", sender=BOB), "Réponse", "$a2")
 
-    exported = await store.export_user(ALICE)
+    exported = await store.people.export(ALICE)
     assert [m["body"] for m in exported["messages"]] == ["Ma question personnelle"]
     assert [t["content"] for t in exported["conversation_turns"]] == ["Ma question personnelle"]
 
-    deleted = await store.purge_user(ALICE)
+    deleted = await store.people.purge(ALICE)
 
     assert (deleted.messages, deleted.conversation_turns) == (1, 2), "question and its answer"
     assert "Ma question personnelle" not in database_text(path)
-    assert (await store.export_user(ALICE))["messages"] == []
-    assert await store.get_message("$q2") is not None, "other users keep their data"
+    assert (await store.people.export(ALICE))["messages"] == []
+    assert await store.messages.get("$q2") is not None, "other users keep their data"

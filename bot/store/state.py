@@ -1,0 +1,33 @@
+"""The bot's own session (user, device, access token) and small state such as the sync token."""
+
+from __future__ import annotations
+
+from bot.store.database import Database, Session
+
+
+class StateRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def load_session(self) -> Session | None:
+        row = await self._db.fetchone(
+            "SELECT user_id, device_id, access_token FROM session WHERE id = 1"
+        )
+        return Session(**dict(row)) if row else None
+
+    async def save_session(self, session: Session) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO session (id, user_id, device_id, access_token) VALUES (1, ?, ?, ?)",
+                (session.user_id, session.device_id, session.access_token),
+            )
+
+    async def get(self, key: str) -> str | None:
+        row = await self._db.fetchone("SELECT value FROM bot_state WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    async def set(self, key: str, value: str) -> None:
+        async with self._db.transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
+            )
