@@ -7,6 +7,7 @@ from commands import (
     commande,
     commandes,
     config,
+    documents,
     modele,
     oublie,
     oublie_moi,
@@ -23,6 +24,7 @@ def build_registry() -> CommandRegistry:
     for module in (
         aide,
         resume,
+        documents,
         oublie,
         config,
         modele,

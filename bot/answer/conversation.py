@@ -85,6 +85,7 @@ class ConversationHandler:
         self._store = store
         self._llm = llm
         self._tokens = tokens
+        self.tokens = tokens  # shared with commands (document summaries)
         self._outbox = outbox
         self._clock = clock
         self._base_prompt = settings.default_system_prompt()

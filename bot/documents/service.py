@@ -152,12 +152,12 @@ class DocumentService:
             max_pages=settings.document_max_pages,
             max_inflated_bytes=int(settings.document_max_inflated_mb * 1_000_000),
         )
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, tuple[str, asyncio.Task[None]]] = {}  # event -> (room, task)
         self._slots = asyncio.Semaphore(max(1, settings.document_workers) * 2)
         self._embeddings_off_until = 0.0
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = [task for _, task in self._tasks.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -205,13 +205,38 @@ class DocumentService:
         task = asyncio.create_task(
             self._index(document_id, room_id, event_id, attachment), name=f"document-{event_id}"
         )
-        self._tasks[event_id] = task
+        self._tasks[event_id] = (room_id, task)
         task.add_done_callback(lambda _: self._tasks.pop(event_id, None))
 
     async def wait_until_read(self, event_id: str, timeout: float) -> None:  # noqa: ASYNC109
-        task = self._tasks.get(event_id)
-        if task is not None:
-            await asyncio.wait([task], timeout=timeout)
+        entry = self._tasks.get(event_id)
+        if entry is not None:
+            await asyncio.wait([entry[1]], timeout=timeout)
+
+    @property
+    def read_timeout(self) -> float:
+        """How long a question waits for a document still being read."""
+        return self._settings.document_extract_timeout_seconds * 2 + 30
+
+    async def readable(self, room_id: str, event_id: str) -> DocumentRecord | str | None:
+        """The indexed document of this file event, or the sentence saying why it is not
+        readable, or None if the event is no document the bot knows."""
+        if await self.repository.by_event(room_id, event_id) is None:
+            return None
+        await self.wait_until_read(event_id, self.read_timeout)
+        current = await self.repository.by_event(room_id, event_id)
+        if current is None:
+            return texts.DOCUMENT_NOT_A_DOCUMENT
+        if current.status == "indexed":
+            return current
+        reason = current.error if current.status == "failed" else "timeout"
+        return error_sentence(reason, self._settings)
+
+    async def wait_for_room(self, room_id: str, timeout: float) -> None:  # noqa: ASYNC109
+        """Let the room's documents still being read finish (a question right after a share)."""
+        tasks = [task for (room, task) in self._tasks.values() if room == room_id]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     async def _index(
         self, document_id: int, room_id: str, event_id: str, attachment: Attachment
@@ -340,6 +365,7 @@ class DocumentService:
             )
         if focus:
             return await self._focused(message, question, focus, budget)
+        await self.wait_for_room(message.room_id, self.read_timeout)
         if not await self.repository.has_indexed(message.room_id):
             return None
         ranked = await self.search(message.room_id, question, self._settings.document_passages)
@@ -354,16 +380,13 @@ class DocumentService:
         documents: list[DocumentRecord],
         budget: int,
     ) -> DocumentContext:
-        timeout = self._settings.document_extract_timeout_seconds * 2 + 30
         readable: list[DocumentRecord] = []
         for document in documents:
-            await self.wait_until_read(document.event_id, timeout)
-            current = await self.repository.by_event(document.room_id, document.event_id)
-            if current is not None and current.status == "indexed":
+            current = await self.readable(document.room_id, document.event_id)
+            if isinstance(current, DocumentRecord):
                 readable.append(current)
-            elif current is not None and len(documents) == 1:
-                reason = current.error if current.status == "failed" else "timeout"
-                return DocumentContext(notice=error_sentence(reason, self._settings))
+            elif isinstance(current, str) and len(documents) == 1:
+                return DocumentContext(notice=current)
         if not readable:
             return DocumentContext(notice=error_sentence("timeout", self._settings))
         share = budget // len(readable)
