@@ -173,9 +173,10 @@ def _pdf(data: bytes, limits: Limits) -> Extracted:
             finally:
                 page.close()
             number = index + 1
-            if len(text.strip()) < MIN_PAGE_TEXT_CHARS:
-                if has_image:
-                    result.scanned_pages.append(number)
+            if has_image:  # a scan, perhaps with a stray page number: OCR reads it all
+                result.scanned_pages.append(number)
+                continue
+            if not text.strip():
                 continue
             result.sections.append(Section(label=f"page {number}", text=text, page=number))
         return result
