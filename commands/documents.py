@@ -20,6 +20,7 @@ from commands.arguments import fold
 from commands.base import Command, CommandContext, UsageError
 
 log = structlog.get_logger(__name__)
+LISTING_WAIT_SECONDS = 15.0
 _FORGET_WORDS = {"oublier", "oublie", "retirer", "supprimer", "forget", "remove", "delete"}
 
 
@@ -56,6 +57,7 @@ async def run(ctx: CommandContext, args: DocumentsArgs) -> None:
         await ctx.reply(texts.DOCUMENTS_NONE)
         return
     room_id = ctx.message.room_id
+    await ctx.documents.wait_for_room(room_id, LISTING_WAIT_SECONDS)  # a file shared just now
     documents = await ctx.documents.repository.in_room(room_id)
     if args.forget is None:
         if not documents:

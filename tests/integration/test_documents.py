@@ -8,7 +8,10 @@ get its passages, and the answer cites them with a link to the file's event.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import nio
@@ -27,7 +30,7 @@ from tests.support.documents import (
     make_protected_docx,
     make_zip_bomb,
 )
-from tests.support.matrix_client import send_file
+from tests.support.matrix_client import join_room, send_file
 
 pytestmark = pytest.mark.integration
 
@@ -203,3 +206,136 @@ async def test_bad_files_get_one_clear_sentence_and_block_nothing(
     # The room still works.
     fine = await ask(alice, room_id, bot.user_id, "Assistant, ça va ?", mentions=[bot.user_id])
     assert fine["content"]["body"].startswith("Réponse simulée")
+
+
+def document_rows(path: Path, room_id: str) -> dict[str, int]:
+    """Rows the bot keeps about the room's documents (read straight from its database)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {
+            "documents": db.execute(
+                "SELECT count(*) FROM documents WHERE room_id = ?", (room_id,)
+            ).fetchone()[0],
+            "passages": db.execute(
+                "SELECT count(*) FROM document_passages WHERE room_id = ?", (room_id,)
+            ).fetchone()[0],
+            "fts": db.execute("SELECT count(*) FROM document_passages_fts").fetchone()[0],
+            "vectors": db.execute(
+                "SELECT count(*) FROM document_passages WHERE room_id = ? AND embedding IS NOT NULL",
+                (room_id,),
+            ).fetchone()[0],
+        }
+
+
+async def test_documents_command_lists_and_forgets_with_the_right_people(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice: nio.AsyncClient = await user_client("alice")
+    bob: nio.AsyncClient = await user_client("bob")
+    room_id = await room_with_bot(alice, bot.user_id)
+    await alice.room_invite(room_id, bob.user_id)
+    await join_room(bob, room_id)
+    await send_file(alice, room_id, make_pdf([BUDGET_LINE, "Annexe."]), "budget.pdf", PDF)
+    await send_file(bob, room_id, make_docx([("Note", "Texte de Bob.")]), "bob.docx", DOCX)
+
+    listing = (await ask(alice, room_id, bot.user_id, "!documents"))["content"]["body"]
+    assert "1. **budget.pdf** — partagé par alice" in listing and "2 page(s)" in listing
+    assert "2. **bob.docx** — partagé par bob" in listing
+
+    # Bob (level 0) cannot remove Alice's document; he can remove his own.
+    refused = await ask(bob, room_id, bot.user_id, "!documents oublier 1")
+    assert refused["content"]["body"] == texts.DOCUMENTS_FORGET_REFUSED
+    own = await ask(bob, room_id, bot.user_id, "!documents oublier 2")
+    assert "« bob.docx » est retiré" in own["content"]["body"]
+    # Alice created the room (highest power): she may remove anything.
+    await ask(alice, room_id, bot.user_id, "!documents oublier 1")
+    assert document_rows(bot.settings.database_path, room_id) == {
+        "documents": 0,
+        "passages": 0,
+        "fts": 0,
+        "vectors": 0,
+    }
+    later = await ask(
+        alice, room_id, bot.user_id, "Assistant, quel budget ?", mentions=[bot.user_id]
+    )
+    assert "Sources" not in later["content"]["body"]
+    assert "4,2 millions" not in prompt_of(fake_llm, "quel budget")
+
+
+async def test_redaction_forget_all_and_forget_me_delete_document_text(
+    start_bot: StartBot, user_client: Any
+) -> None:
+    bot = await start_bot()
+    alice: nio.AsyncClient = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id)
+    path = bot.settings.database_path
+    first = await send_file(alice, room_id, make_pdf([BUDGET_LINE]), "a.pdf", PDF)
+    await send_file(alice, room_id, make_odt([("Plan", "Migration en mars.")]), "b.odt", ODT)
+    await ask(alice, room_id, bot.user_id, "!documents")
+    assert document_rows(path, room_id)["documents"] == 2
+    assert document_rows(path, room_id)["vectors"] == 2
+
+    await alice.room_redact(room_id, first, reason="partagé par erreur")
+    await ask(alice, room_id, bot.user_id, "!documents")  # handled after the redaction
+    assert document_rows(path, room_id)["documents"] == 1
+
+    await ask(alice, room_id, bot.user_id, "!oublie tout")
+    assert document_rows(path, room_id) == {"documents": 0, "passages": 0, "fts": 0, "vectors": 0}
+
+    await send_file(alice, room_id, make_pdf([BUDGET_LINE]), "c.pdf", PDF)
+    await ask(alice, room_id, bot.user_id, "!documents")
+    forgot = await ask(alice, room_id, bot.user_id, "!oublie-moi")
+    assert "1 document(s) partagé(s)" in forgot["content"]["body"]
+    assert document_rows(path, room_id)["passages"] == 0
+
+
+async def test_scanned_pages_are_read_by_ocr(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice: nio.AsyncClient = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+    fake_llm.ocr_responder = lambda index: f"Arrêté préfectoral numérisé, page {index + 1}."
+    await send_file(alice, room_id, make_pdf(["Page de garde du dossier.", None]), "scan.pdf", PDF)
+
+    await ask(alice, room_id, bot.user_id, "Que dit ce courrier ?")
+
+    assert [r["pages"] for r in fake_llm.ocr_requests] == [[1]]  # only the scanned page
+    assert fake_llm.ocr_requests[0]["model"] == "mistral-ocr-latest"
+    assert fake_llm.ocr_requests[0]["document"]["document_url"].startswith(
+        "data:application/pdf;base64,"
+    )
+    prompt = prompt_of(fake_llm, "Que dit ce courrier ?")
+    assert "Arrêté préfectoral numérisé, page 2." in prompt
+    assert "Page de garde du dossier." in prompt
+    listing = (await ask(alice, room_id, bot.user_id, "!documents"))["content"]["body"]
+    assert "dont 1 lue(s) par reconnaissance de caractères" in listing
+
+
+async def test_without_embeddings_retrieval_falls_back_to_full_text_silently(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    fake_llm.embeddings_enabled = False  # a local model: no /v1/embeddings
+    fake_llm.ocr_enabled = False
+    bot = await start_bot()
+    alice: nio.AsyncClient = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id)
+    event = await send_file(alice, room_id, make_pdf([BUDGET_LINE]), "budget.pdf", PDF)
+    scan = await send_file(alice, room_id, make_pdf([None]), "scan.pdf", PDF)
+
+    answer = await ask(
+        alice,
+        room_id,
+        bot.user_id,
+        "Assistant, quel est le budget numérique ?",
+        mentions=[bot.user_id],
+    )
+
+    assert BUDGET_LINE in prompt_of(fake_llm, "quel est le budget numérique")
+    assert f"https://matrix.to/#/{room_id}/{event}" in answer["content"]["body"]
+    assert document_rows(bot.settings.database_path, room_id)["vectors"] == 0
+    # The OCR endpoint is missing too: the scan gets the "no readable text" sentence.
+    reply = await ask(
+        alice, room_id, bot.user_id, "Assistant, lis ça", mentions=[bot.user_id], reply_to=scan
+    )
+    assert reply["content"]["body"] == texts.DOCUMENT_ERRORS["scanned"]

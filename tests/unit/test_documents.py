@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,7 @@ def test_odt_html_markdown_and_csv() -> None:
         LIMITS,
     )
     assert html.sections[0].text == "Ordre\nUn & deux" and "alert" not in html.sections[0].text
-    markdown = extract_document("# A\nun\n## B\ndeux".encode(), "n.md", None, LIMITS)
+    markdown = extract_document(b"# A\nun\n## B\ndeux", "n.md", None, LIMITS)
     assert [s.label for s in markdown.sections] == ["section « A »", "section « B »"]
     csv = extract_document("nom;ville\nJosé;Brest".encode("cp1252"), "t.csv", None, LIMITS)
     assert csv.sections[0].text == "nom | ville\nJosé | Brest"
@@ -122,7 +123,7 @@ def test_passages_overlap_and_stay_within_their_section() -> None:
     first_page = [p for p in passages if p.page == 1]
     assert len(first_page) > 3
     assert all(len(p.text) <= PASSAGE_CHARS for p in passages)
-    for before, after in zip(first_page, first_page[1:], strict=False):
+    for before, after in itertools.pairwise(first_page):
         shared = after.text[:50]
         assert shared in before.text, "consecutive passages overlap"
         assert len(after.text) > OVERLAP_CHARS
