@@ -343,8 +343,7 @@ class DocumentsRepository:
         """The room's vectors, cached while the room's passages stay the same (any deletion,
         through this repository or the Store's data-protection paths, changes the version)."""
         version_row = await self._db.fetchone(
-            "SELECT count(*), min(id), max(id) FROM document_passages "
-            "WHERE room_id = ? AND embedding IS NOT NULL",
+            "SELECT count(*), min(id), max(id) FROM document_passages WHERE room_id = ?",
             (room_id,),
         )
         version = tuple(version_row) if version_row is not None else ()
