@@ -426,7 +426,8 @@ async def retrieval(work: Path, quick: bool) -> dict[str, Any]:
     Python's sqlite3 cannot load extensions; see the notes)."""
     import numpy as np
 
-    from bot.documents.retrieval import fts_expression, reciprocal_rank_fusion
+    from bot.documents.retrieval import fts_expression, query_words, reciprocal_rank_fusion
+    from bot.documents.service import COMMON_FRACTION
     from bot.store import Store
     from bot.store.documents import NewPassage, to_blob
 
@@ -484,12 +485,13 @@ async def retrieval(work: Path, quick: bool) -> dict[str, Any]:
             question = sentence(text_rng, 8)
             query = to_blob(rng.standard_normal(1024))
             started = time.perf_counter()
-            expression = fts_expression(question)
+            common = await repo.frequent_words(query_words(question), COMMON_FRACTION)
+            expression = fts_expression(question, common)
             assert expression is not None
             text_hits = await repo.search_text(room_id, expression, 30)
             vector_hits = await repo.search_vectors(room_id, query, 30, -1.0)
             ranked = reciprocal_rank_fusion([text_hits, vector_hits])[:6]
-            await repo.passages(ranked)
+            await repo.passages(room_id, ranked)
             return time.perf_counter() - started
 
         await one_search("!big:l")  # the room's vectors are loaded once, then cached
@@ -504,9 +506,11 @@ async def retrieval(work: Path, quick: bool) -> dict[str, Any]:
         out["many rooms p99"] = percentile(samples, 99) * 1000
         fts_only = []
         for _ in range(100 if quick else 300):
-            expression = fts_expression(sentence(text_rng, 8))
-            assert expression is not None
+            question = sentence(text_rng, 8)
             started = time.perf_counter()
+            common = await repo.frequent_words(query_words(question), COMMON_FRACTION)
+            expression = fts_expression(question, common)
+            assert expression is not None
             await repo.search_text("!big:l", expression, 30)
             fts_only.append(time.perf_counter() - started)
         out["big room FTS5 only p99"] = percentile(fts_only, 99) * 1000

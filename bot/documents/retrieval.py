@@ -186,10 +186,12 @@ def query_words(question: str) -> list[str]:
     return words[:MAX_QUERY_WORDS]
 
 
-def fts_expression(question: str) -> str | None:
+def fts_expression(question: str, skip: frozenset[str] | set[str] = frozenset()) -> str | None:
     """`"w1" OR "w2"* OR ...`: quoted (inert) words; longer words also match as prefixes, so
-    plurals and derived forms are found (rapport → rapports)."""
+    plurals and derived forms are found (rapport → rapports). Words in `skip` (too common in
+    the index) are left out unless nothing else remains."""
     words = query_words(question)
+    words = [word for word in words if word not in skip] or words
     if not words:
         return None
     terms = []

@@ -33,7 +33,7 @@ from bot.documents.extract import (
     Section,
 )
 from bot.documents.pool import ExtractionPool
-from bot.documents.retrieval import fts_expression, reciprocal_rank_fusion
+from bot.documents.retrieval import fts_expression, query_words, reciprocal_rank_fusion
 from bot.models import IncomingMessage
 from bot.store.documents import (
     DocumentRecord,
@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 EMBED_BATCH = 16
 EMBEDDINGS_RETRY_AFTER_SECONDS = 600.0  # an endpoint without embeddings is asked again after
 NO_EMBEDDINGS_STATUS = frozenset({400, 404, 405, 422, 501})
+COMMON_FRACTION = 0.2  # words in more passages than this are left out of full-text queries
 SEARCH_DEPTH = 30  # candidates taken from each ranking before fusion
 SUPPORTED_EXTENSIONS = {"pdf", "docx", "odt"} | TEXT_EXTENSIONS | HTML_EXTENSIONS
 SUPPORTED_MIMETYPES = {
@@ -371,7 +372,7 @@ class DocumentService:
         ranked = await self.search(message.room_id, question, self._settings.document_passages)
         if not ranked:
             return None
-        return await self._assemble(ranked, budget, keep_order=False)
+        return await self._assemble(message.room_id, ranked, budget, keep_order=False)
 
     async def _focused(
         self,
@@ -416,7 +417,7 @@ class DocumentService:
                 used += cost
             chosen.extend(sorted(picked, key=lambda p: p.position))
         context = await self._assemble(
-            [p.id for p in chosen], budget, keep_order=True, known=chosen
+            message.room_id, [p.id for p in chosen], budget, keep_order=True, known=chosen
         )
         return context or DocumentContext(notice=error_sentence("empty", self._settings))
 
@@ -430,7 +431,8 @@ class DocumentService:
         """Passage IDs of this room by relevance: FTS5 and vectors fused (FTS5 alone without
         embeddings). Only passages that match the question's words or are close in meaning."""
         rankings: list[list[int]] = []
-        expression = fts_expression(question)
+        common = await self.repository.frequent_words(query_words(question), COMMON_FRACTION)
+        expression = fts_expression(question, common)
         if expression is not None:
             rankings.append(
                 await self.repository.search_text(room_id, expression, SEARCH_DEPTH, document_ids)
@@ -450,13 +452,16 @@ class DocumentService:
 
     async def _assemble(
         self,
+        room_id: str,
         ids: Sequence[int],
         budget: int,
         *,
         keep_order: bool,
         known: Sequence[StoredPassage] = (),
     ) -> DocumentContext | None:
-        by_id = {p.id: p for p in known} or await self.repository.passages(ids)
+        by_id = {p.id: p for p in known if p.room_id == room_id} or await self.repository.passages(
+            room_id, ids
+        )
         context = DocumentContext()
         numbers: dict[tuple[int, str], Source] = {}
         parts: list[str] = []

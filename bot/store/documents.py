@@ -268,11 +268,14 @@ class DocumentsRepository:
         )
         return [StoredPassage(**dict(row)) for row in rows]
 
-    async def passages(self, ids: Sequence[int]) -> dict[int, StoredPassage]:
+    async def passages(self, room_id: str, ids: Sequence[int]) -> dict[int, StoredPassage]:
+        """Passages by ID, of this room only."""
         if not ids:
             return {}
         marks = ",".join("?" * len(ids))
-        rows = await self._db.fetchall(f"{_PASSAGE_SELECT} WHERE p.id IN ({marks})", ids)
+        rows = await self._db.fetchall(
+            f"{_PASSAGE_SELECT} WHERE p.id IN ({marks}) AND p.room_id = ?", (*ids, room_id)
+        )
         return {int(row["id"]): StoredPassage(**dict(row)) for row in rows}
 
     async def search_text(
@@ -282,21 +285,41 @@ class DocumentsRepository:
         limit: int,
         document_ids: Sequence[int] | None = None,
     ) -> list[int]:
-        """Passage IDs by BM25 (best first) for an FTS5 `match` expression, in this room."""
+        """Passage IDs by BM25 (best first) for an FTS5 `match` expression, in this room.
+
+        The room's token in the expression confines the match to the room inside the index
+        itself, so no row of another room is even read (`passages()` checks the room again)."""
         expression = f"room_token:{room_token(room_id)} AND ({match})"
-        params: list[Any] = [expression]
-        restrict = ""
-        if document_ids is not None:
-            restrict = f" AND p.document_id IN ({','.join('?' * len(document_ids))})"
-            params.extend(document_ids)
-        params.extend([room_id, limit])
-        rows = await self._db.fetchall(
-            "SELECT p.id FROM document_passages_fts f JOIN document_passages p ON p.id = f.rowid "
-            f"WHERE document_passages_fts MATCH ?{restrict} AND p.room_id = ? "
-            "ORDER BY bm25(document_passages_fts) LIMIT ?",
-            params,
-        )
+        if document_ids is None:
+            rows = await self._db.fetchall(
+                "SELECT rowid FROM document_passages_fts WHERE document_passages_fts MATCH ? "
+                "ORDER BY rank LIMIT ?",
+                (expression, limit),
+            )
+        else:
+            marks = ",".join("?" * len(document_ids))
+            rows = await self._db.fetchall(
+                "SELECT p.id FROM document_passages_fts f JOIN document_passages p "
+                "ON p.id = f.rowid WHERE document_passages_fts MATCH ? AND p.room_id = ? "
+                f"AND p.document_id IN ({marks}) ORDER BY f.rank LIMIT ?",
+                (expression, room_id, *document_ids, limit),
+            )
         return [int(row[0]) for row in rows]
+
+    async def frequent_words(self, words: Sequence[str], max_fraction: float) -> set[str]:
+        """Words found in more than `max_fraction` of all passages: matching them ranks little
+        and costs much (FTS5 scores every passage that has them)."""
+        if not words:
+            return set()
+        total_row = await self._db.fetchone("SELECT max(id) FROM document_passages")
+        total = int(total_row[0] or 0) if total_row is not None else 0
+        if total < 50:
+            return set()
+        marks = ",".join("?" * len(words))
+        rows = await self._db.fetchall(
+            f"SELECT term, doc FROM document_passages_vocab WHERE term IN ({marks})", words
+        )
+        return {str(row[0]) for row in rows if int(row[1]) > max_fraction * total}
 
     async def search_vectors(
         self,

@@ -190,11 +190,16 @@ async def test_search_is_per_room_and_vectors_rank_by_meaning(tmp_path: Path) ->
         repo = store.documents
         expression = fts_expression("budget")
         assert expression is not None
-        found = await repo.passages(await repo.search_text("!a:localhost", expression, 10))
+        found = await repo.passages(
+            "!a:localhost", await repo.search_text("!a:localhost", expression, 10)
+        )
         assert [p.text for p in found.values()] == ["Le budget de la direction augmente."]
         query = to_blob(fake_embedding("Quand la cantine ferme-t-elle ?"))
         by_meaning = await repo.search_vectors("!a:localhost", query, 10, 0.3)
-        texts = [(await repo.passages(by_meaning))[i].text for i in by_meaning]
+        texts = [(await repo.passages("!a:localhost", by_meaning))[i].text for i in by_meaning]
+        # Another room's IDs never come back, even if asked for by ID.
+        other = await repo.search_text("!b:localhost", expression, 10)
+        assert other and await repo.passages("!a:localhost", other) == {}
         assert texts == ["La cantine ferme en août."]
         assert await repo.search_vectors("!c:localhost", query, 10, -1.0) == []
     finally:

@@ -54,3 +54,5 @@ CREATE TRIGGER document_passages_ad AFTER DELETE ON document_passages BEGIN
     INSERT INTO document_passages_fts (document_passages_fts, rowid, text, room_token)
     VALUES ('delete', old.id, old.text, old.room_token);
 END;
+-- Per-term document counts of the index: very common words are left out of a question's query.
+CREATE VIRTUAL TABLE document_passages_vocab USING fts5vocab (document_passages_fts, 'row');
