@@ -237,3 +237,75 @@ def test_extraction_runs_in_a_thread_too() -> None:
         )
     )
     assert len(result.sections) == 2
+
+
+async def test_a_document_interrupted_by_a_stop_is_read_at_the_next_start(tmp_path: Path) -> None:
+    from bot.answer.llm import LLMClient
+    from bot.answer.tokens import MistralTokenCounter
+    from bot.attachments import Attachment, AttachmentKind
+    from bot.documents.service import DocumentService
+    from config.settings import load_settings
+    from sandbox.fake_mistral import FakeMistral
+
+    pdf = make_pdf(["Texte du document repris après un redémarrage."])
+
+    class Downloads:
+        calls = 0
+
+        async def download_attachment(
+            self, attachment: Attachment, max_bytes: int | None = None
+        ) -> bytes:
+            Downloads.calls += 1
+            assert attachment.url == "mxc://localhost/abc"
+            return pdf
+
+    async with FakeMistral() as fake:
+        settings = load_settings(
+            None,
+            homeserver="http://127.0.0.1:1",
+            user_id="@bot:localhost",
+            password="x",
+            data_dir=tmp_path,
+            mistral_api_key="k",
+            mistral_server_url=fake.base_url,
+        )
+        store = await Store.open(settings.database_path)
+        attachment = Attachment(
+            kind=AttachmentKind.FILE, name="a.pdf", url="mxc://localhost/abc", size=len(pdf)
+        )
+        # What a stop between "file seen" and "file read" leaves behind: a pending row.
+        await store.documents.register(
+            room_id="!r:localhost",
+            event_id="$file",
+            sender="@alice:localhost",
+            sender_name="Alice",
+            name="a.pdf",
+            mimetype=None,
+            size=len(pdf),
+            thread_root_id=None,
+            timestamp_ms=1,
+            source=attachment.model_dump(mode="json"),
+        )
+        llm = LLMClient(
+            api_key="k",
+            server_url=fake.base_url,
+            timeout_seconds=10,
+            max_retries=0,
+            max_concurrency=2,
+        )
+        service = DocumentService(
+            settings, store.documents, Downloads(), llm, MistralTokenCounter()
+        )
+        try:
+            assert await service.resume_pending() == 1
+            await service.wait_until_read("$file", 60)
+            record = await store.documents.by_event("!r:localhost", "$file")
+            assert record is not None and record.status == "indexed" and record.embedded == 1
+            assert Downloads.calls == 1
+            assert await store.documents.pending() == []  # the key material is dropped
+            row = await store.db.fetchone("SELECT source FROM documents WHERE event_id = '$file'")
+            assert row is not None and row[0] is None
+        finally:
+            await service.close()
+            await llm.close()
+            await store.close()
