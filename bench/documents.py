@@ -582,7 +582,8 @@ def render(results: dict[str, Any], command: str) -> str:
         "",
         f"- Command: `{command}` (its own run; the figures above come from `python -m bench`)",
         f"- Date: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}; generated test files (tests/support/documents.py); "
-        "the machine was shared with other work, each timing is the best of three",
+        "the machine was shared with other work, each timing is the best of three; load average "
+        f"{results['load'][0]:.1f} at start, {os.getloadavg()[0]:.1f} at end (2 cores)",
         "",
         "| Metric | Value |",
         "| --- | ---: |",
@@ -625,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench.documents" + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {"load": os.getloadavg()}
         started = time.perf_counter()
         results["libraries"] = libraries(work, 20 if args.quick else 100)
         results["pipeline"] = asyncio.run(pipeline(work, args.quick))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from bot.documents.extract import Section
 
-PASSAGE_CHARS = 2_000  # ~500 tokens of French with Mistral's tokenizer (docs/benchmarks.md)
-OVERLAP_CHARS = 300
+PASSAGE_CHARS = 2_700  # ~500 tokens of French with Mistral's tokenizer (docs/benchmarks.md)
+OVERLAP_CHARS = 400
 _SENTENCE_END = re.compile(r"[.!?…;:]\s")
 
 
