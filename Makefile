@@ -31,6 +31,7 @@ test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q -p no:cacheprovider
 
 # The sandbox's local model: llama.cpp's server (compiled once, ~6 min on 2 cores) and the

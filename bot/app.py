@@ -24,6 +24,7 @@ from bot.schedule import Scheduler
 from bot.store import Store
 from bot.store.retention import retention_loop
 from commands import build_registry
+from commands.dispatcher import CommandDispatcher
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -77,26 +78,27 @@ class BotApp:
         room_commands = RoomCommandsRepository(store)
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
-        router = self.router = Router(
-            settings,
-            store,
-            gateway,
-            conversation,
+        dispatcher = CommandDispatcher(
             build_registry(),
-            room_config,
-            llm,
-            outbox,
-            room_commands,
-            Summarizer(llm, tokens, settings),
+            settings=settings,
+            store=store,
+            llm=llm,
+            outbox=outbox,
+            conversation=conversation,
+            room_config=room_config,
+            room_commands=room_commands,
+            power_level_of=gateway.power_level,
+            summarizer=Summarizer(llm, tokens, settings),
         )
-        scheduler = self.scheduler = Scheduler(store, router.run_scheduled)
-        router.scheduler = scheduler
+        router = self.router = Router(
+            settings, store, gateway, conversation, dispatcher, room_config, outbox, room_commands
+        )
+        scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         await store.documents.load_sqlite_vec()
         documents = self.documents = DocumentService(
             settings, store.documents, gateway, llm, tokens
         )
-        router.documents = documents
-        conversation.documents = documents
+        router.documents = dispatcher.documents = conversation.documents = documents
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
         health: HealthServer | None = None

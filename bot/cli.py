@@ -35,13 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     purge.add_argument("user_id")
     purge.add_argument("--config", type=Path)
-    sandbox = sub.add_parser(
+    # Listed for --help only: `main` hands `sandbox …` to the sandbox's own parser, so that
+    # `tchap-bot run` never imports the sandbox.
+    sub.add_parser(
         "sandbox",
         help="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
+        add_help=False,
     )
-    from sandbox.trial import add_arguments as add_sandbox_arguments
-
-    add_sandbox_arguments(sandbox)
     return parser
 
 
@@ -87,11 +87,12 @@ async def _purge(settings: Settings, user_id: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "sandbox":  # before the settings: the sandbox needs no TCHAP_BOT_*
-        from sandbox.trial import run_sandbox
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sandbox"]:  # before the settings: the sandbox needs no TCHAP_BOT_*
+        from sandbox.trial import main as sandbox_main
 
-        return run_sandbox(args)
+        return sandbox_main(argv[1:])
+    args = _parser().parse_args(argv)
     settings = _settings(args.config)
     configure_logging(settings.log_level, settings.log_format, _secrets(settings))
     if args.command == "run":

@@ -6,6 +6,7 @@ router, the commands and the tests never depend on the shape of a Matrix event.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -66,13 +67,6 @@ class Redaction(Frozen):
     sender: str
 
 
-class MembershipChange(Frozen):
-    """The bot's own membership ended in a room (left, kicked or banned)."""
-
-    room_id: str
-    membership: str
-
-
 class UndecryptableMessage(Frozen):
     """A message whose room key never came (timeout) or was refused by the sender's device."""
 
@@ -95,3 +89,33 @@ class RoomContext(Frozen):
     is_direct: bool
     encrypted: bool
     member_count: int
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """`!resume 2h` → word `resume`, arguments `2h`, prefix `!`."""
+
+    word: str
+    arguments: str
+    prefix: str
+
+
+class Action(StrEnum):
+    IGNORE = "ignore"  # the bot's own events, unknown kinds
+    STORE = "store"  # kept for summaries and reply context, never answered
+    QUESTION = "question"
+    COMMAND = "command"
+
+
+class Decision(Frozen):
+    action: Action
+    text: str = ""  # the message without the reply fallback (what summaries read)
+    question: str = ""  # for the model: the leading mention removed as well
+    invocation: Invocation | None = None
+
+
+class Job(Frozen):
+    """A claimed trigger: the message and what `bot.classify` decided it is (kept in SQLite)."""
+
+    message: IncomingMessage
+    decision: Decision | None = None  # None only in rows written before decisions were kept

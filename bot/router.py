@@ -17,22 +17,26 @@ import structlog
 
 from bot import texts
 from bot.answer.conversation import ConversationHandler
-from bot.answer.inbound import strip_reply_fallback
-from bot.answer.llm import LLMClient
 from bot.answer.replies import Outbox
-from bot.answer.summary import Summarizer
+from bot.classify import RoomFacts, classify, parse_invocation
 from bot.documents.service import DocumentService
-from bot.models import IncomingMessage, MessageKind, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    Action,
+    Decision,
+    IncomingMessage,
+    Invocation,
+    MessageKind,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.ops import metrics
 from bot.ops.ratelimit import SlidingWindowLimiter
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.schedule import Scheduler
 from bot.store import Store
 from bot.store.database import Schedule, StoredMessage
-from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
-from commands.base import CommandContext
-from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
+from bot.triggers import BotIdentity
 from config.room_settings import AnswerMode
 from config.settings import Settings
 
@@ -115,6 +119,19 @@ class RoomWorkers:
         return not still_running
 
 
+class CommandPort(Protocol):
+    """What the router needs from the commands (wired in by `bot.app`; the core never imports
+    `commands/`)."""
+
+    builtin_words: frozenset[str]
+
+    def room_words(self, room_id: str) -> frozenset[str]: ...
+
+    async def run(
+        self, message: IncomingMessage, room: RoomContext, invocation: Invocation
+    ) -> None: ...
+
+
 class Router:
     def __init__(
         self,
@@ -122,24 +139,19 @@ class Router:
         store: Store,
         gateway: RoomDirectory,
         conversation: ConversationHandler,
-        registry: CommandRegistry,
+        commands: CommandPort,
         room_config: RoomConfigRepository,
-        llm: LLMClient,
         outbox: Outbox,
         room_commands: RoomCommandsRepository,
-        summarizer: Summarizer | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._gateway = gateway
         self._conversation = conversation
-        self._registry = registry
+        self._commands = commands
         self._room_config = room_config
-        self._llm = llm
         self._outbox = outbox
         self._room_commands = room_commands
-        self._summarizer = summarizer
-        self.scheduler: Scheduler | None = None
         self.documents: DocumentService | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
@@ -153,12 +165,16 @@ class Router:
         """Re-queue questions recorded but not answered before a crash, if still fresh."""
         cutoff = int(time.time() * 1000 - self._settings.catch_up_window_minutes * 60_000)
         resumed = 0
-        for message in await self._store.triggers.pending():
-            if message.timestamp_ms < cutoff:
-                await self._store.triggers.finish(message, "skipped")
+        for job in await self._store.triggers.pending():
+            if job.message.timestamp_ms < cutoff:
+                await self._store.triggers.finish(job.message, "skipped")
+                continue
+            decision = job.decision or classify(job.message, self._facts(job.message, None))
+            if decision.action not in (Action.QUESTION, Action.COMMAND):
+                await self._store.triggers.finish(job.message, "skipped")
                 continue
             resumed += 1
-            self._schedule(message)
+            self._schedule(job.message, decision)
         if resumed:
             log.info("router.resumed_pending", count=resumed)
         return resumed
@@ -243,71 +259,63 @@ class Router:
             if self.documents is not None and self._settings.is_allowed_user(message.sender):
                 await self.documents.on_attachment(message)
             return
-        if message.kind is MessageKind.OTHER:
+        replied_to = None
+        if message.reply_to_event_id is not None and answerable and not room.is_direct:
+            replied_to = await self._replied_sender(message)
+        facts = self._facts(message, room, answerable=answerable, replied_to=replied_to)
+        decision = classify(message, facts)
+        if decision.action is Action.IGNORE:
             return
-        if (
-            not answerable
-            or message.kind is MessageKind.NOTICE
-            or not self._settings.is_allowed_user(message.sender)
-        ):
-            await self._store_message(message)
+        stored = self._stored(message, decision)
+        if decision.action is Action.STORE:
+            if stored is not None:
+                await self._store.messages.save([stored])
             return
         if message.event_id in self._in_flight:
             return
-        if not await self._is_for_bot(message, room):
-            await self._store_message(message)
-            return
-        if not await self._store.triggers.claim(message, self._stored(message)):
+        if not await self._store.triggers.claim(message, stored, decision):
             return  # already answered (a replayed sync)
-        self._schedule(message, received_at)
+        self._schedule(message, decision, received_at)
+
+    def _facts(
+        self,
+        message: IncomingMessage,
+        room: RoomContext | None,
+        *,
+        answerable: bool = True,
+        replied_to: str | None = None,
+    ) -> RoomFacts:
+        room = room or self._gateway.room_context(message.room_id)
+        return RoomFacts(
+            bot=self._identity(message.room_id),
+            is_direct=room.is_direct,
+            answers_all=self._room_config.get(message.room_id).mode is AnswerMode.ALL,
+            answerable=answerable,
+            sender_allowed=self._settings.is_allowed_user(message.sender),
+            replied_to_sender=replied_to,
+            command_prefixes=tuple(self._settings.command_prefixes),
+            builtin_commands=self._commands.builtin_words,
+            room_commands=self._commands.room_words(message.room_id),
+        )
 
     @staticmethod
-    def _stored(message: IncomingMessage) -> StoredMessage | None:
+    def _stored(message: IncomingMessage, decision: Decision) -> StoredMessage | None:
         """The message as summaries read it (reply fallback removed); None when it has no text."""
         if not message.body:
             return None
-        body, _ = strip_reply_fallback(message.body, message.formatted_body)
         return StoredMessage(
             event_id=message.event_id,
             room_id=message.room_id,
             sender=message.sender,
             sender_name=message.sender_name,
-            body=body,
+            body=decision.text,
             timestamp_ms=message.timestamp_ms,
             thread_root_id=message.thread_root_id,
         )
 
-    async def _store_message(self, message: IncomingMessage) -> None:
-        stored = self._stored(message)
-        if stored is not None:
-            await self._store.messages.save([stored])
-
     def _identity(self, room_id: str) -> BotIdentity:
         return BotIdentity(
             user_id=self._gateway.user_id, display_names=self._gateway.bot_names(room_id)
-        )
-
-    async def _is_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
-        identity = self._identity(message.room_id)
-        if room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL:
-            return is_addressed_to_bot(
-                message, identity, is_direct_room=True, replied_to_sender=None
-            )
-        mentioned = mentions_bot(message, identity)
-        invocation = self._command_in(message, identity)
-        if invocation is not None and (
-            mentioned or self._is_known_command(message.room_id, invocation.word)
-        ):
-            return True  # unknown `!words` without a mention may belong to another bot
-        if mentioned:
-            return is_addressed_to_bot(
-                message, identity, is_direct_room=False, replied_to_sender=None
-            )
-        if message.reply_to_event_id is None:
-            return False
-        replied_sender = await self._replied_sender(message)
-        return is_addressed_to_bot(
-            message, identity, is_direct_room=False, replied_to_sender=replied_sender
         )
 
     async def _replied_sender(self, message: IncomingMessage) -> str | None:
@@ -317,26 +325,10 @@ class Router:
             return stored.sender if stored.room_id == message.room_id else None
         return await self._gateway.event_sender(message.room_id, message.reply_to_event_id)
 
-    def _question_text(self, message: IncomingMessage, identity: BotIdentity) -> tuple[str, bool]:
-        body, _ = strip_reply_fallback(message.body, message.formatted_body)
-        question = strip_bot_mention(body, identity).strip()
-        return question, question != body.strip()
-
-    def _command_in(self, message: IncomingMessage, identity: BotIdentity) -> Invocation | None:
-        if message.kind is not MessageKind.TEXT:
-            return None
-        question, had_mention = self._question_text(message, identity)
-        invocation = parse_invocation(question, self._settings.command_prefixes)
-        if invocation is None and had_mention:
-            candidate = parse_invocation(
-                question, self._settings.command_prefixes, prefix_optional=True
-            )
-            if candidate is not None and self._registry.lookup(candidate.word) is not None:
-                invocation = candidate
-        return invocation
-
     # --- Work -------------------------------------------------------------------------------
-    def _schedule(self, message: IncomingMessage, received_at: float | None = None) -> None:
+    def _schedule(
+        self, message: IncomingMessage, decision: Decision, received_at: float | None = None
+    ) -> None:
         self._in_flight.add(message.event_id)
         metrics.QUESTIONS.inc()
 
@@ -346,23 +338,21 @@ class Router:
                 room_id=message.room_id, event_id=message.event_id
             ):
                 try:
-                    await self._handle(message, received_at)
+                    await self._handle(message, decision, received_at)
                 finally:
                     self._in_flight.discard(message.event_id)
 
         self.workers.submit(message.room_id, job)
 
-    async def _handle(self, message: IncomingMessage, received_at: float | None) -> None:
+    async def _handle(
+        self, message: IncomingMessage, decision: Decision, received_at: float | None
+    ) -> None:
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         room = self._gateway.room_context(message.room_id)
-        identity = self._identity(message.room_id)
         room_settings = self._room_config.get(message.room_id)
         try:
-            invocation = self._command_in(message, identity)
-            if invocation is not None:
-                await self._registry.dispatch(
-                    self._command_context(message, room, invocation.prefix), invocation
-                )
+            if decision.invocation is not None:
+                await self._commands.run(message, room, decision.invocation)
                 await self._store.triggers.finish(message, "answered", question=False)
                 return
             if not self._user_limiter.allow(message.sender):
@@ -375,14 +365,15 @@ class Router:
                     message, "room", message.room_id, texts.ROOM_RATE_LIMITED
                 )
                 return
-            question, _ = self._question_text(message, identity)
-            if not question:
+            if not decision.question:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
                 )
                 await self._store.triggers.finish(message, "answered")
                 return
-            await self._conversation.answer(message, question, room, room_settings, received_at)
+            await self._conversation.answer(
+                message, decision.question, room, room_settings, received_at
+            )
         except asyncio.CancelledError:
             raise  # shutdown: the trigger stays pending and is resumed at next start
         except Exception as error:
@@ -406,12 +397,6 @@ class Router:
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
         await self._store.triggers.finish(message, "skipped")
 
-    def _is_known_command(self, room_id: str, word: str) -> bool:
-        return (
-            self._registry.lookup(word) is not None
-            or self._room_commands.custom(room_id, normalise(word)) is not None
-        )
-
     async def run_scheduled(self, schedule: Schedule, run_ms: int) -> None:
         """Queue a schedule's command as if its creator had typed it, once (trigger table)."""
         message = IncomingMessage(
@@ -424,31 +409,13 @@ class Router:
             timestamp_ms=run_ms,
             scheduled=True,
         )
-        if await self._store.triggers.claim(message):
+        invocation = parse_invocation(message.body, self._settings.command_prefixes)
+        if invocation is None:
+            log.warning(
+                "router.schedule_unusable", room_id=schedule.room_id, schedule_id=schedule.id
+            )
+            return
+        decision = Decision(action=Action.COMMAND, text=message.body, invocation=invocation)
+        if await self._store.triggers.claim(message, decision=decision):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
-            self._schedule(message)
-
-    def _command_context(
-        self, message: IncomingMessage, room: RoomContext, prefix: str
-    ) -> CommandContext:
-        async def power_level_of(user_id: str) -> int:
-            return await self._gateway.power_level(message.room_id, user_id)
-
-        return CommandContext(
-            message=message,
-            room=room,
-            room_settings=self._room_config.get(message.room_id),
-            settings=self._settings,
-            store=self._store,
-            llm=self._llm,
-            outbox=self._outbox,
-            registry=self._registry,
-            conversation=self._conversation,
-            room_config=self._room_config,
-            power_level_of=power_level_of,
-            prefix=prefix,
-            summarizer=self._summarizer,
-            room_commands=self._room_commands,
-            scheduler=self.scheduler,
-            documents=self.documents,
-        )
+            self._schedule(message, decision)

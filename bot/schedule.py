@@ -12,20 +12,18 @@ import asyncio
 import contextlib
 import re
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import structlog
 
+from bot.french import PARIS, fold
 from bot.store import Store
 from bot.store.database import Schedule
 
 log = structlog.get_logger(__name__)
 
-PARIS = ZoneInfo("Europe/Paris")
 MAX_LATENESS_MS = 3_600_000
 IDLE_WAKE_SECONDS = 30.0
 
@@ -76,18 +74,13 @@ class ScheduleSpec:
         raise AssertionError("a weekly schedule always has a run within 8 days")
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower().strip())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
-
-
 def looks_like_time(token: str) -> bool:
-    return bool(_TIME.match(_fold(token)))
+    return bool(_TIME.match(fold(token)))
 
 
 def parse_spec(spec: str) -> ScheduleSpec:
     """`lun-ven 18:00`, `lun,mer 8h30`, `tous les jours 9h`, `18:00` (every day)."""
-    folded = " ".join(_fold(spec).split())
+    folded = " ".join(fold(spec).split())
     if not folded:
         raise ScheduleError("indiquez des jours et une heure, par exemple « lun-ven 18:00 »")
     days_text, _, time_text = folded.rpartition(" ")

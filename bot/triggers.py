@@ -12,10 +12,9 @@ import unicodedata
 from functools import lru_cache
 
 from bot.answer.inbound import extract_user_links, strip_reply_fallback
-from bot.models import Frozen, IncomingMessage, MessageKind
+from bot.models import Frozen, IncomingMessage
 
 _TCHAP_SUFFIX = re.compile(r"\s*\[[^\[\]]*\]\s*$")
-_ANSWERABLE_KINDS = frozenset({MessageKind.TEXT, MessageKind.EMOTE})
 
 
 class BotIdentity(Frozen):
@@ -114,30 +113,6 @@ def mentions_bot(message: IncomingMessage, bot: BotIdentity) -> bool:
         return True
     text = unicodedata.normalize("NFC", body)
     return _search_regex(bot.user_id, bot.display_names).search(text) is not None
-
-
-def is_addressed_to_bot(
-    message: IncomingMessage,
-    bot: BotIdentity,
-    *,
-    is_direct_room: bool,
-    replied_to_sender: str | None,
-) -> bool:
-    """True if the bot should answer this message.
-
-    Never its own messages, notices (other bots talk in notices: no bot loops), images and files,
-    or edits (the original was already answered or ignored). In a DM everything else is for the
-    bot; in a group room only a mention or a reply to one of the bot's messages.
-    """
-    if message.sender == bot.user_id:
-        return False
-    if message.kind not in _ANSWERABLE_KINDS or message.replaces_event_id is not None:
-        return False
-    if is_direct_room:
-        return True
-    if replied_to_sender is not None and replied_to_sender == bot.user_id:
-        return True
-    return mentions_bot(message, bot)
 
 
 def strip_bot_mention(text: str, bot: BotIdentity) -> str:

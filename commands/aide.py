@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bot import texts
+from bot.french import command_key
 from commands.base import Command, CommandContext, Power, UsageError
 from commands.custom import describe
-from commands.registry import normalise
 
 
 def parse(text: str) -> str | None:
@@ -46,7 +46,7 @@ def detail(command: Command[Any], prefix: str, level: int) -> str:
 async def run(ctx: CommandContext, topic: str | None) -> None:
     if topic is not None:
         command = ctx.registry.lookup(topic)
-        custom = ctx.room_commands.custom(ctx.message.room_id, normalise(topic))
+        custom = ctx.room_commands.custom(ctx.message.room_id, command_key(topic))
         if command is None and custom is not None:
             await ctx.reply(describe(custom, ctx.prefix))
             return

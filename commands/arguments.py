@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.french import fold
 from commands.base import UsageError
 
 MAX_SUMMARY_MESSAGES = 5000
@@ -39,12 +39,6 @@ _COUNT_WORDS = {"message", "messages", "msg", "msgs"}
 _PART = re.compile(r"\s*(\d+(?:[.,]\d+)?)\s*([a-z]*)\s*", re.ASCII)
 # Words and signs between parts: `1h 30min`, `1 jour et 2 heures`, `1h+30`.
 _SEPARATORS = re.compile(r"\bet\b|\+")
-
-
-def fold(text: str) -> str:
-    """Lower-case without accents, so `Défaut`, `defaut` and `DEFAUT` compare equal."""
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
 def parse_count(text: str, *, minimum: int = 1, maximum: int = MAX_SUMMARY_MESSAGES) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from bot.models import IncomingMessage, RoomContext
 from config.room_settings import RoomSettings
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
     from bot.store import Store
-    from commands.registry import CommandRegistry
 
 Args = TypeVar("Args")
 
@@ -45,9 +44,22 @@ def no_arguments(text: str) -> NoArgs:
     return NoArgs()
 
 
+class CommandCatalog(Protocol):
+    """What commands may ask of the registry (help, toggles, reserved names)."""
+
+    @property
+    def commands(self) -> list[Command[Any]]: ...
+
+    def lookup(self, word: str) -> Command[Any] | None: ...
+
+    def is_reserved(self, word: str) -> bool: ...
+
+    async def visible_to(self, ctx: CommandContext) -> list[Command[Any]]: ...
+
+
 @dataclass
 class CommandContext:
-    """Everything a command may use. Built by the router for one invocation."""
+    """Everything a command may use. Built by the dispatcher for one invocation."""
 
     message: IncomingMessage
     room: RoomContext
@@ -56,7 +68,7 @@ class CommandContext:
     store: Store
     llm: LLMClient
     outbox: Outbox
-    registry: CommandRegistry
+    registry: CommandCatalog
     conversation: ConversationHandler
     room_config: RoomConfigRepository
     power_level_of: Callable[[str], Awaitable[int]]

@@ -7,7 +7,7 @@ import shlex
 from dataclasses import dataclass
 
 from bot import texts
-from commands.arguments import fold
+from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 from commands.custom import describe, template_fields
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import texts
-from commands.arguments import fold
+from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 from config.room_settings import SETTING_ALIASES, RoomSettings, display_value, updated_settings
 from config.settings import Settings

@@ -70,12 +70,8 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     system = ctx.conversation.system_prompt(ctx.room, ctx.room_settings)
     request = ChatRequest(
         messages=[ChatMessage("system", system), ChatMessage("user", prompt)],
-        model=ctx.room_settings.modele or ctx.settings.model,
-        temperature=(
-            ctx.room_settings.temperature
-            if ctx.room_settings.temperature is not None
-            else ctx.settings.temperature
-        ),
+        model=ctx.room_settings.model_or(ctx.settings.model),
+        temperature=ctx.room_settings.temperature_or(ctx.settings.temperature),
         max_tokens=ctx.settings.max_answer_tokens,
     )
     try:

@@ -12,11 +12,11 @@ from datetime import datetime
 import structlog
 
 from bot import texts
-from bot.answer.conversation import PARIS, error_text
+from bot.answer.conversation import error_text
 from bot.answer.llm import LLMError
 from bot.documents.summary import DocumentSummarizer
+from bot.french import PARIS, fold
 from bot.store.documents import DocumentRecord
-from commands.arguments import fold
 from commands.base import Command, CommandContext, UsageError
 
 log = structlog.get_logger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot import texts
-from commands.arguments import fold
+from bot.french import fold
 from commands.base import Command, CommandContext, Power, UsageError
 from commands.config import RESET_WORDS, change_setting
 

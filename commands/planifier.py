@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot import texts
-from bot.schedule import PARIS, ScheduleError, looks_like_time, parse_spec
-from commands.arguments import fold
+from bot.classify import parse_invocation
+from bot.french import PARIS, fold
+from bot.schedule import ScheduleError, looks_like_time, parse_spec
 from commands.base import Command, CommandContext, Power, UsageError
-from commands.registry import parse_invocation
 
 MAX_SCHEDULES = 20
 NOT_SCHEDULABLE = {"planifier", "oublie-moi", "commande", "commandes", "config", "modele"}

@@ -5,51 +5,17 @@ An unknown command or bad arguments get the usage line: never a stack trace, nev
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from bot import texts
+from bot.french import command_key
+from bot.models import Invocation
 from bot.ops import metrics
 from commands.base import Command, CommandContext, Power, UsageError
 
 log = structlog.get_logger(__name__)
-
-_COMMAND_WORD = re.compile(r"^([^\W\d_][\w-]{0,31})(?:\s+(.*))?$", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Invocation:
-    word: str
-    arguments: str
-    prefix: str
-
-
-def normalise(word: str) -> str:
-    """Case- and accent-insensitive command names: `!Résumé` finds `resume`."""
-    decomposed = unicodedata.normalize("NFKD", word.lower())
-    return "".join(char for char in decomposed if not unicodedata.combining(char)).replace("_", "-")
-
-
-def parse_invocation(
-    text: str, prefixes: list[str], *, prefix_optional: bool = False
-) -> Invocation | None:
-    """`!resume 2h` → Invocation('resume', '2h', '!'). With a mention the prefix may be omitted."""
-    stripped = text.strip()
-    for prefix in sorted(prefixes, key=len, reverse=True):
-        if stripped.startswith(prefix):
-            match = _COMMAND_WORD.match(stripped[len(prefix) :])
-            if match:
-                return Invocation(match.group(1), (match.group(2) or "").strip(), prefix)
-            return None
-    if prefix_optional:
-        match = _COMMAND_WORD.match(stripped)
-        if match:
-            return Invocation(match.group(1), (match.group(2) or "").strip(), prefixes[0])
-    return None
 
 
 class CommandRegistry:
@@ -59,17 +25,17 @@ class CommandRegistry:
 
     def register(self, command: Command[Any]) -> None:
         for word in (command.name, *command.aliases):
-            key = normalise(word)
+            key = command_key(word)
             if key in self._by_word:
                 raise ValueError(f"command word {word!r} registered twice")
             self._by_word[key] = command
         self._commands.append(command)
 
     def lookup(self, word: str) -> Command[Any] | None:
-        return self._by_word.get(normalise(word))
+        return self._by_word.get(command_key(word))
 
     def is_reserved(self, word: str) -> bool:
-        return normalise(word) in self._by_word
+        return command_key(word) in self._by_word
 
     @property
     def commands(self) -> list[Command[Any]]:
@@ -97,7 +63,7 @@ class CommandRegistry:
             room_id=ctx.message.room_id, event_id=ctx.message.event_id, command=invocation.word
         )
         if command is None:
-            custom = ctx.room_commands.custom(ctx.message.room_id, normalise(invocation.word))
+            custom = ctx.room_commands.custom(ctx.message.room_id, command_key(invocation.word))
             if custom is not None:
                 from commands.custom import run_custom
 

@@ -13,14 +13,15 @@ from datetime import datetime
 import structlog
 
 from bot import texts
-from bot.answer.conversation import PARIS, error_text
+from bot.answer.conversation import error_text
 from bot.answer.llm import LLMError
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
+from bot.classify import parse_invocation
+from bot.french import PARIS
 from bot.store.database import StoredMessage
 from commands.arguments import MAX_SUMMARY_MESSAGES, CountOrDuration, parse_count_or_duration
 from commands.base import Command, CommandContext
-from commands.registry import parse_invocation
 
 log = structlog.get_logger(__name__)
 
@@ -141,8 +142,8 @@ async def run(ctx: CommandContext, args: CountOrDuration) -> None:
             room_name=room_name,
             language=ctx.room_settings.langue,
             instructions=ctx.conversation.system_prompt(ctx.room, ctx.room_settings),
-            model=ctx.room_settings.modele or ctx.settings.model,
-            temperature=ctx.room_settings.temperature,
+            model=ctx.room_settings.model_or(ctx.settings.model),
+            temperature=ctx.room_settings.temperature_or(ctx.settings.temperature),
         )
     except LLMError as error:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)

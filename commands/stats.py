@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot import texts
-from bot.answer.conversation import PARIS, french_date
+from bot.answer.conversation import french_date
+from bot.french import PARIS
 from commands.base import Command, CommandContext, NoArgs, Power, no_arguments
 
 

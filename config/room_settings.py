@@ -42,6 +42,13 @@ class RoomSettings(BaseModel):
         default=None, description="Réponses affichées au fil de l'eau (oui/non)"
     )
 
+    def model_or(self, default: str) -> str:
+        """The room's model, else the bot's: one rule for answers, summaries and commands."""
+        return self.modele or default
+
+    def temperature_or(self, default: float) -> float:
+        return self.temperature if self.temperature is not None else default
+
     @field_validator("consigne", "langue", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:

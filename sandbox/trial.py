@@ -706,3 +706,13 @@ def _terminal_restored() -> Iterator[None]:
 
             with contextlib.suppress(OSError):
                 termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
+
+
+def main(argv: list[str]) -> int:
+    """`tchap-bot sandbox …`: the sandbox parses its own arguments."""
+    parser = argparse.ArgumentParser(
+        prog="tchap-bot sandbox",
+        description="essayer le bot hors ligne : Synapse local, modèle, conversation dans le terminal",
+    )
+    add_arguments(parser)
+    return run_sandbox(parser.parse_args(argv))

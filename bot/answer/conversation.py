@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
-from zoneinfo import ZoneInfo
 
 import structlog
 
@@ -21,6 +20,7 @@ from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLME
 from bot.answer.replies import Outbox
 from bot.answer.streaming import StreamingReply, stream_answer
 from bot.answer.tokens import TokenCounter, fit_to_budget
+from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
 from bot.store import Store
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from bot.documents.service import DocumentContext
 
 log = structlog.get_logger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
 TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon
 HISTORY_SCAN_LIMIT = 400  # turns read from the store before trimming to the token budget
 
@@ -162,10 +161,8 @@ class ConversationHandler:
         ]
         return ChatRequest(
             messages=_merge_consecutive(messages),
-            model=room_settings.modele or self._settings.model,
-            temperature=room_settings.temperature
-            if room_settings.temperature is not None
-            else self._settings.temperature,
+            model=room_settings.model_or(self._settings.model),
+            temperature=room_settings.temperature_or(self._settings.temperature),
             max_tokens=self._settings.max_answer_tokens,
         )
 

@@ -14,15 +14,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, TypeVar
-from zoneinfo import ZoneInfo
 
 from bot import texts
 from bot.answer.llm import ChatMessage, ChatRequest, Completion
 from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
+from bot.french import PARIS
 from bot.store.database import StoredMessage
 from config.settings import Settings
 
-PARIS = ZoneInfo("Europe/Paris")
 # Never cut the transcript finer than this, even when a huge system prompt eats the budget.
 MIN_CHUNK_TOKENS = 256
 # Room left in prompts for the "part i of n" header and the partial titles.

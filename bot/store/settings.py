@@ -56,11 +56,7 @@ class RoomSettingsRepository:
                 "INSERT OR REPLACE INTO room_settings (room_id, settings, updated_at_ms) VALUES (?, ?, ?)",
                 (room_id, json.dumps(settings, ensure_ascii=False), timestamp),
             )
-            await db.execute(
-                "INSERT INTO settings_audit (room_id, user_id, key, old_value, new_value, changed_at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (room_id, user_id, key, old, new, timestamp),
-            )
+            await record_audit(db, room_id, user_id, key, old, new, timestamp)
 
     async def audit_of(self, room_id: str) -> list[SettingChange]:
         rows = await self._db.fetchall(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.models import IncomingMessage
+from bot.models import Decision, IncomingMessage, Job
 from bot.ops import faults
 from bot.store.database import (
     INSERT_MESSAGE,
@@ -21,9 +21,15 @@ class TriggersRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def claim(self, message: IncomingMessage, stored: StoredMessage | None = None) -> bool:
-        """Record a triggering event (and its text for summaries, in the same transaction: one
-        write on the question's path); False if it was already answered (or given up)."""
+    async def claim(
+        self,
+        message: IncomingMessage,
+        stored: StoredMessage | None = None,
+        decision: Decision | None = None,
+    ) -> bool:
+        """Record a triggering event with what it was classified as (and its text for summaries,
+        in the same transaction: one write on the question's path); False if it was already
+        answered (or given up)."""
         async with self._db.transaction() as db:
             await db.execute(
                 "INSERT OR IGNORE INTO triggers (event_id, room_id, sender, status, received_at_ms, "
@@ -34,7 +40,7 @@ class TriggersRepository:
                     message.sender,
                     now_ms(),
                     message.timestamp_ms,
-                    message.model_dump_json(),
+                    Job(message=message, decision=decision).model_dump_json(),
                     now_ms(),
                 ),
             )
@@ -51,11 +57,11 @@ class TriggersRepository:
         row = await self._db.fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
         return row[0] if row else None
 
-    async def pending(self) -> list[IncomingMessage]:
+    async def pending(self) -> list[Job]:
         rows = await self._db.fetchall(
             "SELECT payload FROM triggers WHERE status = 'pending' ORDER BY received_at_ms"
         )
-        return [IncomingMessage.model_validate_json(row[0]) for row in rows]
+        return [Job.model_validate_json(row[0]) for row in rows]
 
     async def finish(
         self,

@@ -164,7 +164,9 @@ def test_documented_install_step_gives_a_working_tchap_bot(tmp_path: Path) -> No
         timeout=60,
     ).stdout.split()
     assert all(path.startswith(str(site_packages)) for path in located), located
-    assert (site_packages / "bot" / "migrations" / "0001_initial.sql").is_file(), "package data"
+    assert (site_packages / "bot" / "store" / "migrations" / "0001_initial.sql").is_file(), (
+        "package data"
+    )
     assert (site_packages / "config" / "system_prompt.md").is_file(), "package data"
 
     tchap_bot = venv / "bin" / "tchap-bot"

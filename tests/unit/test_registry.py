@@ -19,6 +19,8 @@ from bot import texts
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
 from bot.answer.summary import Summarizer
+from bot.classify import Invocation, parse_invocation
+from bot.french import command_key as normalise
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
@@ -26,7 +28,7 @@ from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from commands import build_registry
 from commands.base import CommandContext, Power
-from commands.registry import CommandRegistry, Invocation, normalise, parse_invocation
+from commands.registry import CommandRegistry
 from config.settings import Settings
 
 ROOM = "!room:localhost"

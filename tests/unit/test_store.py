@@ -108,7 +108,7 @@ async def test_a_trigger_is_pending_until_finished_then_never_claimed_again(stor
 
     assert await store.triggers.claim(message)
     assert await store.triggers.claim(message), "still pending: a resumed job may run it"
-    assert [m.event_id for m in await store.triggers.pending()] == ["$q1"]
+    assert [job.message.event_id for job in await store.triggers.pending()] == ["$q1"]
 
     await answer(store, message, "Deux mois.", "$a1")
 
@@ -130,8 +130,10 @@ async def test_pending_triggers_survive_a_reopen_in_arrival_order(tmp_path: Path
     reopened = await Store.open(path)
     try:
         pending = await reopened.triggers.pending()
-        assert [m.event_id for m in pending] == ["$q0", "$q1", "$q2"]
-        assert pending[1].body == "question 1", "the payload is enough to answer after a crash"
+        assert [job.message.event_id for job in pending] == ["$q0", "$q1", "$q2"]
+        assert pending[1].message.body == "question 1", (
+            "the payload is enough to answer after a crash"
+        )
         assert await reopened.migrate() == version, "migrations run once"
     finally:
         await reopened.close()

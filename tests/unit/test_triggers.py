@@ -10,9 +10,10 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from bot.classify import RoomFacts, classify
 from bot.matrix.events import parse_message
-from bot.models import IncomingMessage, MessageKind
-from bot.triggers import BotIdentity, is_addressed_to_bot, mentions_bot, strip_bot_mention
+from bot.models import Action, IncomingMessage, MessageKind
+from bot.triggers import BotIdentity, mentions_bot, strip_bot_mention
 
 from .test_events import any_events
 
@@ -42,7 +43,8 @@ def message(
 def addressed(
     msg: IncomingMessage, *, direct: bool = False, replied_to_sender: str | None = None
 ) -> bool:
-    return is_addressed_to_bot(msg, BOT, is_direct_room=direct, replied_to_sender=replied_to_sender)
+    facts = RoomFacts(bot=BOT, is_direct=direct, replied_to_sender=replied_to_sender)
+    return classify(msg, facts).action in (Action.QUESTION, Action.COMMAND)
 
 
 # --- Group rooms: the three mention shapes ---------------------------------------------------
@@ -409,7 +411,7 @@ def test_triggers_never_raise(
     if msg is None:
         return
     mentions_bot(msg, bot)
-    is_addressed_to_bot(msg, bot, is_direct_room=direct, replied_to_sender=replied)
+    classify(msg, RoomFacts(bot=bot, is_direct=direct, replied_to_sender=replied))
     stripped = strip_bot_mention(msg.body, bot)
     assert len(stripped) <= len(msg.body) + len(msg.body) // 2  # NFC can grow text a little
 
@@ -459,9 +461,7 @@ def test_no_mention_means_not_addressed_in_group_rooms(
     if reply is not None:
         content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply}}
     msg = message(content)
-    assert not is_addressed_to_bot(
-        msg, BOT, is_direct_room=False, replied_to_sender=replied_to_sender
-    )
+    assert not addressed(msg, replied_to_sender=replied_to_sender)
 
 
 @given(
