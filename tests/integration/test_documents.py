@@ -30,7 +30,7 @@ from tests.support.documents import (
     make_protected_docx,
     make_zip_bomb,
 )
-from tests.support.matrix_client import join_room, send_file
+from tests.support.matrix_client import join_room, send_file, send_text, wait_for_event
 
 pytestmark = pytest.mark.integration
 
@@ -339,3 +339,32 @@ async def test_without_embeddings_retrieval_falls_back_to_full_text_silently(
         alice, room_id, bot.user_id, "Assistant, lis ça", mentions=[bot.user_id], reply_to=scan
     )
     assert reply["content"]["body"] == texts.DOCUMENT_ERRORS["scanned"]
+
+
+async def test_streamed_answer_ends_with_the_sources(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot(streaming=True, stream_edit_interval_seconds=0.2)
+    alice: nio.AsyncClient = await user_client("alice")
+    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
+    event = await send_file(alice, room_id, make_pdf([BUDGET_LINE]), "budget.pdf", PDF)
+    fake_llm.responder = lambda body: "Le budget est de 4,2 millions d'euros [1]."
+
+    question = await send_text(alice, room_id, "Quel est le budget ?")
+    final = await wait_for_event(
+        alice,
+        room_id,
+        lambda e: (
+            e["sender"] == bot.user_id
+            and "Sources" in e["content"].get("m.new_content", e["content"])["body"]
+        ),
+    )
+
+    body = final["content"].get("m.new_content", final["content"])["body"]
+    assert body.startswith("Le budget est de 4,2 millions d'euros [1].")
+    assert f"https://matrix.to/#/{room_id}/{event}" in body
+    first = final
+    if "m.new_content" in final["content"]:  # the final edit of a message sent earlier
+        original = final["content"]["m.relates_to"]["event_id"]
+        first = await wait_for_event(alice, room_id, lambda e: e["event_id"] == original)
+    assert replies_to(question)(first)

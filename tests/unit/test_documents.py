@@ -309,3 +309,25 @@ async def test_a_document_interrupted_by_a_stop_is_read_at_the_next_start(tmp_pa
             await service.close()
             await llm.close()
             await store.close()
+
+
+async def test_export_purge_and_leaving_cover_documents(tmp_path: Path) -> None:
+    store = await _store_with(
+        tmp_path,
+        {"!a:localhost": ["Le budget augmente."], "!b:localhost": ["La cantine ferme."]},
+        embed=False,
+    )
+    try:
+        exported = await store.people.export("@alice:localhost")
+        assert [(d["name"], d["text"]) for d in exported["documents"]] == [
+            ("doc0.pdf", "Le budget augmente."),
+            ("doc0.pdf", "La cantine ferme."),
+        ]
+        await store.rooms.forget("!b:localhost")  # the bot left room b
+        assert await store.documents.in_room("!b:localhost") == []
+        deleted = await store.people.purge("@alice:localhost")
+        assert deleted.documents == 1
+        row = await store.db.fetchone("SELECT count(*) FROM document_passages_fts")
+        assert row is not None and row[0] == 0
+    finally:
+        await store.close()
