@@ -339,8 +339,12 @@ SANDBOX_FAKE_WARNING = (
 SANDBOX_HEALTH = "Santé et métriques du bot : http://127.0.0.1:{port}/healthz"
 SANDBOX_HOW_INTERACTIVE = (
     "Écrivez un message puis Entrée : le bot répond ici. `!aide` liste les commandes "
-    "(`!resume`, `!oublie`…). Ctrl-D pour quitter (tout est arrêté)."
+    "(`!resume`, `!oublie`…). `/fichier CHEMIN` envoie un document (PDF, DOCX, ODT, texte). "
+    "Ctrl-D pour quitter (tout est arrêté)."
 )
+SANDBOX_FILE_COMMAND = "/fichier "
+SANDBOX_FILE_SENT = "📎 {name} envoyé ({size} octets) : posez maintenant votre question."
+SANDBOX_FILE_MISSING = "⚠️ Fichier introuvable : {path}"
 SANDBOX_HOW_SCRIPTED = "Mode scripté : envoi des messages un par un, puis arrêt."
 SANDBOX_PROMPT = "vous › "
 SANDBOX_USER_LABEL = "vous"

@@ -9,6 +9,8 @@ the streaming cursor.
 from __future__ import annotations
 
 import asyncio
+import io
+import mimetypes
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +221,47 @@ class ChatClient:
         event_id = str(response.event_id)
         self._sent.add(event_id)
         self._answered.setdefault(event_id, asyncio.Event())
+        return event_id
+
+    async def send_file(self, path: Path) -> str:
+        """Upload a file (encrypted when the room is, as Element does) and send it as `m.file`."""
+        assert self.room_id is not None
+        data = await asyncio.to_thread(path.read_bytes)
+        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        async with self._lock:
+            room = self.client.rooms.get(self.room_id)
+            encrypt = bool(self.client.olm is not None and room is not None and room.encrypted)
+            response, keys = await self.client.upload(
+                io.BytesIO(data),
+                content_type=mimetype,
+                filename=path.name,
+                encrypt=encrypt,
+                filesize=len(data),
+            )
+            upload = _ok(response, "envoi du fichier")
+            location: dict[str, Any] = (
+                {"file": {"url": upload.content_uri, **(keys or {})}}
+                if encrypt
+                else {"url": upload.content_uri}
+            )
+            if self.client.olm is not None:
+                await self._housekeeping()
+            sent = _ok(
+                await self.client.room_send(
+                    self.room_id,
+                    "m.room.message",
+                    {
+                        "msgtype": "m.file",
+                        "body": path.name,
+                        "info": {"mimetype": mimetype, "size": len(data)},
+                        **location,
+                    },
+                    ignore_unverified_devices=True,
+                ),
+                "envoi du fichier",
+            )
+        event_id = str(sent.event_id)
+        self._sent.add(event_id)  # printed by the caller, not as "another device"
         return event_id
 
     async def wait_for_answer(self, event_id: str, timeout: float) -> bool:  # noqa: ASYNC109

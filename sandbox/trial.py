@@ -565,6 +565,9 @@ class Sandbox:
     async def _scripted(self, chat: ChatClient) -> None:
         for text in self.options.messages:
             self.console.message(texts.SANDBOX_USER_LABEL, text)
+            if text.startswith(texts.SANDBOX_FILE_COMMAND):
+                await self._send_file(chat, text)
+                continue
             event_id = await chat.send(text)
             answered = await self._wait_or_bot_stopped(
                 chat.wait_for_answer(event_id, self.options.answer_timeout)
@@ -645,7 +648,22 @@ class Sandbox:
             if text.strip():
                 if not self.console.live_prompt:  # a terminal echoes what is typed; a pipe not
                     self.console.message(texts.SANDBOX_USER_LABEL, text.strip())
+                if text.strip().startswith(texts.SANDBOX_FILE_COMMAND):
+                    await self._send_file(chat, text.strip())
+                    continue
                 pending.append(await chat.send(text.strip()))
+
+    async def _send_file(self, chat: ChatClient, line: str) -> None:
+        """`/fichier CHEMIN`: share a document with the bot, as a Tchap user would."""
+        path = await asyncio.to_thread(
+            lambda: Path(line[len(texts.SANDBOX_FILE_COMMAND) :].strip()).expanduser()
+        )
+        if not await asyncio.to_thread(path.is_file):
+            self.console.line(texts.SANDBOX_FILE_MISSING.format(path=path))
+            return
+        await chat.send_file(path)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        self.console.line(texts.SANDBOX_FILE_SENT.format(name=path.name, size=size))
 
     async def _wait_for_answers(self, chat: ChatClient, event_ids: list[str]) -> None:
         """Piped input ended: the answers still on their way are part of the conversation."""
