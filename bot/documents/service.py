@@ -50,7 +50,8 @@ EMBED_BATCH = 16
 EMBEDDINGS_RETRY_AFTER_SECONDS = 600.0  # an endpoint without embeddings is asked again after
 NO_EMBEDDINGS_STATUS = frozenset({400, 404, 405, 422, 501})
 COMMON_FRACTION = 0.2  # words in more passages than this are left out of full-text queries
-SEARCH_DEPTH = 30  # candidates taken from each ranking before fusion
+SEARCH_DEPTH = 30
+ROOM_WAIT_SECONDS = 10.0  # a question not about a given file waits this long for files in reading  # candidates taken from each ranking before fusion
 SUPPORTED_EXTENSIONS = {"pdf", "docx", "odt"} | TEXT_EXTENSIONS | HTML_EXTENSIONS
 SUPPORTED_MIMETYPES = {
     "application/pdf",
@@ -366,7 +367,8 @@ class DocumentService:
             )
         if focus:
             return await self._focused(message, question, focus, budget)
-        await self.wait_for_room(message.room_id, self.read_timeout)
+        # A file shared just before may matter; a long OCR elsewhere must not hold the room.
+        await self.wait_for_room(message.room_id, ROOM_WAIT_SECONDS)
         if not await self.repository.has_indexed(message.room_id):
             return None
         ranked = await self.search(message.room_id, question, self._settings.document_passages)
