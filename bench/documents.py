@@ -541,7 +541,7 @@ def render(results: dict[str, Any], command: str) -> str:
         f"| resident memory with {m['text_mb']:.0f} MB of document text indexed ({m['documents']:,} documents, {m['db_mb']:.0f} MB database with vectors) | {m['rss_after']:.0f} MB (empty: {m['rss_before']:.0f} MB) |",
         f"| context sent for a question about a {p['pages']}-page document | {i['context tokens']:,} tokens (answer passage included: {'yes' if i['context has answer'] else 'no'}) |",
         f"| the same document pasted whole | {i['whole tokens']:,} tokens |",
-        f"| mean passage size | {p['passage tokens mean']:.0f} tokens |",
+        f"| mean passage size (passages never cross a page: one per page of this report) | {p['passage tokens mean']:.0f} tokens |",
         "",
         "Library choice (one fresh process each, best of three, same generated files):",
         "",
