@@ -24,13 +24,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.figures import concurrency, e2e, overhead, scale, streaming, summary
+from bench.figures import concurrency, e2e, overhead, recall, scale, streaming, summary
 from bench.harness import FULL, QUICK, REPO, Bench
 from bench.machine import LoadMeter, machine_busy_seconds, machine_info, own_cpu_seconds
 from bench.results import Figure, Row, markdown, write_json
 
 # Figure keys in report order, and the routine producing each (e2e also produces cost).
-FIGURES = ("overhead", "e2e", "cost", "concurrency", "scale", "summary", "streaming")
+FIGURES = (
+    "overhead",
+    "e2e",
+    "cost",
+    "concurrency",
+    "scale",
+    "summary",
+    "streaming",
+    "recall",
+)
 TITLES = {
     "overhead": "1. Bot overhead per question",
     "e2e": "2. End to end with an instant LLM",
@@ -39,6 +48,7 @@ TITLES = {
     "scale": "5. Scale",
     "summary": "6. Summaries",
     "streaming": "7. Streaming",
+    "recall": recall.TITLE,
 }
 Routine = Callable[[Bench], Awaitable[list[Figure]]]
 ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
@@ -48,6 +58,7 @@ ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
     (("streaming",), streaming.run),
     (("concurrency",), concurrency.run),
     (("scale",), scale.run),
+    (("recall",), recall.run),
 ]
 ANALYSIS = Path(__file__).with_name("analysis.md")
 

@@ -8,8 +8,10 @@ loop, as in any Matrix app.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,6 +178,25 @@ class Observer:
                 except TimeoutError:
                     continue
         return self.replies[event_id]
+
+    async def edit_of(
+        self,
+        event_id: str,
+        predicate: Callable[[Arrival], bool],
+        timeout: float = 300,  # noqa: ASYNC109
+    ) -> Arrival:
+        """The first edit (m.replace) of `event_id` satisfying `predicate`, waiting for it."""
+        deadline = time.monotonic() + timeout
+        async with self._changed:
+            while True:
+                for arrival in self.edits.get(event_id, []):
+                    if predicate(arrival):
+                        return arrival
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"no matching edit of {event_id} within {timeout} s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
 
     async def replies_to(
         self,

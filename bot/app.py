@@ -89,6 +89,7 @@ class BotApp:
             room_commands=room_commands,
             power_level_of=gateway.power_level,
             summarizer=Summarizer(llm, tokens, settings),
+            direct_room=gateway.direct_room_with,
         )
         router = self.router = Router(
             settings, store, gateway, conversation, dispatcher, room_config, outbox, room_commands

@@ -62,7 +62,12 @@ def classify(message: IncomingMessage, facts: RoomFacts) -> Decision:
         else strip_reply_fallback(message.body, message.formatted_body)[0]
     )
     stored = Decision(action=Action.STORE, text=text)
-    if not facts.answerable or not facts.sender_allowed or message.kind not in _ANSWERABLE_KINDS:
+    if (
+        not facts.answerable
+        or not facts.sender_allowed
+        or message.from_bot  # another instance of this bot: two bots must never loop
+        or message.kind not in _ANSWERABLE_KINDS  # notices are how bots talk: never triggers
+    ):
         return stored
     question = strip_bot_mention(text, facts.bot).strip()
     had_leading_mention = question != text.strip()

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot.attachments.models import Attachment
 
+#: Key in the content of everything the bot sends: another instance (or this one) never answers it.
+BOT_MARKER = "fr.gouv.tchap.bot"
+
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -52,6 +55,10 @@ class IncomingMessage(Frozen):
     scheduled: bool = Field(
         default=False, description="Posted by a schedule, not typed: no reply relation"
     )
+    from_bot: bool = Field(
+        default=False,
+        description="Carries BOT_MARKER: written by an instance of this bot, never a trigger",
+    )
 
 
 class RoomInvite(Frozen):
@@ -81,6 +88,17 @@ class UndecryptableMessage(Frozen):
     )
 
 
+class ReadReceipt(Frozen):
+    """A member's public read receipt (`m.read`); thread '' is the room's main timeline
+    (unthreaded and `main` receipts), otherwise the thread root's event ID."""
+
+    room_id: str
+    user_id: str
+    event_id: str
+    read_at_ms: int
+    thread: str = ""
+
+
 class RoomContext(Frozen):
     """What the bot knows about the room a message came from."""
 
@@ -88,7 +106,6 @@ class RoomContext(Frozen):
     name: str
     is_direct: bool
     encrypted: bool
-    member_count: int
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,13 @@ from bot.models import (
     IncomingMessage,
     Invocation,
     MessageKind,
+    ReadReceipt,
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
 )
 from bot.ops import metrics
-from bot.ops.ratelimit import SlidingWindowLimiter
+from bot.ops.ratelimit import Cooldown, RecentKeys, SlidingWindowLimiter
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.store import Store
@@ -44,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 Job = Callable[[], Awaitable[None]]
 RATE_NOTICE_EVERY = 60.0
+# A read receipt this long after the previous one starts a new reading session (see
+# ReadReceiptsRepository.save): the previous session's last receipt is kept for `!resume`.
+READ_SESSION_GAP_MS = 15 * 60_000
 
 
 class RoomDirectory(Protocol):
@@ -127,6 +131,8 @@ class CommandPort(Protocol):
 
     def room_words(self, room_id: str) -> frozenset[str]: ...
 
+    def uses_model(self, room_id: str, word: str) -> bool: ...
+
     async def run(
         self, message: IncomingMessage, room: RoomContext, invocation: Invocation
     ) -> None: ...
@@ -155,8 +161,8 @@ class Router:
         self.documents: DocumentService | None = None
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
-        self._rate_notice_at: dict[tuple[str, str], float] = {}
-        self._undecryptable_notified: set[tuple[str, str, str]] = set()
+        self._rate_notices = Cooldown(RATE_NOTICE_EVERY)
+        self._undecryptable_notified = RecentKeys()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
         self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
 
@@ -199,6 +205,9 @@ class Router:
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
 
+    async def on_receipt(self, receipt: ReadReceipt) -> None:
+        await self._store.receipts.save(receipt, READ_SESSION_GAP_MS)
+
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         """The key of a message never came: tell its sender once, in a short notice.
 
@@ -219,10 +228,11 @@ class Router:
         keys = {(event.room_id, event.sender, event.session_id)}
         if quiet_room:
             keys.add((event.room_id, event.sender, "*"))
-        if keys & self._undecryptable_notified:
+        if any(key in self._undecryptable_notified for key in keys):
             bound.info("router.undecryptable_already_notified", reason=event.reason)
             return
-        self._undecryptable_notified.update(keys)
+        for key in keys:
+            self._undecryptable_notified.add(key)
         bound.info("router.undecryptable_notice", reason=event.reason)
         trigger = IncomingMessage(
             room_id=event.room_id,
@@ -351,19 +361,15 @@ class Router:
         room = self._gateway.room_context(message.room_id)
         room_settings = self._room_config.get(message.room_id)
         try:
-            if decision.invocation is not None:
-                await self._commands.run(message, room, decision.invocation)
+            invocation = decision.invocation
+            uses_model = invocation is None or self._commands.uses_model(
+                message.room_id, invocation.word
+            )
+            if uses_model and not message.scheduled and not await self._within_limits(message):
+                return
+            if invocation is not None:
+                await self._commands.run(message, room, invocation)
                 await self._store.triggers.finish(message, "answered", question=False)
-                return
-            if not self._user_limiter.allow(message.sender):
-                await self._refuse_rate_limited(
-                    message, "user", message.sender, texts.USER_RATE_LIMITED
-                )
-                return
-            if not self._room_limiter.allow(message.room_id):
-                await self._refuse_rate_limited(
-                    message, "room", message.room_id, texts.ROOM_RATE_LIMITED
-                )
                 return
             if not decision.question:
                 await self._outbox.reply(
@@ -386,14 +392,28 @@ class Router:
             finally:
                 await self._store.triggers.finish(message, "failed")
 
+    async def _within_limits(self, message: IncomingMessage) -> bool:
+        """Questions and commands that call the model share the per-user and per-room limits."""
+        if not self._user_limiter.allow(message.sender):
+            await self._refuse_rate_limited(
+                message, "user", message.sender, texts.USER_RATE_LIMITED
+            )
+            return False
+        if not self._room_limiter.allow(message.room_id):
+            await self._refuse_rate_limited(
+                message, "room", message.room_id, texts.ROOM_RATE_LIMITED
+            )
+            return False
+        return True
+
     async def _refuse_rate_limited(
         self, message: IncomingMessage, scope: str, key: str, notice: str
     ) -> None:
         """One polite notice per minute and per user (or room): a flood gets no flood back."""
         metrics.RATE_LIMITED.labels(scope).inc()
-        now = time.monotonic()
-        if now - self._rate_notice_at.get((scope, key), -RATE_NOTICE_EVERY) >= RATE_NOTICE_EVERY:
-            self._rate_notice_at[(scope, key)] = now
+        notice_key = f"{scope}\x00{key}"
+        if self._rate_notices.remaining(notice_key) == 0:
+            self._rate_notices.start(notice_key)
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
         await self._store.triggers.finish(message, "skipped")
 

@@ -111,6 +111,10 @@ def mentions_bot(message: IncomingMessage, bot: BotIdentity) -> bool:
     body, formatted = _visible_text(message)
     if formatted and any(link.casefold() == target for link in extract_user_links(formatted)):
         return True
+    if message.mentioned_user_ids is not None:
+        # Intentional mentions (spec v1.7): a client that sends `m.mentions` said whom it
+        # mentions; "j'en ai parlé à l'Assistant IA hier" is not a question for the bot.
+        return False
     text = unicodedata.normalize("NFC", body)
     return _search_regex(bot.user_id, bot.display_names).search(text) is not None
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bot.answer.replies import Outbox
     from bot.answer.summary import Summarizer
     from bot.documents.service import DocumentService
+    from bot.ops.ratelimit import Cooldown
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
@@ -77,6 +78,8 @@ class CommandContext:
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
     documents: DocumentService | None = None
+    large_summary_cooldown: Cooldown | None = None
+    direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user
     _sender_level: int | None = None
     _replies: int = 0
 

@@ -10,7 +10,6 @@ from bot.answer.conversation import error_text
 from bot.answer.llm import ChatMessage, ChatRequest, LLMError
 from bot.answer.summary import transcript
 from bot.store.database import CustomCommand
-from commands.arguments import CountOrDuration
 from commands.base import CommandContext, UsageError
 
 TEMPLATE_MAX_CHARS = 2000
@@ -57,6 +56,7 @@ def fill(template: str, text: str, room_transcript: str) -> str:
 
 async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> None:
     from commands.resume import select_window
+    from commands.resume_args import ResumeArgs
 
     fields = template_fields(command.template)
     if TEXT_FIELD in fields and not text.strip():
@@ -64,7 +64,9 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
         return
     room_transcript = ""
     if ROOM_FIELD in fields:
-        window = await select_window(ctx, CountOrDuration(count=RECENT_MESSAGES))
+        window = await select_window(
+            ctx, ResumeArgs(count=RECENT_MESSAGES), ctx.message.thread_root_id
+        )
         room_transcript = "\n".join(transcript(window.messages))
     prompt = fill(command.template, text.strip(), room_transcript)
     system = ctx.conversation.system_prompt(ctx.room, ctx.room_settings)

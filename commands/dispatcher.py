@@ -15,6 +15,7 @@ from bot.answer.summary import Summarizer
 from bot.documents.service import DocumentService
 from bot.french import command_key
 from bot.models import IncomingMessage, Invocation, RoomContext
+from bot.ops.ratelimit import Cooldown
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
@@ -40,6 +41,7 @@ class CommandDispatcher:
         room_commands: RoomCommandsRepository,
         power_level_of: PowerLevelOf,
         summarizer: Summarizer | None = None,
+        direct_room: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.registry = registry
         self._settings = settings
@@ -51,13 +53,22 @@ class CommandDispatcher:
         self._room_commands = room_commands
         self._power_level_of = power_level_of
         self._summarizer = summarizer
+        self._direct_room = direct_room  # the bot's DM with a user (private summaries)
         self.scheduler: Scheduler | None = None
         self.documents: DocumentService | None = None
+        self.large_summary_cooldown = Cooldown(settings.large_summary_cooldown_seconds)
         self.builtin_words = frozenset(
             command_key(word)
             for command in registry.commands
             for word in (command.name, *command.aliases)
         )
+
+    def uses_model(self, room_id: str, word: str) -> bool:
+        """Commands that call the model count against the question rate limits."""
+        builtin = self.registry.lookup(word)
+        if builtin is not None:
+            return builtin.uses_llm
+        return self._room_commands.custom(room_id, command_key(word)) is not None
 
     def room_words(self, room_id: str) -> frozenset[str]:
         return frozenset(command.name for command in self._room_commands.customs(room_id))
@@ -85,5 +96,7 @@ class CommandDispatcher:
             room_commands=self._room_commands,
             scheduler=self.scheduler,
             documents=self.documents,
+            large_summary_cooldown=self.large_summary_cooldown,
+            direct_room=self._direct_room,
         )
         await self.registry.dispatch(context, invocation)

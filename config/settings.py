@@ -229,6 +229,18 @@ class Settings(BaseSettings):
         le=10_000,
         description="Questions per room per minute (0: unlimited)",
     )
+    large_summary_messages: int = Field(
+        default=300,
+        ge=1,
+        le=100_000,
+        description="A !resume over more messages than this is a large summary (room cooldown)",
+    )
+    large_summary_cooldown_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        le=24 * 3600,
+        description="Pause between two large summaries in one room (0: none)",
+    )
     health_host: str = Field(
         default="127.0.0.1", description="Address of /healthz, /readyz and /metrics"
     )

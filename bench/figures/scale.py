@@ -118,9 +118,7 @@ async def context_timings(bot: Any, rooms: list[str], samples: int) -> dict[str,
                 body=question_text(index),
                 timestamp_ms=now_ms(),
             )
-            room = RoomContext(
-                room_id=room_id, name="Salon", is_direct=True, encrypted=False, member_count=2
-            )
+            room = RoomContext(room_id=room_id, name="Salon", is_direct=True, encrypted=False)
             started = time.perf_counter()
             await handler.build_request(message, message.body, room, RoomSettings())
             builds.append(time.perf_counter() - started)

@@ -57,6 +57,7 @@ async def run(bench: Bench) -> list[Figure]:
     room_id = (await bench.rooms_with(asker, bot.user_id, 1))[0]
     await wait_answering(asker, room_id)
     part_prefix = texts.SUMMARY_PART_HEADER.split("{", 1)[0]
+    progress_prefix = texts.SUMMARY_PROGRESS.split("{", 1)[0]
 
     walls: list[float] = []
     runs: list[dict[str, float]] = []
@@ -67,6 +68,17 @@ async def run(bench: Bench) -> list[Figure]:
             await bench.llm.reset()
             event_id, sent = await asker.send(room_id, f"!resume {count}")
             reply = await asker.reply_to(event_id, timeout=300)
+            if str(reply.content.get("body", "")).startswith(progress_prefix):
+                # Long summaries show their progress, then the message becomes the summary.
+                reply = await asker.edit_of(
+                    reply.event_id,
+                    lambda edit: (
+                        not str(edit.content.get("m.new_content", {}).get("body", "")).startswith(
+                            progress_prefix
+                        )
+                    ),
+                    timeout=300,
+                )
             elapsed = reply.at - sent
             stats = await bench.llm.stats()
             calls = int(stats["calls"])
@@ -84,7 +96,9 @@ async def run(bench: Bench) -> list[Figure]:
                     "prompt_tokens": stats["prompt_tokens"],
                     "completion_tokens": stats["completion_tokens"],
                     "seed_s": seeded_in,
-                    "summary_chars": len(str(reply.content.get("body", ""))),
+                    "summary_chars": len(
+                        str(reply.content.get("m.new_content", reply.content).get("body", ""))
+                    ),
                 }
             )
             await asyncio.sleep(scale.settle_seconds)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from bot.answer.render import render_markdown
 from bot.answer.split import split_for_matrix
-from bot.models import IncomingMessage
+from bot.models import BOT_MARKER, IncomingMessage
 from bot.ops import metrics
 
 
@@ -58,6 +58,7 @@ def reply_content(
         "m.mentions": (
             {"user_ids": [trigger.sender]} if mention_sender and not trigger.scheduled else {}
         ),
+        BOT_MARKER: {"generated": True},
     }
     if relation is not None:
         content["m.relates_to"] = relation
@@ -81,6 +82,7 @@ def edit_content(
             "formatted_body": html,
         },
         "m.relates_to": {"rel_type": "m.replace", "event_id": original_event_id},
+        BOT_MARKER: {"generated": True},
     }
 
 
@@ -113,6 +115,27 @@ class Outbox:
             )
         return event_ids
 
+    async def post(
+        self, room_id: str, trigger: IncomingMessage, markdown: str, *, purpose: str
+    ) -> list[str]:
+        """Messages standing on their own in another room (the asker's DM with the bot), with
+        transaction IDs still derived from the trigger."""
+        event_ids = []
+        for index, (body, html) in enumerate(split_for_matrix(markdown)):
+            content = {
+                "msgtype": "m.text",
+                "body": body,
+                "format": "org.matrix.custom.html",
+                "formatted_body": html,
+                "m.mentions": {},
+            }
+            event_ids.append(
+                await self._sender.send_event(
+                    room_id, content, transaction_id(trigger.event_id, purpose, index)
+                )
+            )
+        return event_ids
+
     async def edit(
         self,
         trigger: IncomingMessage,
@@ -122,13 +145,17 @@ class Outbox:
         purpose: str,
         revision: int,
         measure_from: float | None = None,
+        room_id: str | None = None,
     ) -> str:
-        """`measure_from` as in `reply` (the final edit of a streamed answer)."""
+        """`measure_from` as in `reply` (the final edit of a streamed answer); `room_id` when
+        the edited message is not in the trigger's room."""
         content = edit_content(original_event_id, markdown, render_markdown(markdown))
         if measure_from is not None:
             metrics.BOT_OVERHEAD.labels("after_llm").observe(time.perf_counter() - measure_from)
         return await self._sender.send_event(
-            trigger.room_id, content, transaction_id(trigger.event_id, f"{purpose}-edit", revision)
+            room_id or trigger.room_id,
+            content,
+            transaction_id(trigger.event_id, f"{purpose}-edit", revision),
         )
 
     async def typing(self, room_id: str, typing: bool) -> None:

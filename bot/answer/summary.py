@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Protocol, TypeVar
 
 from bot import texts
+from bot.answer.citations import number_lines
 from bot.answer.llm import ChatMessage, ChatRequest, Completion
 from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, TokenCounter
 from bot.french import PARIS
@@ -28,6 +29,8 @@ MIN_CHUNK_TOKENS = 256
 HEADER_ALLOWANCE_TOKENS = 32
 
 T = TypeVar("T")
+# Told after each chunk of a map-reduce summary: (chunks done, chunks in all).
+Progress = Callable[[int, int], Awaitable[None]]
 
 
 class CompletionClient(Protocol):
@@ -72,16 +75,18 @@ def spans_several_days(messages: Sequence[StoredMessage]) -> bool:
 
 
 def transcript_line(message: StoredMessage, *, with_date: bool) -> str:
-    """`[HH:MM] Name : text`; continuation lines are indented so they cannot pose as speakers."""
+    """`HH:MM Name : text`; continuation lines are indented so they cannot pose as speakers."""
     moment = _local(message.timestamp_ms)
     stamp = moment.strftime("%d/%m %H:%M") if with_date else moment.strftime("%H:%M")
     body = "\n  ".join(line.rstrip() for line in message.body.strip().splitlines()) or "…"
-    return f"[{stamp}] {message.sender_name} : {body}"
+    return f"{stamp} {message.sender_name} : {body}"
 
 
 def transcript(messages: Sequence[StoredMessage]) -> list[str]:
+    """`[n] HH:MM Name : text`, numbered from 1: the model cites these numbers, and message n
+    is `messages[n - 1]` (see `bot.answer.citations`)."""
     with_date = spans_several_days(messages)
-    return [transcript_line(message, with_date=with_date) for message in messages]
+    return number_lines([transcript_line(message, with_date=with_date) for message in messages])
 
 
 class Summarizer:
@@ -110,6 +115,7 @@ class Summarizer:
         instructions: str,
         model: str | None = None,
         temperature: float | None = None,
+        progress: Progress | None = None,
     ) -> SummaryResult:
         """Summary of `messages` (oldest first). `instructions` is the room's standing system
         prompt (persona, room rules); the summary task is appended to it. Raises LLMError."""
@@ -125,6 +131,7 @@ class Summarizer:
             instructions=instructions.strip(),
             model=model or self._settings.model,
             temperature=self._settings.temperature if temperature is None else temperature,
+            progress=progress,
         )
         text, chunks = await run.summarize(messages)
         return SummaryResult(
@@ -203,6 +210,7 @@ class _Run:
     instructions: str
     model: str
     temperature: float
+    progress: Progress | None = None
     tally: _Tally = field(default_factory=_Tally)
 
     def _system(self, task: str) -> str:
@@ -243,12 +251,20 @@ class _Run:
             return text, 1
 
         total = len(chunks)
+        done = 0
+        if self.progress is not None:
+            await self.progress(0, total)
 
         async def summarize_chunk(indexed: tuple[int, list[tuple[StoredMessage, str]]]) -> str:
+            nonlocal done
             index, chunk = indexed
             header = texts.SUMMARY_PART_HEADER.format(index=index, total=total)
             lines = "\n".join(line for _, line in chunk)
-            return await self._complete(texts.SUMMARY_TASK_PART, f"{header}\n\n{lines}")
+            text = await self._complete(texts.SUMMARY_TASK_PART, f"{header}\n\n{lines}")
+            done += 1
+            if self.progress is not None:
+                await self.progress(done, total)
+            return text
 
         partials = await _bounded_gather(list(enumerate(chunks, start=1)), summarize_chunk)
         parts = [

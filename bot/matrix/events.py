@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from bot.attachments import ATTACHMENT_MSGTYPES, parse_attachment
-from bot.models import IncomingMessage, MessageKind, Redaction
+from bot.models import BOT_MARKER, IncomingMessage, MessageKind, Redaction
 
 BODY_MAX_CHARS = 20_000
 """A question longer than this is truncated: a pasted document must not blow up the prompt."""
@@ -188,6 +188,7 @@ def _parse_message(
         replaces_event_id=replaces,
         encrypted=encrypted is True,
         attachment=attachment,
+        from_bot=BOT_MARKER in content,
     )
 
 

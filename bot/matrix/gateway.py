@@ -12,7 +12,6 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import structlog
 from nio import (
@@ -25,15 +24,17 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     MemoryDownloadResponse,
+    ReceiptEvent,
     RedactionEvent,
+    RoomCreateError,
     RoomEncryptedMedia,
     RoomGetStateError,
     RoomKeyEvent,
     RoomMessage,
+    RoomPreset,
     RoomSendResponse,
     SyncError,
     SyncResponse,
-    UnknownAccountDataEvent,
     UnknownEvent,
     UnknownToDeviceEvent,
 )
@@ -41,18 +42,24 @@ from nio.crypto.attachments import decrypt_attachment
 
 from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.matrix.cross_signing import CrossSigningStatus
+from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
 from bot.matrix.events import parse_message, parse_redaction
 from bot.matrix.keys import HeldEvents
 from bot.matrix.power import effective_power_level
 from bot.matrix.session import (
     AuthenticationFailed,
-    http_json,
     pickle_key,
     restore_or_login,
     setup_cross_signing,
     unlock_crypto_store,
 )
-from bot.models import IncomingMessage, RoomContext, RoomInvite, UndecryptableMessage
+from bot.models import (
+    IncomingMessage,
+    ReadReceipt,
+    RoomContext,
+    RoomInvite,
+    UndecryptableMessage,
+)
 from bot.ops import faults, logs, metrics
 from bot.store import Store
 from config.settings import Settings
@@ -61,7 +68,6 @@ log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
 SEND_ATTEMPTS = 6
-ACCESS_RULES_EVENT = "im.vector.room.access_rules"
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
     "M_MISSING_TOKEN",
@@ -71,7 +77,8 @@ AUTH_ERROR_CODES = {
 }
 SYNC_FILTER: dict[str, Any] = {
     "presence": {"not_types": ["*"]},
-    "room": {"timeline": {"limit": 50}, "ephemeral": {"not_types": ["*"]}},
+    # Of ephemeral events, only receipts: `!resume` starts where each member last read.
+    "room": {"timeline": {"limit": 50}, "ephemeral": {"types": ["m.receipt"]}},
 }
 
 
@@ -96,6 +103,8 @@ class EventSink(Protocol):
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
 
+    async def on_receipt(self, receipt: ReadReceipt) -> None: ...
+
 
 class MatrixGateway:
     def __init__(self, settings: Settings, store: Store) -> None:
@@ -116,7 +125,7 @@ class MatrixGateway:
             store_path=str(settings.crypto_store_dir),
             config=config,
         )
-        self._direct_rooms: set[str] = set()
+        self.direct = DirectRooms(self.client, store, settings.user_id)
         self._sync_token: str | None = None
         self._first_sync_ever = False
         self._in_first_sync = True
@@ -133,6 +142,8 @@ class MatrixGateway:
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
+        self._synced = asyncio.Condition()  # notified after every sync (DM creation waits on it)
+        self._dm_lock = asyncio.Lock()
         self.last_sync_monotonic: float | None = None  # readiness probe (bot.health)
 
     @property
@@ -157,9 +168,7 @@ class MatrixGateway:
         self.cross_signing_status = await setup_cross_signing(self.client, self._settings)
         self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
         self._first_sync_ever = self._sync_token is None
-        for room_id in await self._store.rooms.known_ids():
-            if await self._store.rooms.is_direct(room_id):
-                self._direct_rooms.add(room_id)
+        await self.direct.load()
         self._register_callbacks()
         await self.held.load()
         profile = await self.client.get_displayname(self.user_id)
@@ -245,9 +254,9 @@ class MatrixGateway:
             raise AuthenticationFailed(detail)
 
     async def _after_sync(self, response: SyncResponse) -> None:
-        await self._note_direct_rooms(response)
+        await self.direct.note_account_data(response.account_data_events)
         for room_id in response.rooms.leave:
-            self._direct_rooms.discard(room_id)
+            self.direct.forget(room_id)
             if self._sink is not None:
                 await self._sink.on_left(room_id)
         await self._crypto_housekeeping()
@@ -257,6 +266,8 @@ class MatrixGateway:
         await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
+        async with self._synced:
+            self._synced.notify_all()
 
     async def _crypto_housekeeping(self) -> None:
         client = self.client
@@ -279,8 +290,9 @@ class MatrixGateway:
         )
         self.client.add_event_callback(guard(self.held.on_megolm), MegolmEvent)
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
-        self.client.add_event_callback(guard(self._on_unknown), UnknownEvent)
+        self.client.add_event_callback(guard(self.direct.on_state_event), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
+        self.client.add_ephemeral_callback(guard(self._on_receipts), ReceiptEvent)
         self.client.add_to_device_callback(
             guard(self.held.on_room_key), (RoomKeyEvent, ForwardedRoomKeyEvent)
         )
@@ -297,19 +309,12 @@ class MatrixGateway:
     def room_context(self, room_id: str) -> RoomContext:
         room = self.client.rooms.get(room_id)
         if room is None:
-            return RoomContext(
-                room_id=room_id,
-                name=room_id,
-                is_direct=room_id in self._direct_rooms,
-                encrypted=False,
-                member_count=0,
-            )
+            return RoomContext(room_id=room_id, name=room_id, is_direct=False, encrypted=False)
         return RoomContext(
             room_id=room_id,
             name=room.display_name or room_id,
-            is_direct=room_id in self._direct_rooms,
+            is_direct=self.direct.is_direct(room_id, room.users),
             encrypted=bool(room.encrypted),
-            member_count=int(room.member_count or 0),
         )
 
     def member_name(self, room_id: str, user_id: str) -> str:
@@ -345,23 +350,30 @@ class MatrixGateway:
         await self._sink.on_message(message, self.room_context(room.room_id), answerable)
         faults.maybe_crash("mid_sync")  # tests only: handed over, sync token not saved yet
 
+    async def _on_receipts(self, room: MatrixRoom, event: ReceiptEvent) -> None:
+        """Public read receipts (`m.read`) of members; private ones never reach the bot."""
+        if self._sink is None:
+            return
+        for receipt in event.receipts:
+            if receipt.receipt_type != "m.read" or receipt.user_id == self.user_id:
+                continue
+            thread = receipt.thread_id if receipt.thread_id not in (None, "main") else ""
+            await self._sink.on_receipt(
+                ReadReceipt(
+                    room_id=room.room_id,
+                    user_id=receipt.user_id,
+                    event_id=receipt.event_id,
+                    read_at_ms=int(receipt.timestamp),
+                    thread=thread or "",
+                )
+            )
+
     async def _on_redaction(self, room: MatrixRoom, event: RedactionEvent) -> None:
         redaction = parse_redaction(
             room.room_id, event.source if isinstance(event.source, dict) else {}
         )
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
-
-    async def _on_unknown(self, room: MatrixRoom, event: UnknownEvent) -> None:
-        content = event.source.get("content")
-        is_direct_rule = (
-            event.type == ACCESS_RULES_EVENT
-            and isinstance(content, dict)
-            and content.get("rule") == "direct"
-        )
-        if is_direct_rule and room.room_id not in self._direct_rooms:
-            self._direct_rooms.add(room.room_id)
-            await self._store.rooms.remember(room.room_id, is_direct=True)
 
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
@@ -381,48 +393,47 @@ class MatrixGateway:
         if isinstance(response, JoinError):
             log.warning("matrix.join_failed", room_id=room_id, status=response.status_code)
             return False
-        await self._store.rooms.remember(room_id, is_direct)
-        if is_direct:
-            self._direct_rooms.add(room_id)
-            if inviter is not None:
-                await self._list_in_m_direct(inviter, room_id)
+        await self.direct.joined(room_id, is_direct, inviter)
         return True
 
-    async def _list_in_m_direct(self, user_id: str, room_id: str) -> None:
-        """Record the DM in the bot's own `m.direct`, as clients do for theirs."""
-        path = f"/_matrix/client/v3/user/{quote(self.user_id)}/account_data/m.direct"
-        try:
-            status, direct = await http_json(self.client, "GET", path, None)
-            rooms = direct.get(user_id) if status == 200 else None
-            listed = [r for r in rooms if isinstance(r, str)] if isinstance(rooms, list) else []
-            if room_id in listed:
-                return
-            updated = {**(direct if status == 200 else {}), user_id: [*listed, room_id]}
-            status, _ = await http_json(self.client, "PUT", path, updated)
-            if status != 200:
-                log.warning("matrix.m_direct_not_saved", room_id=room_id, status=status)
-        except Exception as error:  # the store already knows it is a DM: this is a courtesy
-            log.warning(
-                "matrix.m_direct_not_saved", room_id=room_id, error_type=type(error).__name__
+    async def direct_room_with(self, user_id: str, timeout: float = 30) -> str:  # noqa: ASYNC109
+        """The bot's DM with `user_id`, created (encrypted, `direct` access rule, listed in
+        m.direct) and known to the sync loop before this returns. Raises SendFailed."""
+        async with self._dm_lock:
+            for room_id in self.direct.flagged_rooms():
+                room = self.client.rooms.get(room_id)
+                if room is not None and set(room.users) == {self.user_id, user_id}:
+                    return room_id
+            response = await self.client.room_create(
+                is_direct=True,
+                preset=RoomPreset.trusted_private_chat,
+                invite=[user_id],
+                initial_state=[
+                    {
+                        "type": "m.room.encryption",
+                        "state_key": "",
+                        "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                    },
+                    {"type": ACCESS_RULES_EVENT, "state_key": "", "content": {"rule": "direct"}},
+                ],
             )
+            if isinstance(response, RoomCreateError):
+                self._raise_if_auth_error(response)
+                raise SendFailed(f"DM not created: {response.status_code}")
+            room_id = str(response.room_id)
+            await self.direct.joined(room_id, True, user_id)
 
-    async def _note_direct_rooms(self, response: SyncResponse) -> None:
-        """Rooms listed in the bot's `m.direct` account data are DMs."""
-        for event in response.account_data_events:
-            if not isinstance(event, UnknownAccountDataEvent) or event.type != "m.direct":
-                continue
-            content = event.content if isinstance(event.content, dict) else {}
-            for rooms in content.values():
-                for room_id in rooms if isinstance(rooms, list) else []:
-                    if isinstance(room_id, str) and room_id not in self._direct_rooms:
-                        self._direct_rooms.add(room_id)
-                        await self._store.rooms.remember(room_id, is_direct=True)
+            def known() -> bool:
+                room = self.client.rooms.get(room_id)
+                return room is not None and bool(room.encrypted) and user_id in room.users
+
+            async with self._synced:
+                await asyncio.wait_for(self._synced.wait_for(known), timeout)
+            log.info("matrix.dm_created", room_id=room_id)
+            return room_id
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
-
-    def is_direct(self, room_id: str) -> bool:
-        return room_id in self._direct_rooms
 
     async def send_event(
         self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"

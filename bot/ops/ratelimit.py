@@ -43,3 +43,42 @@ class SlidingWindowLimiter:
     @property
     def tracked_keys(self) -> int:
         return len(self._hits)
+
+
+class Cooldown:
+    """At most one costly action per key (a room) every `seconds`: `remaining` says how long."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._seconds = seconds
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def remaining(self, key: str) -> float:
+        last = self._last.get(key)
+        return 0.0 if last is None else max(0.0, last + self._seconds - self._clock())
+
+    def start(self, key: str) -> None:
+        now = self._clock()
+        if len(self._last) >= SWEEP_EVERY:  # memory follows active rooms only
+            self._last = {k: t for k, t in self._last.items() if t + self._seconds > now}
+        self._last[key] = now
+
+
+class RecentKeys:
+    """A set that forgets its oldest members past `capacity` (once-per-X notices, bounded)."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._capacity = capacity
+        self._keys: dict[object, None] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def add(self, key: object) -> None:
+        self._keys.pop(key, None)
+        self._keys[key] = None
+        while len(self._keys) > self._capacity:
+            del self._keys[next(iter(self._keys))]
+
+    def __len__(self) -> int:
+        return len(self._keys)

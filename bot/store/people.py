@@ -30,6 +30,14 @@ class PeopleRepository:
             "messages": [dict(row) for row in messages],
             "conversation_turns": [dict(row) for row in turns],
             "settings_changes": [dict(row) for row in audit],
+            "read_receipts": [
+                dict(row)
+                for row in await self._db.fetchall(
+                    "SELECT room_id, thread, event_id, read_at_ms FROM read_receipts "
+                    "WHERE user_id = ? ORDER BY room_id",
+                    (user_id,),
+                )
+            ],
             "documents": [
                 {**dict(row), "text": str(row["text"] or "")}
                 for row in await self._db.fetchall(
@@ -66,6 +74,7 @@ class PeopleRepository:
             await db.execute(
                 "DELETE FROM triggers WHERE sender = ? AND status = 'pending'", (user_id,)
             )
+            await db.execute("DELETE FROM read_receipts WHERE user_id = ?", (user_id,))
             cursor = await db.execute("DELETE FROM documents WHERE sender = ?", (user_id,))
             documents = max(cursor.rowcount, 0)
         return UserDataDeleted(messages=messages, conversation_turns=turns, documents=documents)

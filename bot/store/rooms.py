@@ -48,6 +48,7 @@ class RoomsRepository:
                 "schedules",
                 "awaiting_keys",
                 "documents",  # passages, their index and embeddings follow (cascade)
+                "read_receipts",
                 "rooms",
             ):
                 await db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))

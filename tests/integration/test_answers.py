@@ -111,7 +111,7 @@ async def test_direct_message_is_answered_without_mention(
     answer = await ask(alice, room_id, bot.user_id, "Bonjour, peux-tu m'aider ?")
 
     assert answer["content"]["body"].startswith("Réponse simulée")
-    assert bot.app.gateway.is_direct(room_id)
+    assert bot.app.gateway.room_context(room_id).is_direct
 
 
 async def test_follow_up_carries_the_first_exchange(
@@ -330,14 +330,14 @@ async def test_direct_rooms_follow_m_direct_both_ways(
     quiet = await send_text(alice, group, "Bonjour à toi")
     await ask(alice, dm, bot.user_id, "Repère")
     assert not any("Bonjour à toi" in r["messages"][-1]["content"] for r in fake_llm.requests)
-    assert quiet and not gateway.is_direct(group)
+    assert quiet and not gateway.room_context(group).is_direct
 
     listed[alice.user_id].append(group)
     await synapse.admin_request("PUT", path, gateway.client.access_token, json_body=listed)
     for _ in range(100):  # the change reaches the bot with its next sync
-        if gateway.is_direct(group):
+        if gateway.room_context(group).is_direct:
             break
         await asyncio.sleep(0.05)
-    assert gateway.is_direct(group)
+    assert gateway.room_context(group).is_direct
     answer = await ask(alice, group, bot.user_id, "Maintenant sans mention")
     assert answer["content"]["body"].startswith("Réponse simulée")

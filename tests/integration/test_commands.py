@@ -13,7 +13,7 @@ from bot import texts
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.support.bot_helpers import ask, room_with_bot
-from tests.support.matrix_client import join_room, send_text, sync_once
+from tests.support.matrix_client import join_room, send_text, sync_once, wait_for_event
 
 
 async def group_room(alice: nio.AsyncClient, bob: nio.AsyncClient, bot: RunningBot) -> str:
@@ -128,13 +128,23 @@ async def test_summary_map_reduce_on_history_larger_than_context(
         )
     await sync_once(alice)
 
-    await ask(alice, room_id, bot.user_id, "!resume 40")
+    progress = await ask(alice, room_id, bot.user_id, "!resume 40")
+    await wait_for_event(
+        alice,
+        room_id,
+        lambda e: (
+            e["content"].get("m.relates_to", {}).get("event_id") == progress["event_id"]
+            and e["content"].get("m.new_content", {}).get("body", "").startswith("**Résumé")
+        ),
+        timeout=60,
+    )
 
     requests = summary_requests(fake_llm)
-    chunks = [r for r in requests if "Extrait" in r["messages"][-1]["content"]]
-    merges = [r for r in requests if "Résumés partiels" in r["messages"][-1]["content"]]
+    chunks = [r for r in requests if r["messages"][-1]["content"].startswith("Extrait")]
+    merges = [r for r in requests if r["messages"][-1]["content"].startswith("Résumés partiels")]
     assert len(chunks) >= 2
-    assert len(merges) == 1
+    assert merges and requests[-1] is merges[-1], "the partial summaries are merged last"
+    assert "en un seul résumé cohérent" in merges[-1]["messages"][0]["content"]
     covered = "\n".join(r["messages"][-1]["content"] for r in chunks)
     assert all(f"Point {n} :" in covered for n in range(40))
 

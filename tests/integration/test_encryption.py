@@ -234,7 +234,7 @@ async def test_encrypted_dm_is_answered_in_encrypted_form(
 
     assert answer["content"]["body"].startswith("Réponse simulée")
     await assert_encrypted_on_server(synapse, alice, room_id, answer)
-    assert bot.app.gateway is not None and bot.app.gateway.is_direct(room_id)
+    assert bot.app.gateway is not None and bot.app.gateway.room_context(room_id).is_direct
 
 
 async def test_restart_keeps_device_keys_and_identity_and_still_decrypts(

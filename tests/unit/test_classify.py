@@ -9,7 +9,7 @@ import pytest
 from bot.classify import RoomFacts, classify
 from bot.french import command_key
 from bot.matrix.events import parse_message
-from bot.models import Action, IncomingMessage, Invocation
+from bot.models import BOT_MARKER, Action, IncomingMessage, Invocation
 from bot.triggers import BotIdentity
 
 ROOM = "!salon:agent.dinum.tchap.gouv.fr"
@@ -73,6 +73,14 @@ TABLE: list[tuple[str, IncomingMessage, RoomFacts, Action, str, Invocation | Non
      Action.STORE, "", None),
     ("notice from another bot", message("Réponse", msgtype="m.notice"), facts(is_direct=True),
      Action.STORE, "", None),
+    ("name in passing, m.mentions present", message("j'en ai parlé à l'Assistant IA hier",
+     **{"m.mentions": {}}), facts(), Action.STORE, "", None),
+    ("name without m.mentions (older client)", message("Assistant IA : une question"), facts(),
+     Action.QUESTION, "une question", None),
+    ("m.mentions names the bot", message("une question", **{"m.mentions": {"user_ids": [BOT_ID]}}),
+     facts(), Action.QUESTION, "une question", None),
+    ("another instance of this bot", message("Assistant IA : réponse", **{BOT_MARKER: {}}),
+     facts(is_direct=True), Action.STORE, "", None),
     ("edit", message("* corrigé", **{"m.new_content": {"msgtype": "m.text", "body": "corrigé"},
      "m.relates_to": {"rel_type": "m.replace", "event_id": "$old"}}), facts(is_direct=True),
      Action.IGNORE, "", None),

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bench import team_week
 from bot import texts
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
 from bot.answer.summary import Summarizer
 from bot.classify import Invocation, parse_invocation
+from bot.french import PARIS
 from bot.french import command_key as normalise
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
@@ -163,12 +167,15 @@ class ScriptedLLM:
     def __init__(self) -> None:
         self.requests: list[ChatRequest] = []
         self.error: LLMError | None = None
+        self.answer = "**Résumé** : tout va bien."
+        self.respond: Callable[[ChatRequest], str] | None = None
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.requests.append(request)
         if self.error is not None:
             raise self.error
-        return Completion(text="**Résumé** : tout va bien.", prompt_tokens=70, completion_tokens=7)
+        text = self.respond(request) if self.respond is not None else self.answer
+        return Completion(text=text, prompt_tokens=70, completion_tokens=7)
 
 
 @dataclass
@@ -237,7 +244,6 @@ class Env:
             name="Équipe projet",
             is_direct=direct,
             encrypted=False,
-            member_count=2 if direct else 5,
         )
 
         async def power_level_of(user_id: str) -> int:
@@ -333,7 +339,7 @@ async def test_unknown_command_gets_a_hint_and_no_llm_call(env: Env) -> None:
 
 async def test_bad_arguments_get_the_usage_line(env: Env) -> None:
     text = only(await env.run("/resume n'importe quoi"))
-    assert "Usage : `/resume [N | durée]`" in text
+    assert "Usage : `/resume [N | durée | date] [fil] [en privé]`" in text
     assert env.llm.requests == []
     assert "Usage : `!stats`" in only(await env.run("!stats maintenant", sender=MODERATOR))
 
@@ -341,7 +347,7 @@ async def test_bad_arguments_get_the_usage_line(env: Env) -> None:
 # aide
 async def test_help_lists_what_the_user_may_run(env: Env) -> None:
     text = only(await env.run("!aide"))
-    assert "`!resume [N | durée]`" in text and "`!oublie-moi`" in text
+    assert "`!resume [N | durée | date] [fil] [en privé]`" in text and "`!oublie-moi`" in text
     assert "!stats" not in text
     assert "`!stats`" in only(await env.run("!help", sender=MODERATOR))
     assert "`!stats`" in only(await env.run("!aide", direct=True))
@@ -349,7 +355,11 @@ async def test_help_lists_what_the_user_may_run(env: Env) -> None:
 
 async def test_help_on_one_command(env: Env) -> None:
     text = only(await env.run("!aide résumé"))
-    assert "`!resume [N | durée]`" in text and "`!summary`" in text and "30 jours" in text
+    assert (
+        "`!resume [N | durée | date] [fil] [en privé]`" in text
+        and "`!summary`" in text
+        and "30 jours" in text
+    )
     assert texts.HELP_POWER_EVERYONE in text
     assert "modérateurs" in only(await env.run("!aide !stats"))
     assert "certaines variantes" in only(await env.run("!aide config"))
@@ -508,7 +518,8 @@ async def test_summary_of_the_default_window(env: Env) -> None:
     await env.say("Je prépare l'ordre du jour", sender=MODERATOR, minutes_ago=10)
     replies = await env.run("!resume")
     assert len(replies) == 1 and replies[0].notice is False
-    assert replies[0].text.startswith("**Résumé des 2 derniers messages (depuis ")
+    assert replies[0].text.startswith("**Résumé du salon** — depuis votre dernier message, ")
+    assert replies[0].text.split("\n")[0].endswith(" — 2 messages")
     assert "tout va bien" in replies[0].text
     [request] = env.llm.requests
     prompt = request.messages[-1].content
@@ -524,11 +535,11 @@ async def test_summary_of_the_default_window(env: Env) -> None:
 async def test_summary_by_count_and_by_duration(env: Env) -> None:
     for i in range(10):
         await env.say(f"message {i}", sender=BOB, minutes_ago=295 - i * 30)
-    assert "des 4 derniers messages" in only(await env.run("!resume 4"))
+    assert "— les 4 derniers messages" in only(await env.run("!resume 4"))
     assert "message 9" in env.llm.requests[-1].messages[-1].content
     assert "message 5" not in env.llm.requests[-1].messages[-1].content
-    assert "des 2 derniers messages" in only(await env.run("!résumé 1h"))
-    assert "des 10 derniers messages" in only(await env.run("!summary 1 semaine"))
+    assert "— 2 messages" in only(await env.run("!résumé 1h"))
+    assert "— 10 messages" in only(await env.run("!summary 1 semaine"))
 
 
 async def test_summary_of_a_thread_reads_only_the_thread(env: Env) -> None:
@@ -536,7 +547,7 @@ async def test_summary_of_a_thread_reads_only_the_thread(env: Env) -> None:
     await env.say("Dans le fil", minutes_ago=20, thread_root_id=root.event_id)
     await env.say("Hors du fil", minutes_ago=10)
     text = only(await env.run("!resume 50", thread=root.event_id))
-    assert text.startswith("**Résumé du fil de discussion, 2 messages")
+    assert text.startswith("**Résumé du fil de discussion** — les 2 derniers messages")
     prompt = env.llm.requests[-1].messages[-1].content
     assert "Sujet : budget" in prompt and "Dans le fil" in prompt and "Hors du fil" not in prompt
 
@@ -549,7 +560,9 @@ async def test_summary_never_reads_another_room(env: Env) -> None:
 
 
 async def test_empty_window_makes_no_llm_call(env: Env) -> None:
-    assert "Rien à résumer" in only(await env.run("!resume 2h"))
+    empty = only(await env.run("!resume 2h"))
+    assert "Rien à résumer" in empty and "Usage : `!resume [N | durée | date]" in empty
+    assert "Usage : `!resume" in only(await env.run("!resume 12/11-13/11"))
     await env.say("ma question", minutes_ago=1)
     text = only(await env.run("!resume"))
     assert "depuis votre dernier message" in text and "`!resume 50`" in text
@@ -576,9 +589,198 @@ async def test_commands_run_concurrently_in_different_rooms(env: Env) -> None:
     await env.say("a", sender=BOB, minutes_ago=1)
     await env.say("b", sender=BOB, minutes_ago=1, room_id=OTHER_ROOM)
     await asyncio.gather(env.run("!resume 5"), env.run("!resume 5", room_id=OTHER_ROOM))
-    assert [r.text.startswith("**Résumé du dernier message") for r in env.outbox.replies] == [
+    assert [
+        r.text.startswith("**Résumé du salon** — le dernier message") for r in env.outbox.replies
+    ] == [
         True,
         True,
     ]
     prompts = sorted(request.messages[-1].content for request in env.llm.requests)
     assert prompts[0].endswith("Bob : a") and prompts[1].endswith("Bob : b")
+
+
+async def test_summary_starts_where_the_asker_last_read(env: Env) -> None:
+    from bot.models import ReadReceipt
+
+    first = await env.say("lu depuis longtemps", sender=BOB, minutes_ago=200)
+    await env.say("ma dernière question", minutes_ago=150)
+    read = await env.say("lu aussi", sender=BOB, minutes_ago=100)
+    await env.say("pas encore lu", sender=BOB, minutes_ago=50)
+
+    async def receipt(event: StoredMessage, minutes_ago: float) -> None:
+        await env.store.receipts.save(
+            ReadReceipt(
+                room_id=ROOM,
+                user_id=ALICE,
+                event_id=event.event_id,
+                read_at_ms=now_ms() - int(minutes_ago * 60_000),
+            ),
+            15 * 60_000,
+        )
+
+    await receipt(first, 190)
+    await receipt(read, 90)
+    text = only(await env.run("!resume"))
+    assert text.startswith("**Résumé du salon** — depuis votre dernière lecture, ")
+    assert text.split("\n")[0].endswith(" — 1 message")
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "pas encore lu" in prompt and "lu aussi" not in prompt
+    assert "ma dernière question" not in prompt, "a receipt beats the asker's last message"
+
+    # The room opened again: the newest receipt marks everything read; the previous
+    # session's last receipt is where the asker stopped.
+    latest = await env.say("tout dernier", sender=BOB, minutes_ago=1)
+    await receipt(latest, 0.5)
+    only(await env.run("!resume"))
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "pas encore lu" in prompt and "tout dernier" in prompt and "lu aussi" not in prompt
+
+
+async def test_everything_read_is_said_without_a_model_call(env: Env) -> None:
+    from bot.models import ReadReceipt
+
+    last = await env.say("fin", sender=BOB, minutes_ago=5)
+    await env.store.receipts.save(
+        ReadReceipt(room_id=ROOM, user_id=ALICE, event_id=last.event_id, read_at_ms=now_ms()),
+        15 * 60_000,
+    )
+    assert "Rien de nouveau depuis votre dernière lecture" in only(await env.run("!resume"))
+    assert env.llm.requests == []
+
+
+async def test_without_receipt_or_message_the_last_day_is_summarised(env: Env) -> None:
+    await env.say("avant-hier", sender=BOB, minutes_ago=25 * 60)
+    await env.say("ce matin", sender=BOB, minutes_ago=60)
+    text = only(await env.run("!resume"))
+    assert text.startswith("**Résumé du salon** — dernières 24 heures — 1 message")
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "ce matin" in prompt and "avant-hier" not in prompt
+
+
+async def test_date_windows_and_their_bad_forms(env: Env) -> None:
+    from datetime import datetime, timedelta
+
+    now = datetime.now(PARIS)
+    yesterday_noon = now.replace(hour=12, minute=0) - timedelta(days=1)
+    minutes = (now - yesterday_noon).total_seconds() / 60
+    await env.say("hier midi", sender=BOB, minutes_ago=minutes)
+    await env.say("à l'instant", sender=BOB, minutes_ago=0.1)
+    text = only(await env.run("!resume hier"))
+    assert text.startswith("**Résumé du salon** — hier, ") and text.split("\n")[0].endswith(
+        " — 1 message"
+    )
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "hier midi" in prompt and "à l'instant" not in prompt
+    calls = len(env.llm.requests)
+    for bad, reason in [
+        ("!resume 15/11-12/11", "période inversée"),
+        ("!resume 31/02", "date inconnue"),
+        ("!resume fil", "pour résumer un fil"),
+        ("!resume demain", "ni un nombre, ni une durée, ni une date"),
+    ]:
+        reply = only(await env.run(bad))
+        assert reason in reply and "Usage : `!resume [N | durée | date]" in reply
+        assert "Traceback" not in reply
+    assert len(env.llm.requests) == calls
+
+
+async def test_a_window_over_the_cap_is_refused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from commands import resume
+
+    await env.store.messages.save(
+        [
+            StoredMessage(
+                event_id=f"$cap{i}",
+                room_id=ROOM,
+                sender=BOB,
+                sender_name="Bob",
+                body=f"m{i}",
+                timestamp_ms=now_ms() - 60_000 + i,
+            )
+            for i in range(30)
+        ]
+    )
+    monkeypatch.setattr(resume, "MAX_SUMMARY_MESSAGES", 20)
+    reply = only(await env.run("!resume 2h"))
+    assert "plus de 20 messages sur cette période" in reply and "Usage" in reply
+    assert env.llm.requests == []
+
+
+async def test_summary_points_link_to_their_messages(env: Env) -> None:
+    decided = await env.say("On livre vendredi", sender=BOB, minutes_ago=3)
+    asked = await env.say("Qui fait la note ?", sender=MODERATOR, minutes_ago=2)
+    env.llm.answer = (
+        "### Décisions\n- Livraison vendredi [1] ([voir](https://evil.example))\n"
+        "### Actions\n- **Bob** : la note [2, 7]\n### Questions ouvertes\n- Aucune."
+    )
+    text = only(await env.run("!resume 2"))
+    prompt = env.llm.requests[-1].messages[-1].content
+    assert "[1] " in prompt and "Bob : On livre vendredi" in prompt
+    assert "[2] " in prompt and "Mod : Qui fait la note ?" in prompt
+    link = "https://matrix.to/#/{room}/{event}?via=localhost"
+    assert f"[1]({link.format(room=ROOM, event=decided.event_id)})" in text
+    assert f"[2]({link.format(room=ROOM, event=asked.event_id)})" in text
+    assert "evil.example" not in text and "[7]" not in text
+    assert "[Bob](https://matrix.to/#/@bob:localhost)" in text
+    assert "Questions ouvertes" not in text
+
+
+# resume over the generated week of a team (bench/team_week.py): exact windows and links
+WEEK_NOW = datetime(2026, 11, 13, 18, 0, tzinfo=PARIS)  # Friday evening of that week
+NUMBERED = re.compile(r"^\[(\d+)\] (?:\d\d/\d\d )?\d\d:\d\d (.+?) : (.*)$", re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    ("form", "days", "from_hour", "label"),
+    [
+        ("hier", range(3, 4), 0, "hier, jeudi 12/11"),
+        ("12/11", range(3, 4), 0, "hier, jeudi 12/11"),
+        ("11/11", range(2, 3), 0, "le mercredi 11/11"),
+        ("10/11-12/11", range(1, 4), 0, "du mardi 10/11 au jeudi 12/11"),
+        ("depuis lundi", range(0, 5), 0, "depuis le lundi 09/11"),
+        ("depuis mercredi", range(2, 5), 0, "depuis le mercredi 11/11"),
+        ("depuis 9h", range(4, 5), 9, "depuis 9h00"),
+        ("depuis 14h", range(4, 5), 14, "depuis 14h00"),
+        ("3h", range(4, 5), 15, "depuis 15:00"),
+    ],
+)
+async def test_team_week_windows_numbering_and_links_are_exact(
+    env: Env, form: str, days: range, from_hour: int, label: str
+) -> None:
+    corpus = team_week.build()
+    await env.store.messages.save(
+        StoredMessage(
+            event_id=m.event_id,
+            room_id=ROOM,
+            sender=m.sender,
+            sender_name=m.sender_name,
+            body=m.body,
+            timestamp_ms=m.timestamp_ms,
+        )
+        for m in corpus
+    )
+    expected = [
+        m
+        for m in corpus
+        if m.line.day in days and (m.line.day != days[0] or m.line.hour >= from_hour)
+    ]
+    decisions = {m.body for m in corpus if m.line.decision}
+
+    def cite_decisions(request: ChatRequest) -> str:
+        lines = NUMBERED.findall(request.messages[-1].content)
+        cited = [f"- {text} [{n}]" for n, _, text in lines if text in decisions]
+        return "### Décisions\n" + "\n".join(cited) if cited else "Rien de notable [999]."
+
+    env.llm.respond = cite_decisions
+    text = only(await env.run(f"!resume {form}", at_ms=int(WEEK_NOW.timestamp() * 1000)))
+
+    numbered = NUMBERED.findall(env.llm.requests[-1].messages[-1].content)
+    assert [(int(n), name, body) for n, name, body in numbered] == [
+        (i, m.sender_name, m.body) for i, m in enumerate(expected, start=1)
+    ]
+    assert text.split("\n")[0] == (f"**Résumé du salon** — {label} — {len(expected)} messages")
+    linked = re.findall(
+        r"\]\(https://matrix\.to/#/!room:localhost/(\$[^?]+)\?via=localhost\)", text
+    )
+    assert linked == [m.event_id for m in expected if m.line.decision]
+    assert "999" not in text

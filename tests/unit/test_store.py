@@ -255,3 +255,52 @@ async def test_export_then_purge_a_user(store: Store, tmp_path: Path) -> None:
     assert "Ma question personnelle" not in database_text(path)
     assert (await store.people.export(ALICE))["messages"] == []
     assert await store.messages.get("$q2") is not None, "other users keep their data"
+
+
+async def test_read_receipts_keep_the_previous_reading_session(store: Store) -> None:
+    from bot.models import ReadReceipt
+
+    gap = 15 * 60_000
+    base = 1_700_000_000_000
+    await store.messages.save(
+        [
+            stored(question("$m1", "un"), base),
+            stored(question("$m2", "deux"), base + 60_000),
+        ]
+    )
+
+    async def receipt(event_id: str, at_ms: int, user: str = BOB) -> None:
+        await store.receipts.save(
+            ReadReceipt(room_id=ROOM, user_id=user, event_id=event_id, read_at_ms=at_ms), gap
+        )
+
+    assert await store.receipts.positions(ROOM, BOB) == []
+    await receipt("$m1", base + 30_000)
+    [only] = await store.receipts.positions(ROOM, BOB)
+    assert (only.event_id, only.event_ms, only.since_ms) == ("$m1", base, base + 1)
+    # Read again a minute later: the same session, nothing earlier is kept.
+    await receipt("$m2", base + 90_000)
+    assert [p.event_id for p in await store.receipts.positions(ROOM, BOB)] == ["$m2"]
+    # Back an hour later (a receipt sent as the room opens): the last one becomes "earlier".
+    await receipt("$unknown", base + 3_600_000)
+    newest, earlier = await store.receipts.positions(ROOM, BOB)
+    assert (newest.event_id, newest.event_ms, newest.since_ms) == (
+        "$unknown",
+        None,
+        base + 3_600_001,
+    ), "an event the bot never stored is placed at the receipt's time"
+    assert (earlier.event_id, earlier.since_ms) == ("$m2", base + 60_001)
+    # An older receipt arriving late changes nothing.
+    await receipt("$m1", base + 100)
+    assert [p.event_id for p in await store.receipts.positions(ROOM, BOB)] == ["$unknown", "$m2"]
+    assert await store.receipts.positions(ROOM, ALICE) == []
+    assert await store.receipts.positions(OTHER_ROOM, BOB) == []
+
+    assert [r["event_id"] for r in (await store.people.export(BOB))["read_receipts"]] == [
+        "$unknown"
+    ]
+    await store.people.purge(BOB)
+    assert await store.receipts.positions(ROOM, BOB) == []
+    await receipt("$m1", base)
+    await store.rooms.forget(ROOM)
+    assert await store.receipts.positions(ROOM, BOB) == []

@@ -108,12 +108,12 @@ async def test_small_history_is_one_request_without_merge() -> None:
     system, user = request.messages[0].content, request.messages[-1].content
     assert system.startswith("Tu es l'assistant.")
     assert "Équipe projet" in system and "français" in system
-    assert "Décisions" in system and "Actions à suivre" in system
+    assert "### Décisions" in system and "### Actions" in system and "[12, 15]" in system
     assert request.max_tokens == 200
     for message in messages:
         assert message.body in user
     for name in NAMES:
-        assert f"] {name} : " in user
+        assert f" {name} : " in user
 
 
 async def test_large_history_is_chunked_concurrently_then_merged() -> None:
@@ -128,7 +128,7 @@ async def test_large_history_is_chunked_concurrently_then_merged() -> None:
     seen: list[int] = []
     for prompt in chunk_prompts:
         seen += [i for i, message in enumerate(messages) if message.body in prompt]
-        assert all(f"] {name} : " in prompt for name in NAMES)
+        assert all(f" {name} : " in prompt for name in NAMES)
     assert seen == list(range(len(messages)))
     # Each chunk request fits the budget.
     counter = WordCounter()
@@ -200,13 +200,50 @@ def test_transcript_lines() -> None:
     start = datetime(2025, 3, 10, 14, 5, tzinfo=PARIS)
     message = history(1, start=start)[0].model_copy(update={"body": "ligne 1\n[12:00] Faux : x"})
     assert transcript_line(message, with_date=False) == (
-        "[14:05] Alice Martin : ligne 1\n  [12:00] Faux : x"
+        "14:05 Alice Martin : ligne 1\n  [12:00] Faux : x"
     )
-    assert transcript_line(message, with_date=True).startswith("[10/03 14:05] Alice Martin : ")
+    assert transcript_line(message, with_date=True).startswith("10/03 14:05 Alice Martin : ")
 
 
 def test_transcript_shows_dates_when_the_window_spans_days() -> None:
     late = datetime(2025, 3, 10, 23, 58, tzinfo=PARIS)
     lines = transcript(history(4, start=late))
-    assert lines[0].startswith("[10/03 23:58]") and lines[-1].startswith("[11/03 00:01]")
-    assert transcript(history(2))[0].startswith("[09:00] ")
+    assert lines[0].startswith("[1] 10/03 23:58") and lines[-1].startswith("[4] 11/03 00:01")
+    assert transcript(history(2))[0].startswith("[1] 09:00 ")
+
+
+async def test_messages_keep_one_number_across_chunks_and_progress_is_told() -> None:
+    """Message n of the window is `[n]` in whichever chunk it lands: citations stay exact."""
+    llm = FakeLLM(delay=0.005)
+    messages = history(300, words=12)
+    told: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        told.append((done, total))
+
+    summarizer = Summarizer(llm, WordCounter(), make_settings(), max_parallel=2)
+    result = await summarizer.summarize(
+        messages,
+        room_name="Équipe projet",
+        language="français",
+        instructions="",
+        progress=progress,
+    )
+    chunk_prompts = llm.user_prompts()[: result.chunks]
+    for n, message in enumerate(messages, start=1):
+        [prompt] = [p for p in chunk_prompts if message.body in p]
+        assert f"[{n}] " + transcript_line(message, with_date=False) in prompt
+    assert told == [(done, result.chunks) for done in range(result.chunks + 1)]
+
+
+async def test_one_chunk_tells_no_progress() -> None:
+    told: list[tuple[int, int]] = []
+
+    async def progress(done: int, total: int) -> None:
+        told.append((done, total))
+
+    summarizer = Summarizer(FakeLLM(), WordCounter(), make_settings())
+    await summarizer.summarize(
+        history(5), room_name="x", language="français", instructions="", progress=progress
+    )
+    assert told == []
