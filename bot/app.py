@@ -10,6 +10,7 @@ import structlog
 
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import CircuitBreaker, LLMClient
+from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
@@ -78,6 +79,7 @@ class BotApp:
         room_commands = RoomCommandsRepository(store)
         await room_commands.load_all()
         conversation = ConversationHandler(settings, store, llm, tokens, outbox)
+        media = MediaService(settings, store, llm, conversation, gateway)
         dispatcher = CommandDispatcher(
             build_registry(),
             settings=settings,
@@ -89,10 +91,19 @@ class BotApp:
             room_commands=room_commands,
             power_level_of=gateway.power_level,
             summarizer=Summarizer(llm, tokens, settings),
+            media=media,
             direct_room=gateway.direct_room_with,
         )
         router = self.router = Router(
-            settings, store, gateway, conversation, dispatcher, room_config, outbox, room_commands
+            settings,
+            store,
+            gateway,
+            conversation,
+            dispatcher,
+            room_config,
+            outbox,
+            room_commands,
+            media,
         )
         scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
         await store.documents.load_sqlite_vec()

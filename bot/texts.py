@@ -385,13 +385,13 @@ SANDBOX_FAKE_WARNING = (
 SANDBOX_HEALTH = "Santé et métriques du bot : http://127.0.0.1:{port}/healthz"
 SANDBOX_HOW_INTERACTIVE = (
     "Écrivez un message puis Entrée : le bot répond ici. `!aide` liste les commandes "
-    "(`!resume`, `!oublie`…). `/fichier CHEMIN` envoie un document (PDF, DOCX, ODT, texte). "
+    "(`!resume`, `!oublie`…). `/envoyer CHEMIN` envoie une image, un message vocal ou un "
+    "document (PDF, DOCX, ODT, texte). "
     "Ctrl-D pour quitter (tout est arrêté)."
 )
-SANDBOX_FILE_COMMAND = "/fichier "
-SANDBOX_FILE_SENT = "📎 {name} envoyé ({size} octets) : posez maintenant votre question."
-SANDBOX_FILE_MISSING = "⚠️ Fichier introuvable : {path}"
 SANDBOX_HOW_SCRIPTED = "Mode scripté : envoi des messages un par un, puis arrêt."
+SANDBOX_FILE_SENT = "📎 {name} envoyé ({msgtype})."
+SANDBOX_FILE_UNREADABLE = "📎 Impossible de lire {path} : {error}"
 SANDBOX_PROMPT = "vous › "
 SANDBOX_USER_LABEL = "vous"
 SANDBOX_BOT_LABEL = "assistant"
@@ -473,3 +473,32 @@ SCHEDULE_LIST_EMPTY = (
 SCHEDULE_UNKNOWN_COMMAND = "« {name} » n'est pas une commande connue dans ce salon"
 SCHEDULE_FORBIDDEN_COMMAND = "la commande « {name} » ne peut pas être planifiée"
 SCHEDULE_LIMIT_REACHED = "ce salon a déjà {limit} planifications : supprimez-en une d'abord"
+
+# --- Voice messages and images -------------------------------------------------------------
+# One sentence each: what went wrong, in words a person can act on.
+VOICE_TRANSCRIPT_QUOTE = "> 🎤 {transcript}\n\n"
+VOICE_TRANSCRIPT_POST = "🎤 Transcription du message vocal de {sender} :\n\n> {transcript}"
+VOICE_PLACEHOLDER = "[message vocal]"
+IMAGE_PLACEHOLDER = "[image : {name}]"
+IMAGE_DESCRIBE_REQUEST = (
+    "Décris brièvement cette image (quelques phrases). Si elle contient du texte, "
+    "résume-le et cite ses éléments importants."
+)
+VOICE_DISABLED = "🔇 Le traitement des messages vocaux est désactivé dans ce salon."
+VOICE_UNSUPPORTED = "🎤 La transcription des messages vocaux n'est pas disponible sur ce service."
+VOICE_TOO_LONG = "🎤 Ce message vocal dépasse la durée maximale que je peux transcrire ({minutes})."
+VOICE_UNREADABLE = "🎤 Je n'ai pas pu lire ce message vocal : le fichier est vide, endommagé ou d'un format inconnu."
+VOICE_EMPTY_TRANSCRIPT = "🎤 Je n'ai reconnu aucune parole dans ce message vocal."
+IMAGE_UNSUPPORTED = (
+    "🖼️ Les images ne sont pas prises en charge ici : le modèle configuré ne lit pas les images."
+)
+IMAGE_TOO_MANY_PIXELS = (
+    "🖼️ Cette image est trop grande ({max_mp} mégapixels au plus) : envoyez une version réduite."
+)
+IMAGE_UNREADABLE = "🖼️ Je n'ai pas pu lire cette image : le fichier est vide, endommagé ou n'est pas au format PNG, JPEG, WebP ou GIF."
+TRANSCRIBE_NEEDS_REPLY = "🎤 Utilisez `{prefix}transcrire` en réponse à un message vocal."
+TRANSCRIBE_NOT_AUDIO = "🎤 Le message auquel vous répondez n'est pas un message vocal."
+TRANSCRIBE_UNREADABLE = (
+    "🎤 Je ne peux pas lire le message auquel vous répondez (envoyé avant mon arrivée, ou sa clé "
+    "de chiffrement ne m'a pas été transmise)."
+)

@@ -14,6 +14,7 @@ from commands import (
     planifier,
     resume,
     stats,
+    transcrire,
 )
 from commands.registry import CommandRegistry
 
@@ -29,6 +30,7 @@ def build_registry() -> CommandRegistry:
         config,
         modele,
         stats,
+        transcrire,
         oublie_moi,
         commandes,
         commande,

@@ -14,6 +14,7 @@ from config.settings import Settings
 if TYPE_CHECKING:
     from bot.answer.conversation import ConversationHandler
     from bot.answer.llm import LLMClient
+    from bot.answer.media import MediaService
     from bot.answer.replies import Outbox
     from bot.answer.summary import Summarizer
     from bot.documents.service import DocumentService
@@ -78,6 +79,7 @@ class CommandContext:
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
     documents: DocumentService | None = None
+    media: MediaService | None = None
     large_summary_cooldown: Cooldown | None = None
     direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user
     _sender_level: int | None = None

@@ -68,6 +68,7 @@ def _effective_default(field: str, settings: Settings) -> Any:
         "temperature": settings.temperature,
         "retention_jours": settings.retention_days,
         "streaming": settings.streaming,
+        "voix": settings.voice_messages,
     }.get(field)
 
 
@@ -169,6 +170,7 @@ COMMAND: Command[ConfigArgs] = Command(
         "ligne). Réservé aux modérateurs ; chaque changement est journalisé.\n"
         "`config consigne defaut` : revient à la valeur par défaut.\n"
         "Réglages : consigne, mode (mentions ou tous), modele, temperature (0 à 1,5), langue, "
-        "retention (jours), resumes (oui/non), streaming (oui/non)."
+        "retention (jours), resumes (oui/non), streaming (oui/non), voix (oui/non : messages "
+        "vocaux transcrits)."
     ),
 )

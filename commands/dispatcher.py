@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import LLMClient
+from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.documents.service import DocumentService
@@ -41,6 +42,7 @@ class CommandDispatcher:
         room_commands: RoomCommandsRepository,
         power_level_of: PowerLevelOf,
         summarizer: Summarizer | None = None,
+        media: MediaService | None = None,
         direct_room: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.registry = registry
@@ -53,6 +55,7 @@ class CommandDispatcher:
         self._room_commands = room_commands
         self._power_level_of = power_level_of
         self._summarizer = summarizer
+        self._media = media
         self._direct_room = direct_room  # the bot's DM with a user (private summaries)
         self.scheduler: Scheduler | None = None
         self.documents: DocumentService | None = None
@@ -96,6 +99,7 @@ class CommandDispatcher:
             room_commands=self._room_commands,
             scheduler=self.scheduler,
             documents=self.documents,
+            media=self._media,
             large_summary_cooldown=self.large_summary_cooldown,
             direct_room=self._direct_room,
         )

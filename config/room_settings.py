@@ -41,6 +41,9 @@ class RoomSettings(BaseModel):
     streaming: bool | None = Field(
         default=None, description="Réponses affichées au fil de l'eau (oui/non)"
     )
+    voix: bool | None = Field(
+        default=None, description="Messages vocaux transcrits et traités (oui/non)"
+    )
 
     def model_or(self, default: str) -> str:
         """The room's model, else the bot's: one rule for answers, summaries and commands."""
@@ -76,6 +79,10 @@ SETTING_ALIASES: dict[str, str] = {
     "résumés": "resumes",
     "summaries": "resumes",
     "streaming": "streaming",
+    "voix": "voix",
+    "vocal": "voix",
+    "vocaux": "voix",
+    "voice": "voix",
 }
 
 _TRUE = {"oui", "yes", "true", "vrai", "on", "1", "activé", "active"}

@@ -160,6 +160,49 @@ class Settings(BaseSettings):
         default=None, description="File replacing config/system_prompt.md"
     )
 
+    # --- Voice messages and images ----------------------------------------------------------
+    transcription_model: str = Field(
+        default="voxtral-mini-latest",
+        description="Speech-to-text model for voice messages (Voxtral; empty: no transcription)",
+    )
+    transcription_language: str = Field(
+        default="fr",
+        max_length=10,
+        description="Language code of voice messages (empty: detected by the model)",
+    )
+    vision_model: str = Field(
+        default="mistral-small-latest",
+        description="Vision-capable model that reads images (empty: images not supported)",
+    )
+    voice_messages: bool = Field(
+        default=True,
+        description="Transcribe and answer voice messages (rooms may turn it off: !config voix non)",
+    )
+    voice_max_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=3 * 3600,
+        description="Longest voice message transcribed (seconds, the file's real duration)",
+    )
+    image_max_pixels: int = Field(
+        default=50_000_000,
+        ge=10_000,
+        le=500_000_000,
+        description="Largest image decoded (width × height): refuses decompression bombs",
+    )
+    image_max_side_px: int = Field(
+        default=1540,
+        ge=64,
+        le=8192,
+        description="Images are downscaled to fit this many pixels per side before the model",
+    )
+    image_question_wait_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        le=600,
+        description="In a DM, how long an image waits for the question typed after it (then it is described)",
+    )
+
     # --- Behaviour ------------------------------------------------------------------------
     catch_up_window_minutes: float = Field(
         default=15.0,

@@ -18,13 +18,16 @@ from typing import Any
 
 import nio
 import structlog
+from PIL import Image
 
 from bot.answer.streaming import TYPING_CURSOR
+from bot.attachments.voice import AudioLimits, AudioRejected, inspect_audio, sniff_container
 from sandbox.synapse import RegisteredUser
 
 log = structlog.get_logger(__name__)
 
 SYNC_TIMEOUT_MS = 30_000
+_NO_LIMITS = AudioLimits(max_bytes=2**40, max_seconds=10**9)  # the bot applies its own
 
 
 class ChatError(Exception):
@@ -53,6 +56,30 @@ def _ok(response: Any, what: str) -> Any:
     if isinstance(response, nio.ErrorResponse):
         raise ChatError(f"{what} : {response}")
     return response
+
+
+def describe_file(name: str, data: bytes) -> tuple[str, str, dict[str, Any], dict[str, Any]]:
+    """msgtype, mimetype, extra `info` and extra content for a file, from its bytes (what a
+    client would send; the bot checks the bytes itself anyway)."""
+    if sniff_container(data) is not None:
+        try:
+            duration_ms = int(inspect_audio(data, _NO_LIMITS).duration_seconds * 1000)
+        except AudioRejected:
+            duration_ms = 0
+        mimetype = mimetypes.guess_type(name)[0] or "audio/ogg"
+        extra = {
+            "org.matrix.msc1767.audio": {"duration": duration_ms, "waveform": []},
+            "org.matrix.msc3245.voice": {},
+        }
+        return "m.audio", mimetype, {"duration": duration_ms}, extra
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            mimetype = Image.MIME.get(str(image.format), "image/png")
+        return "m.image", mimetype, {"w": width, "h": height}, {}
+    except Exception:  # not an image Pillow knows: an ordinary file
+        pass
+    return "m.file", mimetypes.guess_type(name)[0] or "application/octet-stream", {}, {}
 
 
 def _relation(content: dict[str, Any]) -> dict[str, Any]:
@@ -223,46 +250,48 @@ class ChatClient:
         self._answered.setdefault(event_id, asyncio.Event())
         return event_id
 
-    async def send_file(self, path: Path) -> str:
-        """Upload a file (encrypted when the room is, as Element does) and send it as `m.file`."""
+    async def send_file(self, path: Path) -> tuple[str, str]:
+        """Upload a file and send it as Element does (encrypted in an encrypted room): images
+        as `m.image`, audio as a voice message (`m.audio` with the MSC3245 marker), anything
+        else as `m.file`. Returns the event id and the msgtype."""
         assert self.room_id is not None
         data = await asyncio.to_thread(path.read_bytes)
-        mimetype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        msgtype, mimetype, info, extra = await asyncio.to_thread(describe_file, path.name, data)
         async with self._lock:
-            room = self.client.rooms.get(self.room_id)
-            encrypt = bool(self.client.olm is not None and room is not None and room.encrypted)
-            response, keys = await self.client.upload(
+            if self.client.olm is not None:
+                await self._housekeeping()
+            encrypt = self.client.olm is not None and self.encrypted
+            upload, keys = await self.client.upload(
                 io.BytesIO(data),
                 content_type=mimetype,
                 filename=path.name,
                 encrypt=encrypt,
                 filesize=len(data),
             )
-            upload = _ok(response, "envoi du fichier")
+            _ok(upload, "envoi du fichier")
             location: dict[str, Any] = (
                 {"file": {"url": upload.content_uri, **(keys or {})}}
                 if encrypt
                 else {"url": upload.content_uri}
             )
-            if self.client.olm is not None:
-                await self._housekeeping()
-            sent = _ok(
+            content = {
+                "msgtype": msgtype,
+                "body": path.name,
+                "filename": path.name,
+                "info": {"mimetype": mimetype, "size": len(data), **info},
+                **location,
+                **extra,
+            }
+            response = _ok(
                 await self.client.room_send(
-                    self.room_id,
-                    "m.room.message",
-                    {
-                        "msgtype": "m.file",
-                        "body": path.name,
-                        "info": {"mimetype": mimetype, "size": len(data)},
-                        **location,
-                    },
-                    ignore_unverified_devices=True,
+                    self.room_id, "m.room.message", content, ignore_unverified_devices=True
                 ),
                 "envoi du fichier",
             )
-        event_id = str(sent.event_id)
-        self._sent.add(event_id)  # printed by the caller, not as "another device"
-        return event_id
+        event_id = str(response.event_id)
+        self._sent.add(event_id)
+        self._answered.setdefault(event_id, asyncio.Event())
+        return event_id, msgtype
 
     async def wait_for_answer(self, event_id: str, timeout: float) -> bool:  # noqa: ASYNC109
         """True once a final message of the bot replying to `event_id` was reported."""

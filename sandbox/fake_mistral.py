@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
 DEFAULT_MODEL = "mistral-small-latest"
@@ -63,12 +63,39 @@ def message_text(message: dict[str, Any]) -> str:
     return ""
 
 
+def message_images(message: dict[str, Any]) -> list[str]:
+    """The image URLs (``data:`` URLs from the bot) of a chat message's ``image_url`` parts."""
+    content = message.get("content")
+    if not isinstance(content, list):
+        return []
+    urls = []
+    for part in content:
+        if isinstance(part, dict) and part.get("type") == "image_url":
+            url = part.get("image_url")
+            if isinstance(url, dict):  # {"url": ...} is the other accepted shape
+                url = url.get("url")
+            if isinstance(url, str):
+                urls.append(url)
+    return urls
+
+
+def image_urls(body: dict[str, Any]) -> list[str]:
+    """Every image sent in a chat request (the bot sends them with the last question only)."""
+    return [
+        url for m in body.get("messages", []) if isinstance(m, dict) for url in message_images(m)
+    ]
+
+
 def canned_answer(body: dict[str, Any]) -> str:
-    """'Réponse simulée : ' + the last user message (200 characters at most)."""
+    """'Réponse simulée : ' + the last user message (200 characters at most); with images,
+    'Réponse simulée (N image) : …' so a test (or a person in the sandbox) sees they came."""
     users = [m for m in body.get("messages", []) if isinstance(m, dict) and m.get("role") == "user"]
     last = " ".join(message_text(users[-1]).split()) if users else ""
     if len(last) > 200:
         last = last[:199] + "…"
+    images = len(message_images(users[-1])) if users else 0
+    if images:
+        return f"Réponse simulée ({images} image{'s' if images > 1 else ''}) : {last}"
     return f"Réponse simulée : {last}"
 
 
@@ -137,6 +164,16 @@ class FakeMistral:
         self.delay_seconds: float = 0
         self.stream_tokens_per_second: float | None = None
         self.model_ids: list[str] = [DEFAULT_MODEL, "mistral-medium-latest", "mistral-large-latest"]
+        # Models that read images; a request with an image for another one gets a 400.
+        self.vision_models: set[str] = {
+            DEFAULT_MODEL,
+            "mistral-medium-latest",
+            "pixtral-large-latest",
+        }
+        # Speech to text: every request recorded (model, language, file_name, content bytes).
+        self.transcriptions: list[dict[str, Any]] = []
+        self.transcription_text: str | None = None  # None: "Transcription simulée (N octets)."
+        self.transcription_supported = True  # False: 404, like llama.cpp's server
         self.embeddings_enabled = True
         self.ocr_enabled = True
         self.ocr_responder: Callable[[int], str] = default_ocr_text  # 0-based page index
@@ -180,6 +217,7 @@ class FakeMistral:
     def reset(self) -> None:
         """Forget recorded requests and pending scripted behaviour."""
         self.requests.clear()
+        self.transcriptions.clear()
         self.embedding_requests.clear()
         self.ocr_requests.clear()
         self._failures.clear()
@@ -204,8 +242,10 @@ class FakeMistral:
     # -- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        # Images travel inside chat requests and audio as uploads: more than aiohttp's 1 MiB.
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/audio/transcriptions", self._transcription)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/ocr", self._ocr)
@@ -343,6 +383,19 @@ class FakeMistral:
         if self._failures:
             failure = self._failures.popleft()
             return self._error(failure.status, failure.retry_after, failure.body)
+        if image_urls(body) and body.get("model") not in self.vision_models:
+            return self._error(
+                400,
+                body=json.dumps(
+                    {
+                        "object": "error",
+                        "message": "Image input is not supported by this model",
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": "3051",
+                    }
+                ),
+            )
         if self._hangs:
             await self._sleep(self._hangs.popleft())
         await self._sleep(self.delay_seconds)
@@ -351,6 +404,45 @@ class FakeMistral:
         if body.get("stream"):
             return await self._stream(request, body, str(text))
         return web.json_response(self._completion(body, str(text)))
+
+    async def _transcription(self, request: web.Request) -> web.Response:
+        """``POST /v1/audio/transcriptions`` (multipart form, as the SDK sends it): records the
+        upload and answers ``transcription_text`` (deterministic)."""
+        if not self.transcription_supported:
+            return self._error(404, body='{"detail": "Not Found"}')
+        if self._down:
+            return self._error(503)
+        fields: dict[str, Any] = {}
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.name == "file":
+                fields["file_name"] = part.filename
+                fields["content_type"] = part.headers.get("Content-Type")
+                fields["content"] = bytes(await part.read())
+            else:
+                fields[part.name] = await part.text()
+        self.transcriptions.append(fields)
+        if not fields.get("model") or "content" not in fields:
+            return self._error(422, body='{"object": "error", "message": "model and file needed"}')
+        text = self.transcription_text
+        if text is None:
+            text = f"Transcription simulée ({len(fields['content'])} octets)."
+        return web.json_response(
+            {
+                "model": fields["model"],
+                "text": text,
+                "language": fields.get("language") or "fr",
+                "segments": [],
+                "usage": {
+                    "prompt_audio_seconds": 1,
+                    "prompt_tokens": 4,
+                    "completion_tokens": len(split_tokens(text)),
+                    "total_tokens": 4 + len(split_tokens(text)),
+                },
+            }
+        )
 
     @staticmethod
     def _usage(body: dict[str, Any], text: str) -> dict[str, int]:

@@ -58,6 +58,7 @@ ROOM_JOIN_TIMEOUT = 30.0
 LOCAL_MODEL_SETTINGS: dict[str, Any] = {"context_token_budget": 1500, "max_answer_tokens": 400}
 
 LLMKind = Literal["fake", "remote", "local"]
+SEND_FILE_COMMANDS = ("/envoyer", "/send")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -329,6 +330,7 @@ class Sandbox:
         if self.llm.kind == "fake":
             canned = FakeMistral()
             canned.model_ids = [CANNED_MODEL]
+            canned.vision_models = {CANNED_MODEL}
             canned.stream_tokens_per_second = CANNED_TOKENS_PER_SECOND
             stack.push_async_callback(canned.stop)
             await canned.start()
@@ -379,10 +381,14 @@ class Sandbox:
 
             values["model"] = LOCAL_MODEL_ALIAS
             values.update(LOCAL_MODEL_SETTINGS)
+            # llama.cpp serves neither transcription nor (with this model) images: say so.
+            values["transcription_model"] = ""
+            values["vision_model"] = ""
         elif self.llm.kind == "fake":
             from sandbox.fake_mistral import CANNED_MODEL
 
             values["model"] = CANNED_MODEL
+            values["vision_model"] = CANNED_MODEL
         # Listening ports (health, metrics...): a free one each, never a clash with a real bot.
         for name in Settings.model_fields:
             if name.endswith("_port"):
@@ -562,13 +568,30 @@ class Sandbox:
             self.console.line(line)
         self.console.line()
 
+    async def _send(self, chat: ChatClient, text: str) -> tuple[str | None, str]:
+        """Send a line: `/envoyer CHEMIN` uploads a file, anything else is a message.
+        Returns the event id (None if the file could not be read) and the msgtype."""
+        path = file_to_send(text)
+        if path is None:
+            return await chat.send(text), "m.text"
+        try:
+            event_id, msgtype = await chat.send_file(path)
+        except OSError as error:
+            self.console.line(texts.SANDBOX_FILE_UNREADABLE.format(path=path, error=error))
+            return None, ""
+        self.console.line(texts.SANDBOX_FILE_SENT.format(name=path.name, msgtype=msgtype))
+        return event_id, msgtype
+
     async def _scripted(self, chat: ChatClient) -> None:
-        for text in self.options.messages:
+        messages = self.options.messages
+        for index, text in enumerate(messages):
             self.console.message(texts.SANDBOX_USER_LABEL, text)
-            if text.startswith(texts.SANDBOX_FILE_COMMAND):
-                await self._send_file(chat, text)
+            event_id, msgtype = await self._send(chat, text)
+            if event_id is None:
+                self.failures += 1
                 continue
-            event_id = await chat.send(text)
+            if msgtype in ("m.image", "m.file") and index + 1 < len(messages):
+                continue  # the next line is the question about this image or document
             answered = await self._wait_or_bot_stopped(
                 chat.wait_for_answer(event_id, self.options.answer_timeout)
             )
@@ -648,22 +671,9 @@ class Sandbox:
             if text.strip():
                 if not self.console.live_prompt:  # a terminal echoes what is typed; a pipe not
                     self.console.message(texts.SANDBOX_USER_LABEL, text.strip())
-                if text.strip().startswith(texts.SANDBOX_FILE_COMMAND):
-                    await self._send_file(chat, text.strip())
-                    continue
-                pending.append(await chat.send(text.strip()))
-
-    async def _send_file(self, chat: ChatClient, line: str) -> None:
-        """`/fichier CHEMIN`: share a document with the bot, as a Tchap user would."""
-        path = await asyncio.to_thread(
-            lambda: Path(line[len(texts.SANDBOX_FILE_COMMAND) :].strip()).expanduser()
-        )
-        if not await asyncio.to_thread(path.is_file):
-            self.console.line(texts.SANDBOX_FILE_MISSING.format(path=path))
-            return
-        await chat.send_file(path)
-        size = (await asyncio.to_thread(path.stat)).st_size
-        self.console.line(texts.SANDBOX_FILE_SENT.format(name=path.name, size=size))
+                event_id, msgtype = await self._send(chat, text.strip())
+                if event_id is not None and msgtype != "m.file":  # documents get no reply
+                    pending.append(event_id)
 
     async def _wait_for_answers(self, chat: ChatClient, event_ids: list[str]) -> None:
         """Piped input ended: the answers still on their way are part of the conversation."""
@@ -677,6 +687,14 @@ class Sandbox:
                     texts.SANDBOX_NO_ANSWER.format(seconds=f"{self.options.answer_timeout:g}")
                 )
                 return
+
+
+def file_to_send(line: str) -> Path | None:
+    """`/envoyer CHEMIN` (or `/send CHEMIN`): the file to upload, `~` expanded."""
+    word, _, rest = line.strip().partition(" ")
+    if word.lower() not in SEND_FILE_COMMANDS or not rest.strip():
+        return None
+    return Path(rest.strip().strip("'\"")).expanduser()
 
 
 class SandboxStartError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -116,8 +116,10 @@ class ConversationHandler:
         question: str,
         room: RoomContext,
         room_settings: RoomSettings,
+        images: tuple[str, ...] = (),
         documents: DocumentContext | None = None,
     ) -> ChatRequest:
+        """`images` (data URLs) go with the question to the vision model."""
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
         if documents is not None and documents.block:
@@ -159,9 +161,15 @@ class ConversationHandler:
             *history[len(history) - kept :],
             ChatMessage("user", question_line),
         ]
+        merged = _merge_consecutive(messages)
+        if images:
+            last = merged[-1]
+            merged[-1] = ChatMessage(last.role, last.content, images=images)
         return ChatRequest(
-            messages=_merge_consecutive(messages),
-            model=room_settings.model_or(self._settings.model),
+            messages=merged,
+            model=self._settings.vision_model
+            if images
+            else room_settings.model_or(self._settings.model),
             temperature=room_settings.temperature_or(self._settings.temperature),
             max_tokens=self._settings.max_answer_tokens,
         )
@@ -173,17 +181,32 @@ class ConversationHandler:
         room: RoomContext,
         room_settings: RoomSettings,
         received_at: float | None = None,
+        *,
+        images: tuple[str, ...] = (),
+        reply_prefix: str = "",
+        recorded_question: str | None = None,
+        failure_text: Callable[[LLMError], str] | None = None,
     ) -> None:
-        """Answer one question and record the exchange; failures become a French notice."""
+        """Answer one question and record the exchange; failures become a French notice.
+
+        Voice and images: `images` go to the vision model with the question; `reply_prefix`
+        (the quoted transcript) starts the reply but is not recorded as the answer;
+        `recorded_question` is what the room's memory keeps of the question (a placeholder
+        instead of the image); `failure_text` may explain some failures better."""
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         typing_on = asyncio.Event()
-        documents = await self._documents_for(message, question, room, room_settings)
+        documents = (
+            None if images else await self._documents_for(message, question, room, room_settings)
+        )
         if documents is not None and documents.notice is not None:
             await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
             await self._store.triggers.finish(message, "answered")
             return
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
-        request = await self.build_request(message, question, room, room_settings, documents)
+        request = await self.build_request(
+            message, question, room, room_settings, images, documents
+        )
+        recorded = question if recorded_question is None else recorded_question
         if self._settings.log_message_content:
             bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
         if received_at is not None:
@@ -196,18 +219,18 @@ class ConversationHandler:
         try:
             footer = documents.footer if documents is not None and documents.sources else None
             if streaming:
-                completion = await self._stream(message, question, request, footer)
+                completion = await self._stream(message, recorded, request, reply_prefix, footer)
             else:
                 completion = await self._llm.complete(request)
                 llm_done = time.perf_counter()
                 shown = completion.text + (footer(completion.text) if footer else "")
                 event_ids = await self._outbox.reply(
-                    message, shown, purpose="answer", measure_from=llm_done
+                    message, reply_prefix + shown, purpose="answer", measure_from=llm_done
                 )
-                await self.record_answer(message, question, completion.text, event_ids, completion)
+                await self.record_answer(message, recorded, completion.text, event_ids, completion)
         except LLMError as error:
             metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
-            await self._send_failure(message, error)
+            await self._send_failure(message, error, failure_text)
             return
         finally:
             if typing_on.is_set():
@@ -266,6 +289,7 @@ class ConversationHandler:
         message: IncomingMessage,
         question: str,
         request: ChatRequest,
+        prefix: str = "",
         footer: Callable[[str], str] | None = None,
     ) -> Completion:
         usage = Completion(text="")
@@ -275,10 +299,11 @@ class ConversationHandler:
             edit_interval=self._settings.stream_edit_interval_seconds,
             footer=footer,
         )
-        outcome = await stream_answer(self._llm.stream(request, usage), reply)
-        usage.text = outcome.text
+        deltas = self._llm.stream(request, usage)
+        outcome = await stream_answer(_prefixed(deltas, prefix) if prefix else deltas, reply)
+        usage.text = outcome.text.removeprefix(prefix)
         usage.finished = outcome.complete
-        await self.record_answer(message, question, outcome.text, outcome.event_ids, usage)
+        await self.record_answer(message, question, usage.text, outcome.event_ids, usage)
         return usage
 
     async def record_answer(
@@ -330,9 +355,24 @@ class ConversationHandler:
         )
         metrics.ANSWERS.inc()
 
-    async def _send_failure(self, message: IncomingMessage, error: LLMError) -> None:
-        await self._outbox.reply(message, error_text(error), purpose="error", notice=True)
+    async def _send_failure(
+        self,
+        message: IncomingMessage,
+        error: LLMError,
+        failure_text: Callable[[LLMError], str] | None = None,
+    ) -> None:
+        text = failure_text(error) if failure_text is not None else error_text(error)
+        await self._outbox.reply(message, text, purpose="error", notice=True)
         await self._store.triggers.finish(message, "failed")
+
+
+async def _prefixed(deltas: AsyncIterator[str], prefix: str) -> AsyncIterator[str]:
+    """The model's deltas with `prefix` before the first one: nothing shows before the model
+    writes, so a failure before its first token is still reported as a failure."""
+    first = True
+    async for delta in deltas:
+        yield prefix + delta if first else delta
+        first = False
 
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:

@@ -24,7 +24,14 @@ import httpx2
 import structlog
 from mistralai.client import Mistral
 from mistralai.client.errors import MistralError, NoResponseError
-from mistralai.client.models import AssistantMessage, DocumentURLChunk, SystemMessage, UserMessage
+from mistralai.client.models import (
+    AssistantMessage,
+    DocumentURLChunk,
+    ImageURLChunk,
+    SystemMessage,
+    TextChunk,
+    UserMessage,
+)
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot.ops import faults, metrics
@@ -49,19 +56,29 @@ SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
 
 
 class LLMError(Exception):
-    def __init__(self, kind: LLMErrorKind, detail: str = "") -> None:
+    def __init__(self, kind: LLMErrorKind, detail: str = "", status: int | None = None) -> None:
         super().__init__(f"{kind.value}: {detail}" if detail else kind.value)
         self.kind = kind
-        self.status: int | None = None  # HTTP status, when the service answered one
+        self.status = status  # HTTP status, when the service answered one
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Literal["system", "user", "assistant"]
     content: str
+    images: tuple[str, ...] = ()  # data URLs of prepared images (user messages only)
 
     def as_dict(self) -> dict[str, str]:
+        """For debug logs: the text, and how many images (never their bytes)."""
+        if self.images:
+            return {"role": self.role, "content": self.content, "images": str(len(self.images))}
         return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Transcript:
+    text: str
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -345,6 +362,38 @@ class LLMClient:
             raise LLMError(LLMErrorKind.EMPTY)
         faults.maybe_crash("after_llm")
 
+    async def transcribe(
+        self, audio: bytes, file_name: str, model: str, language: str | None
+    ) -> Transcript:
+        """Speech to text (`POST /v1/audio/transcriptions`, Voxtral), with the same retries,
+        concurrency limit and circuit breaker as chat. A service without the endpoint answers
+        404: LLMError REJECTED with that status."""
+        async with self._semaphore:
+            probing = self._admit()
+            started = time.perf_counter()
+            try:
+                response = await self._attempts(
+                    lambda: self._sdk.audio.transcriptions.complete_async(
+                        model=model,
+                        file={"content": audio, "file_name": file_name},
+                        language=language or None,
+                    ),
+                    probing=probing,
+                )
+            except Exception as error:
+                raise self._failed(error) from error
+            finally:
+                metrics.LLM_LATENCY.observe(time.perf_counter() - started)
+                if probing and self.breaker.probing:
+                    self.breaker.release_trial()
+            self.breaker.record_success()
+        text = str(getattr(response, "text", "") or "").strip()
+        if not text:
+            metrics.LLM_ERRORS.labels(LLMErrorKind.EMPTY.value).inc()
+            raise LLMError(LLMErrorKind.EMPTY)
+        language_found = getattr(response, "language", None)
+        return Transcript(text=text, language=language_found if language_found else None)
+
     # --- Beyond chat: embeddings and OCR (documents) ------------------------------------------
     # Same retries and concurrency limit as chat; the circuit breaker is left to questions (a
     # local model without these endpoints must not make the bot look down).
@@ -392,7 +441,8 @@ class LLMClient:
             self.breaker.record_failure()
         metrics.LLM_ERRORS.labels(kind.value).inc()
         log.warning("llm.request_failed", kind=kind.value, error_type=type(error).__name__)
-        return LLMError(kind, type(error).__name__)
+        status = error.status_code if isinstance(error, MistralError) else None
+        return LLMError(kind, type(error).__name__, status=status)
 
 
 def _side_error(error: BaseException) -> LLMError:
@@ -425,6 +475,10 @@ def _sdk_messages(messages: Sequence[ChatMessage]) -> list[SdkMessage]:
             converted.append(SystemMessage(content=message.content))
         elif message.role == "assistant":
             converted.append(AssistantMessage(content=message.content))
+        elif message.images:
+            parts: list[TextChunk | ImageURLChunk] = [TextChunk(text=message.content)]
+            parts.extend(ImageURLChunk(image_url=url) for url in message.images)
+            converted.append(UserMessage(content=parts))
         else:
             converted.append(UserMessage(content=message.content))
     return converted

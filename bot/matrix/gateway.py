@@ -570,6 +570,30 @@ class MatrixGateway:
         sender = getattr(event, "sender", None)
         return sender if isinstance(sender, str) else None
 
+    async def fetch_message(self, room_id: str, event_id: str) -> IncomingMessage | None:
+        """An earlier message of the room as the edge parses it (decrypted when it was
+        encrypted), e.g. the voice message or image a question replies to; None when the
+        homeserver refuses it or it cannot be decrypted."""
+        try:
+            response = await self.client.room_get_event(room_id, event_id)
+        except Exception as error:  # transport errors nio did not absorb
+            log.info("matrix.fetch_event_failed", error_type=type(error).__name__)
+            return None
+        event = getattr(response, "event", None)
+        if isinstance(event, MegolmEvent):
+            event.room_id = room_id
+            try:
+                event = self.client.decrypt_event(event)
+            except Exception as error:  # no key (yet): nothing to read
+                log.info("matrix.fetch_event_undecryptable", error_type=type(error).__name__)
+                return None
+        source = getattr(event, "source", None)
+        sender = getattr(event, "sender", None)
+        if not isinstance(source, dict) or not isinstance(sender, str):
+            return None
+        encrypted = bool(getattr(event, "decrypted", False))
+        return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
+
 
 def _isolated(handler: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """One event's failure must not abort its whole sync: nio would skip the replayed batch

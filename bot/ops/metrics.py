@@ -53,3 +53,6 @@ LLM_RETRIES = Counter(
     "tchapbot_llm_retries_total", "LLM attempts retried, by failure kind", ["kind"]
 )
 LLM_CIRCUIT_OPEN = Gauge("tchapbot_llm_circuit_open", "1 while the LLM circuit breaker is open")
+MEDIA_PROCESSED = Counter(
+    "tchapbot_media_total", "Voice messages transcribed and images read, by kind", ["kind"]
+)

@@ -379,6 +379,56 @@ def test_local_model_sandbox_answers_through_llama_cpp(tmp_path: Path) -> None:
     )
 
 
+def test_scripted_sandbox_sends_an_image_and_a_voice_message(tmp_path: Path) -> None:
+    """`/envoyer CHEMIN` uploads a file as a phone would (encrypted room): an image followed by
+    its question, then a voice message, both answered through the fake model."""
+    from tests.support.media_samples import photo_with_gps, voice_ogg
+
+    photo = tmp_path / "courrier.jpg"
+    photo.write_bytes(photo_with_gps())
+    voice = tmp_path / "voix.ogg"
+    voice.write_bytes(voice_ogg(1.5))
+    data_dir = tmp_path / "sandbox"
+    result = subprocess.run(
+        sandbox_command(
+            "--fake-llm",
+            "--encrypted",
+            "--data-dir",
+            str(data_dir),
+            "--say",
+            f"/envoyer {photo}",
+            "--say",
+            "Que dit ce courrier ?",
+            "--say",
+            f"/envoyer {voice}",
+            "--say",
+            f"/envoyer {tmp_path / 'absent.png'}",
+        ),
+        env=sandbox_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_GUARD_SECONDS,
+        stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout
+    assert result.returncode != 0, "the missing file counts as a failure"
+    assert texts.SANDBOX_FILE_SENT.format(name="courrier.jpg", msgtype="m.image") in output
+    assert answer_after(output, "Que dit ce courrier ?") == (
+        "Réponse simulée (1 image) : Que dit ce courrier ?"
+    )
+    assert texts.SANDBOX_FILE_SENT.format(name="voix.ogg", msgtype="m.audio") in output
+    lines = output.splitlines()
+    sent = lines.index(f"vous › /envoyer {voice}")
+    transcript = f"Transcription simulée ({voice.stat().st_size} octets)."
+    assert lines[sent + 2] == f"assistant › > 🎤 {transcript}", output
+    assert f"Réponse simulée : {transcript}" in [
+        line.strip() for line in lines[sent + 3 : sent + 6]
+    ]
+    assert "Impossible de lire" in output
+    facts = banner_facts(output)
+    assert_nothing_left(str(data_dir), [facts["synapse_pid"]], facts["port"])
+
+
 def test_scripted_sandbox_reads_a_shared_document_offline(tmp_path: Path) -> None:
     from tests.support.documents import make_pdf
 
@@ -391,7 +441,7 @@ def test_scripted_sandbox_reads_a_shared_document_offline(tmp_path: Path) -> Non
             "--data-dir",
             str(data_dir),
             "--say",
-            f"/fichier {report}",
+            f"/envoyer {report}",
             "--say",
             "Résume ce document.",
         ),
@@ -403,7 +453,7 @@ def test_scripted_sandbox_reads_a_shared_document_offline(tmp_path: Path) -> Non
     )
     output = result.stdout
     assert result.returncode == 0, f"{output}\n{result.stderr}"
-    assert texts.SANDBOX_FILE_SENT.split(" ", 1)[0] + " rapport.pdf" in output
+    assert texts.SANDBOX_FILE_SENT.format(name="rapport.pdf", msgtype="m.file") in output
     answer = answer_after(output, "Résume ce document.")
     # The fake model echoes the prompt's start: the document's passage came with the question.
     assert "Extraits de documents" in answer

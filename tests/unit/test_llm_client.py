@@ -22,7 +22,7 @@ from bot.answer.llm import (
     LLMErrorKind,
     backoff_seconds,
 )
-from sandbox.fake_mistral import FakeMistral, default_responder
+from sandbox.fake_mistral import FakeMistral, default_responder, image_urls
 from tests.support.synapse import free_port
 
 REQUEST = ChatRequest(
@@ -357,3 +357,72 @@ async def test_a_rejected_trial_does_not_leave_the_circuit_stuck(
     completion = await bounded(client.complete(REQUEST))
 
     assert completion.text.startswith("Réponse simulée")
+
+
+# --- Transcription and images ----------------------------------------------------------------
+
+
+async def test_transcription_uploads_the_audio_and_returns_the_text(
+    make_client: MakeClient, fake_llm: FakeMistral
+) -> None:
+    fake_llm.transcription_text = "Bonjour, ici la préfecture."
+    client = make_client()
+    transcript = await bounded(
+        client.transcribe(b"OggS-voix", "voix.ogg", "voxtral-mini-latest", "fr")
+    )
+    assert transcript.text == "Bonjour, ici la préfecture."
+    [upload] = fake_llm.transcriptions
+    assert upload["model"] == "voxtral-mini-latest"
+    assert upload["language"] == "fr"
+    assert upload["file_name"] == "voix.ogg"
+    assert upload["content"] == b"OggS-voix"
+
+
+async def test_missing_transcription_endpoint_is_rejected_not_an_outage(
+    make_client: MakeClient, fake_llm: FakeMistral
+) -> None:
+    client = make_client()
+    fake_llm.transcription_supported = False
+    with pytest.raises(LLMError) as caught:
+        await bounded(client.transcribe(b"OggS", "voix.ogg", "voxtral-mini-latest", None))
+    assert caught.value.kind is LLMErrorKind.REJECTED
+    assert caught.value.status == 404
+    assert len(fake_llm.transcriptions) == 0
+    assert not client.breaker.is_open, "a 404 says nothing about an outage"
+
+
+async def test_images_go_as_image_parts_of_the_question(
+    make_client: MakeClient, fake_llm: FakeMistral
+) -> None:
+    url = "data:image/jpeg;base64,/9j/AAAA"
+    request = ChatRequest(
+        messages=[
+            ChatMessage("system", "Tu es un assistant."),
+            ChatMessage("user", "Que montre la photo ?", images=(url,)),
+        ],
+        model="mistral-small-latest",
+        temperature=0.3,
+        max_tokens=64,
+    )
+    completion = await bounded(make_client().complete(request))
+    assert completion.text == "Réponse simulée (1 image) : Que montre la photo ?"
+    assert image_urls(fake_llm.last_request) == [url]
+    system = fake_llm.last_request["messages"][0]
+    assert system["content"] == "Tu es un assistant."
+    assert "images" not in str(request.messages[1].as_dict()["content"])
+
+
+async def test_model_without_vision_is_rejected_with_its_status(
+    make_client: MakeClient, fake_llm: FakeMistral
+) -> None:
+    fake_llm.vision_models = set()
+    request = ChatRequest(
+        messages=[ChatMessage("user", "Et ça ?", images=("data:image/jpeg;base64,AA",))],
+        model="mistral-small-latest",
+        temperature=0.3,
+        max_tokens=64,
+    )
+    with pytest.raises(LLMError) as caught:
+        await bounded(make_client().complete(request))
+    assert caught.value.kind is LLMErrorKind.REJECTED
+    assert caught.value.status == 400

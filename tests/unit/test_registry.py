@@ -55,6 +55,7 @@ def test_commands_are_registered_in_order() -> None:
         "config",
         "modele",
         "stats",
+        "transcrire",
         "oublie-moi",
         "commandes",
         "commande",
