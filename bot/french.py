@@ -15,6 +15,15 @@ def fold(text: str) -> str:
     return "".join(char for char in decomposed if not unicodedata.combining(char))
 
 
+def french_number(value: float) -> str:
+    """`12345` → `12 345`, `2.5` → `2,5` (narrow no-break space, decimal comma)."""
+    if isinstance(value, float) and not value.is_integer():
+        text = f"{value:,.2f}".rstrip("0").rstrip(".")
+    else:
+        text = f"{int(value):,}"
+    return text.replace(",", "\u202f").replace(".", ",")
+
+
 def command_key(word: str) -> str:
     """Case- and accent-insensitive command names: `!Résumé` and `!oublie_moi` find theirs."""
     return fold(word).replace("_", "-")

@@ -136,3 +136,16 @@ class Job(Frozen):
 
     message: IncomingMessage
     decision: Decision | None = None  # None only in rows written before decisions were kept
+
+
+class Reaction(Frozen):
+    """An `m.reaction` annotation (`m.relates_to.key` on `m.relates_to.event_id`)."""
+
+    room_id: str
+    event_id: str
+    sender: str
+    reacts_to: str
+    key: str
+    rating: int | None = Field(
+        default=None, description="1 for 👍, -1 for 👎 (any skin tone), None for other keys"
+    )

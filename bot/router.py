@@ -28,6 +28,7 @@ from bot.models import (
     IncomingMessage,
     Invocation,
     MessageKind,
+    Reaction,
     ReadReceipt,
     RoomContext,
     RoomInvite,
@@ -35,6 +36,8 @@ from bot.models import (
 )
 from bot.ops import metrics
 from bot.ops.ratelimit import Cooldown, RecentKeys, SlidingWindowLimiter
+from bot.pilot import usage
+from bot.pilot.service import Acknowledgement, Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.store import Store
@@ -159,6 +162,7 @@ class Router:
         outbox: Outbox,
         room_commands: RoomCommandsRepository,
         media: MediaService | None = None,
+        pilot: Pilot | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -173,6 +177,7 @@ class Router:
         # DM images waiting for the question typed after them, and the question that took one.
         self._waiting_images: dict[tuple[str, str], _WaitingImage] = {}
         self._image_of_question: dict[str, IncomingMessage] = {}
+        self._pilot = pilot if pilot is not None else Pilot(settings, store)
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: set[str] = set()
         self._rate_notices = Cooldown(RATE_NOTICE_EVERY)
@@ -211,16 +216,48 @@ class Router:
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
         await self._store.messages.delete_event(room_id, redacts)
+        await self._pilot.on_redaction(room_id, redacts)
         log.info("router.redaction_applied", room_id=room_id, event_id=redacts)
 
     async def on_left(self, room_id: str) -> None:
         await self._store.rooms.forget(room_id)
+        await self._pilot.forget_room(room_id)
         self._room_config.forget(room_id)
         self._room_commands.forget(room_id)
         log.info("router.room_forgotten", room_id=room_id)
 
     async def on_receipt(self, receipt: ReadReceipt) -> None:
         await self._store.receipts.save(receipt, READ_SESSION_GAP_MS)
+
+    async def on_reaction(self, reaction: Reaction) -> None:
+        """👍/👎 on one of the bot's answers is feedback; anything else is ignored. The first 👎
+        on an answer gets one short notice offering `!avis`."""
+        if reaction.sender == self._gateway.user_id or not self._settings.is_allowed_user(
+            reaction.sender
+        ):
+            return
+        acknowledgement = await self._pilot.on_reaction(reaction)
+        if acknowledgement is not None:
+            self._acknowledge(acknowledgement)
+
+    def _acknowledge(self, acknowledgement: Acknowledgement) -> None:
+        answer = acknowledgement.answer
+        trigger = IncomingMessage(
+            room_id=answer.room_id,
+            event_id=answer.event_id,
+            sender=acknowledgement.sender,
+            sender_name=acknowledgement.sender,
+            kind=MessageKind.TEXT,
+            body="",
+            timestamp_ms=0,
+            thread_root_id=answer.thread_root_id,
+        )
+        notice = texts.FEEDBACK_DISLIKE_ACK.format(prefix=self._settings.command_prefixes[0])
+
+        async def job() -> None:
+            await self._outbox.reply(trigger, notice, purpose="dislike-ack", notice=True)
+
+        self.workers.submit(answer.room_id, job)
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None:
         """The key of a message never came: tell its sender once, in a short notice.
@@ -503,15 +540,18 @@ class Router:
         self, message: IncomingMessage, decision: Decision, received_at: float | None = None
     ) -> None:
         self._in_flight.add(message.event_id)
-        metrics.QUESTIONS.inc()
 
         async def job() -> None:
             # Every log line of this question (LLM retries included) carries its room and event.
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
+                note = usage.UsageNote()
                 try:
-                    await self._handle(message, decision, received_at)
+                    with usage.tracking(note):
+                        await self._handle(message, decision, received_at)
+                    for acknowledgement in await self._pilot.finish(message, note, received_at):
+                        self._acknowledge(acknowledgement)
                 finally:
                     self._in_flight.discard(message.event_id)
 
@@ -525,15 +565,22 @@ class Router:
         room_settings = self._room_config.get(message.room_id)
         try:
             invocation = decision.invocation
+            if invocation is not None:
+                usage.current().kind = "command"
             uses_model = invocation is None or self._commands.uses_model(
                 message.room_id, invocation.word
             )
-            if uses_model and not message.scheduled and not await self._within_limits(message):
+            if (
+                uses_model
+                and not message.scheduled
+                and (not await self._within_limits(message) or await self._over_quota(message))
+            ):
                 return
             if invocation is not None:
                 await self._commands.run(message, room, invocation)
                 await self._store.triggers.finish(message, "answered", question=False)
                 return
+            metrics.QUESTIONS.inc()
             if self._media is not None and (is_voice(message) or is_image(message)):
                 await self._answer_media(
                     message, room, room_settings, received_at, message, decision.question
@@ -559,6 +606,7 @@ class Router:
         except Exception as error:
             bound.exception("router.handling_failed", error_type=type(error).__name__)
             metrics.ERRORS.labels("internal").inc()
+            usage.current().failed()
             try:
                 await self._outbox.reply(
                     message, texts.COMMAND_FAILED, purpose="internal-error", notice=True
@@ -585,11 +633,23 @@ class Router:
     ) -> None:
         """One polite notice per minute and per user (or room): a flood gets no flood back."""
         metrics.RATE_LIMITED.labels(scope).inc()
+        usage.current().refused()
         notice_key = f"{scope}\x00{key}"
         if self._rate_notices.remaining(notice_key) == 0:
             self._rate_notices.start(notice_key)
             await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
         await self._store.triggers.finish(message, "skipped")
+
+    async def _over_quota(self, message: IncomingMessage) -> bool:
+        """A daily quota is reached: one polite notice per person and day, then silence."""
+        refusal = await self._pilot.quota_refusal(message)
+        if refusal is None:
+            return False
+        usage.current().refused(quota=True)
+        if refusal.notice is not None:
+            await self._outbox.reply(message, refusal.notice, purpose="quota", notice=True)
+        await self._store.triggers.finish(message, "skipped")
+        return True
 
     async def run_scheduled(self, schedule: Schedule, run_ms: int) -> None:
         """Queue a schedule's command as if its creator had typed it, once (trigger table)."""
@@ -612,4 +672,5 @@ class Router:
         decision = Decision(action=Action.COMMAND, text=message.body, invocation=invocation)
         if await self._store.triggers.claim(message, decision=decision):
             log.info("router.schedule_queued", room_id=schedule.room_id, schedule_id=schedule.id)
+            metrics.SCHEDULED_RUNS.inc()
             self._schedule(message, decision)

@@ -502,3 +502,74 @@ TRANSCRIBE_UNREADABLE = (
     "🎤 Je ne peux pas lire le message auquel vous répondez (envoyé avant mon arrivée, ou sa clé "
     "de chiffrement ne m'a pas été transmise)."
 )
+# --- Lines for the operators (logs, command line) ----------------------------------------------
+
+
+def homeserver_unreachable(homeserver: str, attempt: int, retry_in: float) -> str:
+    return (
+        f"Serveur Matrix injoignable ({homeserver}), tentative {attempt} : nouvel essai dans "
+        f"{retry_in:g} s. Vérifiez l'URL (TCHAP_BOT_HOMESERVER), le réseau ou le proxy "
+        f"(HTTPS_PROXY, TCHAP_BOT_PROXY_URL)."
+    )
+
+
+STOP_FORCED = "Arrêt forcé : le bot ne s'est pas arrêté à temps après le signal."
+
+# `tchap-bot doctor`: one line per check, ✓ or ✗ with what to do.
+DOCTOR_OK = "✓ {label} : {detail}"
+DOCTOR_FAILED = "✗ {label} : {detail}"
+DOCTOR_SUMMARY_OK = "Tout est prêt ({count} vérifications)."
+DOCTOR_SUMMARY_FAILED = (
+    "{failed} vérification(s) en échec sur {count} : corrigez-les puis relancez `tchap-bot doctor`."
+)
+DOCTOR_NOT_CHECKED = "non vérifié ({reason})"
+
+RESET_SESSION_DONE = (
+    "Session oubliée (appareil {device_id}). Au prochain démarrage, le bot se connecte avec "
+    "TCHAP_BOT_PASSWORD (nouvel appareil) ou TCHAP_BOT_ACCESS_TOKEN ; le magasin de clés est "
+    "gardé et resservira si l'appareil est le même."
+)
+RESET_SESSION_NONE = "Aucune session enregistrée : rien à oublier."
+RESET_SESSION_BOT_RUNNING = "Le bot tourne (PID {pid}) sur ce dossier de données : arrêtez-le avant `tchap-bot reset-session`."
+HEALTHCHECK_DISABLED = "Point de santé désactivé (TCHAP_BOT_HEALTH_PORT=0) : rien à vérifier."
+
+# --- Pilote : avis, quotas, rapport (issue 19) ----------------------------------------------------
+FEEDBACK_DISLIKE_ACK = (
+    "Merci pour votre retour 👎. Pour nous dire ce qui n'allait pas, écrivez "
+    "`{prefix}avis votre commentaire` : l'équipe du pilote le lira, sans votre identifiant."
+)
+FEEDBACK_COMMENT_THANKS = (
+    "Merci, votre avis a été transmis à l'équipe du pilote (sans votre identifiant)."
+)
+FEEDBACK_OFF = "Les avis ne sont pas recueillis sur ce service."
+FEEDBACK_COMMENT_EMPTY = "écrivez votre avis après la commande"
+FEEDBACK_COMMENT_TOO_LONG = "avis trop long ({limit} caractères au plus)"
+
+QUOTA_USER_REACHED = (
+    "Vous avez atteint la limite de {limit} questions par jour. Elle sera renouvelée "
+    "{reset} (heure de Paris). Merci de votre compréhension."
+)
+QUOTA_HOMESERVER_REACHED = (
+    "Le volume quotidien alloué à votre administration ({homeserver}) est épuisé. Il sera "
+    "renouvelé {reset} (heure de Paris). Merci de votre compréhension."
+)
+QUOTA_RESET_TOMORROW = "demain à minuit"
+
+STATS_PILOT = (
+    "\n\n**Sur les {days} derniers jours** :\n"
+    "- Questions : {questions} · résumés : {summaries} · commandes : {commands}\n"
+    "- Personnes actives : {people}\n"
+    "- Temps de réponse : médiane {median}, 95 % en moins de {p95}\n"
+    "- Erreurs : {errors} · refus (limites, quotas) : {refusals}\n"
+    "- Satisfaction : {satisfaction}"
+)
+STATS_PILOT_SATISFACTION = "{percent} % de 👍 sur {reactions} réactions"
+STATS_PILOT_NONE = "pas encore de réaction"
+STATS_PILOT_FEW = "< 5"
+STATS_PILOT_OFF = "\n\n(Statistiques détaillées non enregistrées : TCHAP_BOT_PILOT_SECRET absent.)"
+
+REPORT_BAD_PERIOD = (
+    "Période invalide : « {value} ». Exemples : 30j, 12 semaines, 6 mois, 2026-09-01."
+)
+REPORT_WRITTEN = "Rapport écrit : {path} ({days} jours, du {start} au {end})."
+REPORT_CSV_WRITTEN = "Tableaux CSV écrits dans : {path}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands import (
     aide,
+    avis,
     commande,
     commandes,
     config,
@@ -32,6 +33,7 @@ def build_registry() -> CommandRegistry:
         stats,
         transcrire,
         oublie_moi,
+        avis,
         commandes,
         commande,
         planifier,

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from bot.answer.summary import Summarizer
     from bot.documents.service import DocumentService
     from bot.ops.ratelimit import Cooldown
+    from bot.pilot.service import Pilot
     from bot.room_commands import RoomCommandsRepository
     from bot.room_config import RoomConfigRepository
     from bot.schedule import Scheduler
@@ -79,6 +80,7 @@ class CommandContext:
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
     documents: DocumentService | None = None
+    pilot: Pilot | None = None
     media: MediaService | None = None
     large_summary_cooldown: Cooldown | None = None
     direct_room: Callable[[str], Awaitable[str]] | None = None  # the bot's DM with a user

@@ -9,6 +9,7 @@ from bot import texts
 from bot.answer.conversation import error_text
 from bot.answer.llm import ChatMessage, ChatRequest, LLMError
 from bot.answer.summary import transcript
+from bot.pilot import usage
 from bot.store.database import CustomCommand
 from commands.base import CommandContext, UsageError
 
@@ -79,9 +80,14 @@ async def run_custom(ctx: CommandContext, command: CustomCommand, text: str) -> 
     try:
         completion = await ctx.llm.complete(request)
     except LLMError as error:
+        usage.current().kind = "custom"
+        usage.current().failed()
         await ctx.reply(error_text(error))
         return
     await ctx.store.usage.record(
         ctx.message.room_id, completion.prompt_tokens, completion.completion_tokens
     )
-    await ctx.reply(completion.text, notice=False)
+    event_ids = await ctx.reply(completion.text, notice=False)
+    usage.current().answered(
+        "custom", event_ids, request.model, completion.prompt_tokens, completion.completion_tokens
+    )

@@ -17,6 +17,7 @@ from bot.documents.service import DocumentService
 from bot.french import command_key
 from bot.models import IncomingMessage, Invocation, RoomContext
 from bot.ops.ratelimit import Cooldown
+from bot.pilot.service import Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.schedule import Scheduler
@@ -42,6 +43,7 @@ class CommandDispatcher:
         room_commands: RoomCommandsRepository,
         power_level_of: PowerLevelOf,
         summarizer: Summarizer | None = None,
+        pilot: Pilot | None = None,
         media: MediaService | None = None,
         direct_room: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
@@ -55,6 +57,7 @@ class CommandDispatcher:
         self._room_commands = room_commands
         self._power_level_of = power_level_of
         self._summarizer = summarizer
+        self._pilot = pilot
         self._media = media
         self._direct_room = direct_room  # the bot's DM with a user (private summaries)
         self.scheduler: Scheduler | None = None
@@ -99,6 +102,7 @@ class CommandDispatcher:
             room_commands=self._room_commands,
             scheduler=self.scheduler,
             documents=self.documents,
+            pilot=self._pilot,
             media=self._media,
             large_summary_cooldown=self.large_summary_cooldown,
             direct_room=self._direct_room,

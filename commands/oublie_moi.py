@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 
 from bot import texts
+from bot.pilot import usage
 from commands.base import Command, CommandContext, NoArgs, no_arguments
 
 log = structlog.get_logger(__name__)
@@ -12,6 +13,9 @@ log = structlog.get_logger(__name__)
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
     deleted = await ctx.store.people.purge(ctx.message.sender)
+    if ctx.pilot is not None:
+        await ctx.pilot.forget_person(ctx.message.sender)
+    usage.current().record = False  # not even this command is counted afterwards
     log.info(
         "command.user_purged",
         messages=deleted.messages,

@@ -25,6 +25,7 @@ from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
 from bot.classify import parse_invocation
 from bot.french import PARIS
+from bot.pilot import usage as pilot_usage
 from bot.store.database import StoredMessage
 from commands.arguments import MAX_SUMMARY_MESSAGES
 from commands.base import Command, CommandContext, UsageError
@@ -278,21 +279,22 @@ class _Target:
                 await self._edit(text)
                 self._last_edit = time.monotonic()
 
-    async def finish(self, markdown: str) -> None:
-        """The summary: the progress message becomes it (its first part when it is long)."""
+    async def finish(self, markdown: str) -> list[str]:
+        """The summary: the progress message becomes it (its first part when it is long).
+        Returns the events that hold the summary (they may receive 👍/👎)."""
         async with self._lock:
             if self._progress_id is None:
-                await self._send(markdown, "summary")
-                return
+                return await self._send(markdown, "summary")
             head = _first_part(markdown)
             if len(split_for_matrix(head)) > 1:  # one giant paragraph: a message of its own
                 await self._edit(texts.SUMMARY_PROGRESS_DONE)
-                await self._send(markdown, "summary")
-                return
+                return await self._send(markdown, "summary")
             await self._edit(head)
+            event_ids = [self._progress_id]
             rest = markdown[len(head) :].strip()
             if rest:
-                await self._send(rest, "summary-rest")
+                event_ids += await self._send(rest, "summary-rest")
+            return event_ids
 
     async def fail(self, text: str) -> None:
         if self._progress_id is not None:
@@ -362,6 +364,8 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
         )
     except LLMError as error:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)
+        pilot_usage.current().kind = "summary"
+        pilot_usage.current().failed()
         await _typing(ctx, False)
         await target.fail(error_text(error))
         return
@@ -378,7 +382,15 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     text += f"\n\n{body}"
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
-    await target.finish(text)
+    event_ids = await target.finish(text)
+    pilot_usage.current().answered(
+        "summary",
+        event_ids,
+        ctx.room_settings.model_or(ctx.settings.model),
+        result.prompt_tokens,
+        result.completion_tokens,
+        room_id=dm_room_id,
+    )
     if dm_room_id is not None and not ctx.message.scheduled:
         await ctx.reply(texts.SUMMARY_SENT_PRIVATELY)
     await ctx.store.usage.record(

@@ -6,18 +6,53 @@ from datetime import datetime
 
 from bot import texts
 from bot.answer.conversation import french_date
-from bot.french import PARIS
+from bot.french import PARIS, french_number
+from bot.pilot.service import FEW_PEOPLE
 from commands.base import Command, CommandContext, NoArgs, Power, no_arguments
-
-
-def french_number(value: int) -> str:
-    """`12345` → `12 345` (narrow no-break space, the French typographic rule)."""
-    return f"{value:,}".replace(",", "\u202f")
 
 
 def french_datetime(timestamp_ms: int) -> str:
     moment = datetime.fromtimestamp(timestamp_ms / 1000, PARIS)
     return texts.STATS_DATETIME.format(date=french_date(moment), time=moment.strftime("%H:%M"))
+
+
+STATS_DAYS = 30
+
+
+def _seconds(ms: float | None) -> str:
+    return "—" if ms is None else f"{ms / 1000:.1f} s".replace(".", ",")
+
+
+async def pilot_text(ctx: CommandContext) -> str:
+    """The room's pilot figures (last 30 days); counts of people under 5 are shown as "< 5"."""
+    figures = (
+        None if ctx.pilot is None else await ctx.pilot.room_figures(ctx.message.room_id, STATS_DAYS)
+    )
+    if figures is None:
+        return texts.STATS_PILOT_OFF
+    if figures.reactions == 0:
+        satisfaction = texts.STATS_PILOT_NONE
+    elif figures.reacting_people < FEW_PEOPLE:
+        satisfaction = texts.STATS_PILOT_FEW
+    else:
+        satisfaction = texts.STATS_PILOT_SATISFACTION.format(
+            percent=round(100 * figures.positive / figures.reactions),
+            reactions=french_number(figures.reactions),
+        )
+    return texts.STATS_PILOT.format(
+        days=figures.days,
+        questions=french_number(figures.questions),
+        summaries=french_number(figures.summaries),
+        commands=french_number(figures.commands),
+        people=texts.STATS_PILOT_FEW
+        if figures.people < FEW_PEOPLE
+        else french_number(figures.people),
+        median=_seconds(figures.median_ms),
+        p95=_seconds(figures.p95_ms),
+        errors=french_number(figures.errors),
+        refusals=french_number(figures.refusals),
+        satisfaction=satisfaction,
+    )
 
 
 async def run(ctx: CommandContext, _: NoArgs) -> None:
@@ -36,6 +71,7 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
             completion=french_number(usage.completion_tokens),
             last=last,
         )
+        + await pilot_text(ctx)
     )
 
 
@@ -49,6 +85,8 @@ COMMAND: Command[NoArgs] = Command(
     power=Power.MODERATOR,
     details=(
         "Nombre de questions reçues et de réponses données, jetons consommés (questions et "
-        "résumés) et date de la dernière activité, pour ce salon uniquement."
+        "résumés) et date de la dernière activité, pour ce salon uniquement ; sur les 30 "
+        "derniers jours : questions, résumés, commandes, personnes actives, temps de réponse, "
+        "erreurs, refus et satisfaction (👍/👎). Moins de 5 personnes s'affiche « < 5 »."
     ),
 )

@@ -30,6 +30,9 @@ from pydantic_settings import (
 ENV_PREFIX = "TCHAP_BOT_"
 DEFAULT_SYSTEM_PROMPT_FILE = Path(__file__).with_name("system_prompt.md")
 
+# The example config's placeholders: a bot started with them would fail later, less clearly.
+PLACEHOLDER_SECRETS = frozenset({"change-me", "changeme", "…", "...", "xxx"})
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -272,6 +275,26 @@ class Settings(BaseSettings):
         le=10_000,
         description="Questions per room per minute (0: unlimited)",
     )
+    # --- Pilot evaluation: statistics, feedback, quotas --------------------------------------
+    pilot_secret: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC that pseudonymizes people and rooms in the pilot's statistics; usage statistics are recorded only when set (16 characters or more; required by feedback and quotas)",
+    )
+    feedback_enabled: bool = Field(
+        default=False,
+        description="Record 👍/👎 reactions on answers and accept `!avis` comments (needs pilot_secret)",
+    )
+    homeserver_daily_token_budget: int = Field(
+        default=0,
+        ge=0,
+        description="Tokens per homeserver (ministry) per day, Paris time (0: no budget; needs pilot_secret)",
+    )
+    user_daily_question_cap: int = Field(
+        default=0,
+        ge=0,
+        le=100_000,
+        description="Questions to the model per person per day, Paris time (0: no cap; needs pilot_secret)",
+    )
     large_summary_messages: int = Field(
         default=300,
         ge=1,
@@ -284,8 +307,13 @@ class Settings(BaseSettings):
         le=24 * 3600,
         description="Pause between two large summaries in one room (0: none)",
     )
+    proxy_url: str | None = Field(
+        default=None,
+        description="HTTP(S) proxy for the homeserver and the model (default: HTTPS_PROXY/HTTP_PROXY; NO_PROXY honoured)",
+    )
     health_host: str = Field(
-        default="127.0.0.1", description="Address of /healthz, /readyz and /metrics"
+        default="127.0.0.1",
+        description="Address of /healthz, /readyz and /metrics (0.0.0.0 in the container image)",
     )
     health_port: int = Field(default=8080, ge=0, le=65_535, description="0 disables the endpoint")
 
@@ -406,17 +434,44 @@ class Settings(BaseSettings):
             raise ValueError("ne doit pas être vide")
         return value
 
+    @field_validator("mistral_api_key", "password", "access_token", "store_passphrase")
+    @classmethod
+    def _not_a_placeholder(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            raise ValueError(
+                "valeur d'exemple de config/example.toml : remplacez-la par le vrai secret"
+            )
+        return value
+
     @model_validator(mode="after")
     def _credentials_and_defaults(self) -> Settings:
         if self.password is None and self.access_token is None:
             raise ValueError("TCHAP_BOT_PASSWORD ou TCHAP_BOT_ACCESS_TOKEN doit être défini")
         if not self.allowed_users:
             self.allowed_users = [f"@*:{self.server_name}"]
+        self._pilot_secret_needed()
         if not self.allowed_models:
             self.allowed_models = [self.model]
         elif self.model not in self.allowed_models:
             self.allowed_models = [self.model, *self.allowed_models]
         return self
+
+    def _pilot_secret_needed(self) -> None:
+        """Feedback and quotas count people: without the HMAC key they cannot, so refuse to start."""
+        secret = self.pilot_secret
+        if secret is not None and len(secret.get_secret_value().strip()) < 16:
+            raise ValueError("TCHAP_BOT_PILOT_SECRET doit faire au moins 16 caractères")
+        uses = [
+            name
+            for name, on in (
+                ("TCHAP_BOT_FEEDBACK_ENABLED", self.feedback_enabled),
+                ("TCHAP_BOT_HOMESERVER_DAILY_TOKEN_BUDGET", self.homeserver_daily_token_budget),
+                ("TCHAP_BOT_USER_DAILY_QUESTION_CAP", self.user_daily_question_cap),
+            )
+            if on
+        ]
+        if uses and secret is None:
+            raise ValueError(f"TCHAP_BOT_PILOT_SECRET est nécessaire pour {', '.join(uses)}")
 
     @property
     def server_name(self) -> str:

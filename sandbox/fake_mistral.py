@@ -163,7 +163,12 @@ class FakeMistral:
         self.requests: list[dict[str, Any]] = []
         self.delay_seconds: float = 0
         self.stream_tokens_per_second: float | None = None
-        self.model_ids: list[str] = [DEFAULT_MODEL, "mistral-medium-latest", "mistral-large-latest"]
+        self.model_ids: list[str] = [
+            DEFAULT_MODEL,
+            "mistral-medium-latest",
+            "mistral-large-latest",
+            "voxtral-mini-latest",
+        ]
         # Models that read images; a request with an image for another one gets a 400.
         self.vision_models: set[str] = {
             DEFAULT_MODEL,
@@ -305,6 +310,16 @@ class FakeMistral:
             status=status, text=body, content_type="application/json", headers=headers
         )
 
+    def _capabilities(self, model_id: str) -> dict[str, bool]:
+        """What Mistral's model cards declare, so capability checks see real shapes."""
+        if model_id.startswith("voxtral"):
+            return {"audio_transcription": self.transcription_supported, "audio": True}
+        return {
+            "completion_chat": True,
+            "function_calling": True,
+            "vision": model_id in self.vision_models,
+        }
+
     async def _models(self, request: web.Request) -> web.Response:
         if self._down:
             return self._error(503)
@@ -316,7 +331,7 @@ class FakeMistral:
                 "created": created,
                 "owned_by": "mistralai",
                 "type": "base",
-                "capabilities": {"completion_chat": True, "function_calling": True},
+                "capabilities": self._capabilities(model_id),
             }
             for model_id in self.model_ids
         ]

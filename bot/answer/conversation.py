@@ -23,6 +23,7 @@ from bot.answer.tokens import TokenCounter, fit_to_budget
 from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
 from bot.ops import metrics
+from bot.pilot import usage
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
@@ -207,6 +208,7 @@ class ConversationHandler:
             message, question, room, room_settings, images, documents
         )
         recorded = question if recorded_question is None else recorded_question
+        usage.current().model = request.model
         if self._settings.log_message_content:
             bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
         if received_at is not None:
@@ -228,8 +230,8 @@ class ConversationHandler:
                     message, reply_prefix + shown, purpose="answer", measure_from=llm_done
                 )
                 await self.record_answer(message, recorded, completion.text, event_ids, completion)
-        except LLMError as error:
-            metrics.ERRORS.labels(f"llm_{error.kind.value}").inc()
+        except LLMError as error:  # counted by the LLM client (tchapbot_llm_errors_total)
+            usage.current().failed()
             await self._send_failure(message, error, failure_text)
             return
         finally:
@@ -354,6 +356,14 @@ class ConversationHandler:
             completion_tokens=completion.completion_tokens,
         )
         metrics.ANSWERS.inc()
+        note = usage.current()
+        note.answered(
+            "question",
+            event_ids,
+            note.model or self._settings.model,
+            completion.prompt_tokens,
+            completion.completion_tokens,
+        )
 
     async def _send_failure(
         self,

@@ -35,6 +35,7 @@ from mistralai.client.models import (
 from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot.ops import faults, metrics
+from bot.ops.proxy import proxy_for
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,19 @@ class LLMErrorKind(StrEnum):
 
 # Failures that say nothing about the service being down: they never open the circuit.
 SERVICE_ANSWERED = frozenset({LLMErrorKind.REJECTED, LLMErrorKind.EMPTY})
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """One model the endpoint lists, with the capabilities it declares (vision, ocr...)."""
+
+    id: str
+    capabilities: frozenset[str] = frozenset()
+
+
+def _status_detail(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    return f"HTTP {status}" if status is not None else type(error).__name__
 
 
 class LLMError(Exception):
@@ -200,8 +214,11 @@ class LLMClient:
         breaker: CircuitBreaker | None = None,
         backoff_initial_ms: int = 500,
         backoff_max_ms: int = 10_000,
+        proxy_url: str | None = None,
     ) -> None:
-        """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that."""
+        """`timeout_seconds` bounds each attempt; a question (retries included) gets twice that.
+
+        The proxy is `proxy_url`, else HTTPS_PROXY/HTTP_PROXY, NO_PROXY honoured (bot.ops.proxy)."""
         self._timeout_seconds = timeout_seconds
         self._budget_seconds = timeout_seconds * 2
         self._max_retries = max_retries
@@ -211,6 +228,8 @@ class LLMClient:
         # semaphore let through would wait unseen inside httpx (bench/, figure 4).
         self._http = httpx2.AsyncClient(
             follow_redirects=True,
+            proxy=proxy_for(server_url, proxy_url),
+            trust_env=False,  # the environment's proxies are read by proxy_for, NO_PROXY included
             limits=httpx2.Limits(
                 max_connections=max_concurrency, max_keepalive_connections=max_concurrency
             ),
@@ -224,6 +243,25 @@ class LLMClient:
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
+
+    async def list_models(self) -> list[ModelCard]:
+        """The endpoint's models (`GET /v1/models`), for `tchap-bot doctor`. Raises LLMError."""
+        try:
+            listed = await self._sdk.models.list_async(timeout_ms=int(self._timeout_seconds * 1000))
+        except Exception as error:
+            raise LLMError(classify_error(error), _status_detail(error)) from error
+        cards = []
+        for card in listed.data or []:
+            capabilities = getattr(card, "capabilities", None)
+            flags = (
+                {name for name, on in capabilities.model_dump().items() if on is True}
+                if capabilities is not None
+                else set()
+            )
+            model_id = getattr(card, "id", None)
+            if isinstance(model_id, str):
+                cards.append(ModelCard(id=model_id, capabilities=frozenset(flags)))
+        return cards
 
     async def close(self) -> None:
         await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 
 from bot.attachments import ATTACHMENT_MSGTYPES, parse_attachment
-from bot.models import BOT_MARKER, IncomingMessage, MessageKind, Redaction
+from bot.models import BOT_MARKER, IncomingMessage, MessageKind, Reaction, Redaction
 
 BODY_MAX_CHARS = 20_000
 """A question longer than this is truncated: a pasted document must not blow up the prompt."""
@@ -214,5 +214,52 @@ def parse_redaction(room_id: str, source: dict[str, object]) -> Redaction | None
         if event_id is None or sender is None or redacts is None:
             return None
         return Redaction(room_id=room_id, event_id=event_id, redacts=redacts, sender=sender)
+    except Exception:  # pragma: no cover - defence in depth
+        return None
+
+
+THUMBS_UP = "\U0001f44d"
+THUMBS_DOWN = "\U0001f44e"
+REACTION_KEY_MAX_CHARS = 64
+# Variation selector 16 and the five skin-tone modifiers: 👍🏽 and 👍️ are still 👍.
+_EMOJI_DECORATIONS = re.compile("[\ufe0f\U0001f3fb-\U0001f3ff]")
+
+
+def reaction_rating(key: str) -> int | None:
+    bare = _EMOJI_DECORATIONS.sub("", key).strip()
+    return {THUMBS_UP: 1, THUMBS_DOWN: -1}.get(bare)
+
+
+def parse_reaction(room_id: str, source: dict[str, object]) -> Reaction | None:
+    """Turn an `m.reaction` event into a Reaction, or None if malformed. Never raises."""
+    try:
+        event = _as_dict(source)
+        if event is None or not isinstance(room_id, str) or event.get("type") != "m.reaction":
+            return None
+        unsigned = _as_dict(event.get("unsigned"))
+        if unsigned is not None and unsigned.get("redacted_because") is not None:
+            return None
+        event_id = _valid_id(event.get("event_id"))
+        sender = _valid_id(event.get("sender"))
+        content = _as_dict(event.get("content"))
+        relates_to = None if content is None else _as_dict(content.get("m.relates_to"))
+        if event_id is None or sender is None or relates_to is None:
+            return None
+        if relates_to.get("rel_type") != "m.annotation":
+            return None
+        reacts_to = _valid_id(relates_to.get("event_id"))
+        key = relates_to.get("key")
+        if reacts_to is None or not isinstance(key, str) or not key:
+            return None
+        if len(key) > REACTION_KEY_MAX_CHARS or _UNSAFE_CHARS.search(key):
+            return None
+        return Reaction(
+            room_id=room_id,
+            event_id=event_id,
+            sender=sender,
+            reacts_to=reacts_to,
+            key=key,
+            rating=reaction_rating(key),
+        )
     except Exception:  # pragma: no cover - defence in depth
         return None

@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import structlog
 from nio import (
     AsyncClient,
@@ -24,6 +25,7 @@ from nio import (
     MatrixRoom,
     MegolmEvent,
     MemoryDownloadResponse,
+    ReactionEvent,
     ReceiptEvent,
     RedactionEvent,
     RoomCreateError,
@@ -43,7 +45,7 @@ from nio.crypto.attachments import decrypt_attachment
 from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
-from bot.matrix.events import parse_message, parse_redaction
+from bot.matrix.events import parse_message, parse_reaction, parse_redaction
 from bot.matrix.keys import HeldEvents
 from bot.matrix.power import effective_power_level
 from bot.matrix.session import (
@@ -55,12 +57,14 @@ from bot.matrix.session import (
 )
 from bot.models import (
     IncomingMessage,
+    Reaction,
     ReadReceipt,
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
 )
 from bot.ops import faults, logs, metrics
+from bot.ops.proxy import proxy_for
 from bot.store import Store
 from config.settings import Settings
 
@@ -103,6 +107,7 @@ class EventSink(Protocol):
 
     async def on_undecryptable(self, event: UndecryptableMessage) -> None: ...
 
+    async def on_reaction(self, reaction: Reaction) -> None: ...
     async def on_receipt(self, receipt: ReadReceipt) -> None: ...
 
 
@@ -116,6 +121,7 @@ class MatrixGateway:
             encryption_enabled=True,
             store_sync_tokens=False,  # the sync token lives in our SQLite, saved at the right moment
             max_timeout_retry_wait_time=settings.homeserver_retry_max_seconds,
+            max_timeouts=0,  # nio's endless "Timed out, sleeping" retries off: ours decide
             request_timeout=settings.sync_timeout_seconds + 30,
             pickle_key=pickle_key(settings),
         )
@@ -124,7 +130,10 @@ class MatrixGateway:
             settings.user_id,
             store_path=str(settings.crypto_store_dir),
             config=config,
+            proxy=proxy_for(settings.homeserver, settings.proxy_url),
         )
+        self._callbacks_registered = False
+        self._held_loaded = False
         self.direct = DirectRooms(self.client, store, settings.user_id)
         self._sync_token: str | None = None
         self._first_sync_ever = False
@@ -170,7 +179,9 @@ class MatrixGateway:
         self._first_sync_ever = self._sync_token is None
         await self.direct.load()
         self._register_callbacks()
-        await self.held.load()
+        if not self._held_loaded:  # start() is retried while the homeserver is down
+            await self.held.load()
+            self._held_loaded = True
         profile = await self.client.get_displayname(self.user_id)
         self.display_name = getattr(profile, "displayname", None)
         fingerprint = (
@@ -284,12 +295,16 @@ class MatrixGateway:
 
     # --- nio callbacks -> typed models ------------------------------------------------------
     def _register_callbacks(self) -> None:
+        if self._callbacks_registered:  # start() is retried while the homeserver is down
+            return
+        self._callbacks_registered = True
         guard = _isolated
         self.client.add_event_callback(
             guard(self._on_room_message), (RoomMessage, RoomEncryptedMedia)
         )
         self.client.add_event_callback(guard(self.held.on_megolm), MegolmEvent)
         self.client.add_event_callback(guard(self._on_redaction), RedactionEvent)
+        self.client.add_event_callback(guard(self._on_reaction), ReactionEvent)
         self.client.add_event_callback(guard(self.direct.on_state_event), UnknownEvent)
         self.client.add_event_callback(guard(self._on_invite), InviteMemberEvent)
         self.client.add_ephemeral_callback(guard(self._on_receipts), ReceiptEvent)
@@ -375,6 +390,13 @@ class MatrixGateway:
         if redaction is not None and self._sink is not None:
             await self._sink.on_redaction(room.room_id, redaction.redacts)
 
+    async def _on_reaction(self, room: MatrixRoom, event: ReactionEvent) -> None:
+        reaction = parse_reaction(
+            room.room_id, event.source if isinstance(event.source, dict) else {}
+        )
+        if reaction is not None and self._sink is not None:
+            await self._sink.on_reaction(reaction)
+
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:
         if event.state_key != self.user_id or event.membership != "invite" or self._sink is None:
             return
@@ -445,13 +467,21 @@ class MatrixGateway:
         delay = 1.0
         for attempt in range(SEND_ATTEMPTS):
             await self._guard_encryption(room_id, event_type)
-            response = await self.client.room_send(
-                room_id,
-                event_type,
-                content,
-                tx_id=txn_id,
-                ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
-            )
+            try:
+                response = await self.client.room_send(
+                    room_id,
+                    event_type,
+                    content,
+                    tx_id=txn_id,
+                    ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
+                )
+            except (aiohttp.ClientError, TimeoutError) as error:  # nio no longer retries
+                if attempt == SEND_ATTEMPTS - 1:
+                    raise SendFailed(type(error).__name__) from error
+                log.warning("matrix.send_retry", room_id=room_id, error_type=type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.homeserver_retry_max_seconds)
+                continue
             if isinstance(response, RoomSendResponse):
                 return str(response.event_id)
             self._raise_if_auth_error(response)

@@ -171,3 +171,18 @@ def unlock_crypto_store(settings: Settings) -> None:
             log.info("matrix.crypto_store_sealed", device_id=device_id)
         finally:
             store.database.close()
+
+
+def crypto_store_opens(settings: Settings, device_id: str) -> bool | None:
+    """For `tchap-bot doctor`: None when this device has no crypto store yet, else whether its
+    private keys open with the configured passphrase (TCHAP_BOT_STORE_PASSPHRASE)."""
+    path = settings.crypto_store_dir / f"{settings.user_id}_{device_id}.db"
+    if not path.is_file():
+        return None
+    store = DefaultStore(
+        settings.user_id, device_id, str(settings.crypto_store_dir), pickle_key(settings)
+    )
+    try:
+        return _opens(store)
+    finally:
+        store.database.close()

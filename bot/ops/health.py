@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import structlog
@@ -121,3 +122,28 @@ async def start_health_server(settings: Settings, readiness: Callable[[], bool])
     bound = int(sock.getsockname()[1])
     log.info("health.listening", host=settings.health_host, port=bound)
     return HealthServer(runner, bound)
+
+
+def probe(environ: Mapping[str, str], timeout: float = 4.0) -> int:
+    """The image's HEALTHCHECK (`tchap-bot healthcheck`): 0 when /healthz answers 200.
+
+    Follows the configured endpoint: TCHAP_BOT_HEALTH_PORT (8080) and TCHAP_BOT_HEALTH_HOST
+    (a wildcard bind address is probed on loopback). Needs no other setting.
+    """
+    from bot import texts
+    from config.settings import Settings
+
+    port = int(environ.get("TCHAP_BOT_HEALTH_PORT", Settings.model_fields["health_port"].default))
+    if port == 0:
+        print(texts.HEALTHCHECK_DISABLED)
+        return 0
+    host = environ.get("TCHAP_BOT_HEALTH_HOST", "127.0.0.1").strip() or "127.0.0.1"
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via HTTP_PROXY
+    try:
+        with direct.open(f"http://{host}:{port}/healthz", timeout=timeout) as answer:
+            return 0 if answer.status == 200 else 1
+    except OSError:
+        return 1

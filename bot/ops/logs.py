@@ -14,6 +14,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable, Mapping, MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -93,6 +94,8 @@ def register_secret(value: str | None) -> None:
 def configure_logging(
     level: str = "info", fmt: str = "console", secrets: Iterable[str] = ()
 ) -> None:
+    """Every line on stderr in one format: ours, the libraries' (nio, aiohttp, the SDK),
+    warnings and uncaught exceptions. With `fmt="json"` each line is one JSON object."""
     numeric = getattr(logging, level.upper(), logging.INFO)
     for secret in secrets:
         _scrubber.add(secret)
@@ -101,11 +104,12 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             _scrubber,
             renderer,
@@ -114,18 +118,31 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # matrix-nio and the SDK log through the standard library: keep them quiet and scrubbed.
+    # matrix-nio, aiohttp and the SDK log through the standard library: the same processors
+    # render their records (structlog's ProcessorFormatter), scrubbed, tracebacks included.
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.add_log_level,
+            timestamper,
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _scrubber,
+            renderer,
+        ],
+    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_ScrubbingFormatter(_scrubber))
+    handler.setFormatter(formatter)
+    # Libraries stay quiet below WARNING (their debug lines may carry message contents).
     logging.basicConfig(level=max(numeric, logging.WARNING), handlers=[handler], force=True)
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
 
 
-class _ScrubbingFormatter(logging.Formatter):
-    """Scrubs the whole formatted record, traceback included (a filter would miss it)."""
-
-    def __init__(self, scrubber: SecretScrubber) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._scrubber = scrubber
-
-    def format(self, record: logging.LogRecord) -> str:
-        return self._scrubber.scrub(super().format(record))
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    """An uncaught exception is one more log line, in the configured format."""
+    logging.getLogger("tchap_bot").critical("uncaught_exception", exc_info=(kind, error, traceback))

@@ -10,10 +10,16 @@ from prometheus_client import Counter, Gauge, Histogram
 _FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _LLM_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80)
 
-QUESTIONS = Counter("tchapbot_questions_total", "Questions addressed to the bot")
+# Questions, commands and scheduled runs are counted apart: a command is no question.
+QUESTIONS = Counter("tchapbot_questions_total", "Questions for the model (commands excluded)")
 ANSWERS = Counter("tchapbot_answers_total", "Answers sent")
-ERRORS = Counter("tchapbot_errors_total", "Failures, by kind", ["kind"])
+ERRORS = Counter(
+    "tchapbot_errors_total",
+    "Questions or commands that failed inside the bot, by kind (LLM failures: tchapbot_llm_errors_total)",
+    ["kind"],
+)
 COMMANDS = Counter("tchapbot_commands_total", "Commands run, by name", ["command"])
+SCHEDULED_RUNS = Counter("tchapbot_scheduled_runs_total", "Scheduled commands queued")
 RATE_LIMITED = Counter("tchapbot_rate_limited_total", "Questions refused by rate limits", ["scope"])
 
 LLM_LATENCY = Histogram("tchapbot_llm_seconds", "LLM call duration", buckets=_LLM_BUCKETS)

@@ -14,6 +14,7 @@ from bot.store.documents import DocumentsRepository
 from bot.store.keys import AwaitingKeysRepository
 from bot.store.messages import MessagesRepository
 from bot.store.people import PeopleRepository
+from bot.store.pilot import PilotRepository
 from bot.store.receipts import ReadReceiptsRepository
 from bot.store.room_commands import RoomCommandsRepository
 from bot.store.rooms import RoomsRepository
@@ -40,6 +41,7 @@ class Store:
         self.schedules = SchedulesRepository(db)
         self.keys = AwaitingKeysRepository(db)
         self.documents = DocumentsRepository(db)
+        self.pilot = PilotRepository(db)
         self.receipts = ReadReceiptsRepository(db)
 
     @classmethod

@@ -22,6 +22,12 @@ class StateRepository:
                 (session.user_id, session.device_id, session.access_token),
             )
 
+    async def forget_session(self) -> bool:
+        """Drop the saved access token (`tchap-bot reset-session`); True if there was one."""
+        async with self._db.transaction() as db:
+            cursor = await db.execute("DELETE FROM session WHERE id = 1")
+            return bool(cursor.rowcount)
+
     async def get(self, key: str) -> str | None:
         row = await self._db.fetchone("SELECT value FROM bot_state WHERE key = ?", (key,))
         return str(row[0]) if row else None

@@ -280,7 +280,9 @@ async def test_real_process_logs_no_secret_nor_content_and_serves_health_and_met
         await eventually(answer_recorded)
         assert samples[("tchapbot_questions_total", ())] == 2
         assert samples[("tchapbot_answers_total", ())] == 1
-        assert samples[("tchapbot_errors_total", (("kind", "llm_unavailable"),))] == 1
+        # An LLM failure is counted once, by the LLM client, not again as a bot error.
+        assert samples[("tchapbot_llm_errors_total", (("kind", "unavailable"),))] == 1
+        assert not any(name == "tchapbot_errors_total" for name, _ in samples)
         assert samples[("tchapbot_llm_retries_total", (("kind", "unavailable"),))] == 3
         assert samples[("tchapbot_llm_seconds_count", ())] == 2
         assert samples[("tchapbot_llm_tokens_total", (("kind", "completion"),))] > 0

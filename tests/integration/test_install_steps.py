@@ -5,10 +5,9 @@ install step is the README's (docs/install-steps.txt, run here for real in a fre
 environment), its health check is run against the real bot's endpoint, and the compose file's
 variables are real settings.
 
-To keep the run short the fresh environment installs the project with PIP_NO_DEPS (the step
-itself unchanged: pip reads its options from the environment) and borrows the dependencies of
-the test environment; a `pip install --dry-run` in the same fresh environment proves that the
-full dependency set resolves from the package index.
+The step installs every dependency from the lock files with `--require-hashes`: running it
+for real proves the lock resolves, installs and matches its hashes (tests/unit/test_lock.py
+proves the lock agrees with pyproject.toml).
 """
 
 from __future__ import annotations
@@ -18,16 +17,13 @@ import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from packaging.requirements import Requirement
 
 from config.settings import Settings, setting_name
 from sandbox.synapse import free_port
@@ -82,7 +78,7 @@ def _clean_env(**extra: str) -> dict[str, str]:
 def _copy_project(destination: Path) -> Path:
     """The sources a user would have after cloning: the step must not touch the repository."""
     destination.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "requirements.lock", "requirements-build.lock"):
         if (ROOT / name).exists():
             shutil.copy2(ROOT / name, destination / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -94,60 +90,20 @@ def _copy_project(destination: Path) -> Path:
 # --- the documented step, for real --------------------------------------------------------------
 
 
-def _resolve_dependencies(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    """Start `pip install --dry-run` of the project's dependencies, as if nothing were installed:
-    proof that the whole set resolves from the index. Run with the test environment's pip (far
-    faster than the one a fresh venv gets), beside the install."""
-    with (ROOT / "pyproject.toml").open("rb") as handle:
-        requirements = tomllib.load(handle)["project"]["dependencies"]
-    requirements_file = tmp_path / "requirements.txt"
-    requirements_file.write_text("\n".join(requirements) + "\n")
-    report_path = tmp_path / "report.json"
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--dry-run",
-            "--ignore-installed",
-            "--quiet",
-            "--report",
-            str(report_path),
-            "-r",
-            str(requirements_file),
-        ],
-        env=_clean_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    return process, report_path
-
-
 def test_documented_install_step_gives_a_working_tchap_bot(tmp_path: Path) -> None:
     step = documented_install_step()
+    assert "--require-hashes -r requirements.lock" in step
     project = _copy_project(tmp_path / "tchap-bot")
-    resolving, report_path = _resolve_dependencies(tmp_path)
-    try:
-        subprocess.run(
-            ["bash", "-c", step],
-            cwd=project,
-            env=_clean_env(PIP_NO_DEPS="1", PIP_QUIET="1"),
-            check=True,
-            timeout=PIP_GUARD_SECONDS,
-        )
-    except BaseException:
-        resolving.kill()
-        resolving.wait()
-        raise
+    subprocess.run(
+        ["bash", "-c", step],
+        cwd=project,
+        env=_clean_env(PIP_QUIET="1"),
+        check=True,
+        timeout=PIP_GUARD_SECONDS,
+    )
     venv = project / ".venv"
     python = venv / "bin" / "python"
-
-    # Borrow the test environment's dependencies (a plain path: no .pth, no editable finder).
     site_packages = next((venv / "lib").glob("python3*/site-packages"))
-    (site_packages / "zz_test_dependencies.pth").write_text(
-        "\n".join(site.getsitepackages()) + "\n"
-    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     located = subprocess.run(
@@ -179,7 +135,15 @@ def test_documented_install_step_gives_a_working_tchap_bot(tmp_path: Path) -> No
         timeout=60,
     )
     assert shown.returncode == 0, shown.stderr
-    for command in ("run", "export-data", "purge-user", "sandbox"):
+    for command in (
+        "run",
+        "export-data",
+        "purge-user",
+        "sandbox",
+        "doctor",
+        "reset-session",
+        "healthcheck",
+    ):
         assert command in shown.stdout
 
     refused = subprocess.run(
@@ -203,17 +167,24 @@ def test_documented_install_step_gives_a_working_tchap_bot(tmp_path: Path) -> No
     assert "mot-de-passe-secret" not in refused.stderr and "cle-secrete" not in refused.stderr
     assert not (tmp_path / "data").exists(), "nothing is started with a bad configuration"
 
-    _, errors = resolving.communicate(timeout=PIP_GUARD_SECONDS)
-    assert resolving.returncode == 0, errors.decode(errors="replace")
-    report = json.loads(report_path.read_text())
-    would_install = {
-        item["metadata"]["name"].lower().replace("_", "-") for item in report["install"]
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all"],
+        env=_clean_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    pins = {
+        line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+        for line in installed.splitlines()
+        if "==" in line
     }
-    with (ROOT / "pyproject.toml").open("rb") as handle:
-        direct = tomllib.load(handle)["project"]["dependencies"]
-    for requirement in direct:
-        name = Requirement(requirement).name.lower().replace("_", "-")
-        assert name in would_install, f"{name} missing from the resolution"
+    locked = re.findall(
+        r"^([a-z0-9][a-z0-9._-]*)==(\S+)", (ROOT / "requirements.lock").read_text(), re.MULTILINE
+    )
+    for name, version in locked:
+        assert pins.get(name.lower().replace("_", "-")) == version, f"{name} not as locked"
 
 
 # --- the Dockerfile, the README and compose agree ------------------------------------------------
@@ -236,44 +207,62 @@ def test_dockerfile_runtime_contract() -> None:
     values = dict(instructions)  # last of each kind
     assert instructions[0] == ("FROM", "python:3.11-slim")
     user = values["USER"]
-    assert user not in ("root", "0"), "the bot must not run as root"
+    assert user.isdigit() and int(user) != 0, "a numeric non-root user (runAsNonRoot checks it)"
     assert keywords.index("USER") > max(
         index for index, (keyword, _) in enumerate(instructions) if keyword == "RUN"
     ), "USER comes after the last RUN (installing needs root, running does not)"
     assert values["VOLUME"] == "/data"
-    env = " ".join(arguments for keyword, arguments in instructions if keyword == "ENV")
-    assert "TCHAP_BOT_DATA_DIR=/data" in env.split()
+    env = image_environment()
+    assert env["TCHAP_BOT_DATA_DIR"] == "/data" and env["HOME"] == "/data"
+    assert env["TCHAP_BOT_HEALTH_HOST"] == "0.0.0.0", "probes reach the bot from outside"
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1", "nothing written outside /data (read-only root)"
     assert json.loads(values["CMD"]) == ["tchap-bot", "run"]
-    assert "urllib" in values["HEALTHCHECK"] and "curl" not in values["HEALTHCHECK"]
+    assert healthcheck_argv() == ["tchap-bot", "healthcheck"]
 
 
-def healthcheck_command(port: int) -> list[str]:
-    """The image's HEALTHCHECK command, aimed at `port`, run with this interpreter."""
+def image_environment() -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for keyword, arguments in dockerfile_instructions():
+        if keyword == "ENV":
+            for item in arguments.split():
+                name, _, value = item.partition("=")
+                pairs[name] = value
+    return pairs
+
+
+def healthcheck_argv() -> list[str]:
     arguments = dict(dockerfile_instructions())["HEALTHCHECK"]
-    exec_form = arguments[arguments.index("CMD") + len("CMD") :].strip()
-    command: list[str] = json.loads(exec_form)
-    assert command[0] == "python"
-    assert "http://127.0.0.1:8080/healthz" in command[-1]
-    default_port = Settings.model_fields["health_port"].default
-    assert default_port == 8080, "the HEALTHCHECK port follows the health_port default"
-    return [sys.executable, *command[1:-1], command[-1].replace(":8080/", f":{port}/")]
+    command: list[str] = json.loads(arguments[arguments.index("CMD") + len("CMD") :].strip())
+    return command
 
 
-async def _exit_code(command: list[str]) -> int:
+async def _healthcheck(**env: str) -> int:
+    """The image's HEALTHCHECK command with the image's environment plus `env`."""
+    argv = healthcheck_argv()
+    assert argv[0] == "tchap-bot"
+    image_env = {k: v for k, v in image_environment().items() if k.startswith("TCHAP_BOT_HEALTH")}
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+        sys.executable,
+        "-m",
+        "bot",
+        *argv[1:],
+        cwd=ROOT,
+        env=_clean_env(**{**image_env, **env}, HTTP_PROXY="http://127.0.0.1:9"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     return await asyncio.wait_for(process.wait(), 60)
 
 
-async def test_healthcheck_passes_on_the_running_bot_and_fails_without_it(
+async def test_healthcheck_follows_the_configured_port_and_fails_without_the_bot(
     start_bot: StartBot,
 ) -> None:
     port = free_port()
-    bot = await start_bot(health_port=port)
-    assert await _exit_code(healthcheck_command(port)) == 0
+    bot = await start_bot(health_port=port, health_host="0.0.0.0")
+    assert await _healthcheck(TCHAP_BOT_HEALTH_PORT=str(port)) == 0
+    assert await _healthcheck(TCHAP_BOT_HEALTH_PORT=str(free_port())) != 0, "another port"
     await bot.stop()
-    assert await _exit_code(healthcheck_command(port)) != 0
+    assert await _healthcheck(TCHAP_BOT_HEALTH_PORT=str(port)) != 0
 
 
 def test_compose_uses_real_settings_and_local_ports() -> None:

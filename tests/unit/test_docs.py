@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from config.reference import EXAMPLE_FILE, settings_reference_markdown
-from config.settings import Settings, load_settings
+from config.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,14 @@ def test_example_config_names_every_setting_and_is_valid(monkeypatch: pytest.Mon
     tomllib.loads(text)
     for variable in ("MISTRAL_API_KEY", "MISTRAL_SERVER_URL"):
         monkeypatch.delenv(variable, raising=False)
-    settings = load_settings(EXAMPLE_FILE)
+    # Its placeholder secrets are refused, naming each setting, never echoing a value.
+    with pytest.raises(ConfigError) as refused:
+        load_settings(EXAMPLE_FILE)
+    lines = str(refused.value).splitlines()
+    assert len(lines) == 2, lines
+    assert "TCHAP_BOT_PASSWORD" in lines[0] and "MISTRAL_API_KEY" in lines[1]
+    assert all("valeur d'exemple" in line for line in lines)
+    settings = load_settings(EXAMPLE_FILE, password="un-vrai-secret", mistral_api_key="cle-reelle")
     assert settings.allowed_users == ["@*:agent.*.tchap.gouv.fr"]
 
 

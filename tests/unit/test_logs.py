@@ -31,6 +31,8 @@ def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     yield lines
     structlog.reset_defaults()
+    logging.captureWarnings(False)
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -106,3 +108,30 @@ def test_secret_key_names() -> None:
         assert is_secret_key(name), name
     for name in ("prompt_tokens", "completion_tokens", "room_id", "event_id", "token_count"):
         assert not is_secret_key(name), name
+
+
+def test_json_format_makes_every_line_json_libraries_warnings_and_crashes_included(
+    json_logs: Any,
+) -> None:
+    import warnings
+
+    structlog.get_logger("bot.test").info("ours", room_id="!r:hs")
+    logging.getLogger("nio.client.async_client").warning("Timed out, sleeping for %ds", 3)
+    logging.getLogger("aiohttp.client").error("Unclosed client session")
+    warnings.warn("deprecated thing", UserWarning, stacklevel=1)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        sys.excepthook(*sys.exc_info())
+
+    records = [json.loads(line) for line in json_logs()]  # raises on any non-JSON line
+    by_event = {record["event"]: record for record in records}
+    assert by_event["ours"]["room_id"] == "!r:hs"
+    nio = by_event["Timed out, sleeping for 3s"]
+    assert nio["logger"] == "nio.client.async_client" and nio["level"] == "warning"
+    assert by_event["Unclosed client session"]["logger"] == "aiohttp.client"
+    assert any("deprecated thing" in record["event"] for record in records)
+    crash = by_event["uncaught_exception"]
+    assert crash["level"] == "critical" and "ValueError: boom" in crash["exception"]
+    for record in records:
+        assert "timestamp" in record and "level" in record

@@ -57,6 +57,7 @@ def test_commands_are_registered_in_order() -> None:
         "stats",
         "transcrire",
         "oublie-moi",
+        "avis",
         "commandes",
         "commande",
         "planifier",
