@@ -21,6 +21,7 @@ from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
+from bot.documents.service import DocumentService
 from bot.matrix.gateway import MatrixGateway
 from bot.matrix.session import AuthenticationFailed
 from bot.ops import datalock
@@ -60,6 +61,7 @@ class BotApp:
         self.router: Router | None = None
         self.llm: LLMClient | None = None
         self.scheduler: Scheduler | None = None
+        self.documents: DocumentService | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -137,6 +139,11 @@ class BotApp:
             pilot=pilot,
         )
         scheduler = self.scheduler = dispatcher.scheduler = Scheduler(store, router.run_scheduled)
+        await store.documents.load_sqlite_vec()
+        documents = self.documents = DocumentService(
+            settings, store.documents, gateway, llm, tokens
+        )
+        router.documents = dispatcher.documents = conversation.documents = documents
         gateway.attach(router)
         background: list[asyncio.Task[None]] = []
         health: HealthServer | None = None
@@ -149,6 +156,7 @@ class BotApp:
                 return EXIT_OK
             if not await self._unless_stopped(router.resume_pending()):
                 return EXIT_OK
+            await documents.resume_pending()
             background.append(
                 asyncio.create_task(
                     retention_loop(
@@ -182,6 +190,7 @@ class BotApp:
             for closing in (
                 health.stop() if health is not None else None,
                 conversation.close(),
+                documents.close(),
                 gateway.close(),
                 llm.close(),
                 store.close(),

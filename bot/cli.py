@@ -113,7 +113,8 @@ async def _purge(settings: Settings, user_id: str) -> int:
         f"{deleted.conversation_turns} éléments de contexte, {deleted.questions_withdrawn} "
         f"questions en attente abandonnées, {deleted.custom_commands} commandes de salon, "
         f"{deleted.schedules} planifications ; {deleted.audit_texts} textes du journal des "
-        "réglages effacés (qui et quand restent)."
+        "réglages effacés (qui et quand restent) ; "
+        f"{deleted.documents} documents."
     )
     return 0
 

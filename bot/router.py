@@ -21,6 +21,7 @@ from bot.answer.conversation import ConversationHandler
 from bot.answer.media import MediaError, MediaService, is_image, is_voice, placeholder
 from bot.answer.replies import Outbox
 from bot.classify import RoomFacts, classify, parse_invocation
+from bot.documents.service import DocumentService
 from bot.models import (
     Action,
     Decision,
@@ -196,6 +197,7 @@ class Router:
         self._room_config = room_config
         self._outbox = outbox
         self._room_commands = room_commands
+        self.documents: DocumentService | None = None
         self._media = media
         # DM images waiting for the question typed after them, and the question that took one.
         self._waiting_images: dict[tuple[str, str], _WaitingImage] = {}
@@ -349,6 +351,14 @@ class Router:
         if self._media is not None and (is_voice(message) or is_image(message)):
             await self._on_media(message, room, answerable, received_at)
             return
+        if (
+            message.kind is MessageKind.ATTACHMENT
+            and self.documents is not None
+            and self._settings.is_allowed_user(message.sender)
+        ):
+            # Files are read in the background (documents); the file's name is then stored
+            # like any message (summaries), never answered as text.
+            await self.documents.on_attachment(message)
         replied_to = None
         if message.reply_to_event_id is not None and answerable and not room.is_direct:
             replied_to = await self._replied_sender(message)

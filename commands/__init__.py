@@ -8,6 +8,7 @@ from commands import (
     commande,
     commandes,
     config,
+    documents,
     modele,
     oublie,
     oublie_moi,
@@ -25,6 +26,7 @@ def build_registry() -> CommandRegistry:
     for module in (
         aide,
         resume,
+        documents,
         oublie,
         config,
         modele,

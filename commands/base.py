@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bot.answer.media import MediaService
     from bot.answer.replies import Outbox
     from bot.answer.summary import Summarizer
+    from bot.documents.service import DocumentService
     from bot.ops.ratelimit import Cooldown
     from bot.pilot.service import Pilot
     from bot.room_commands import RoomCommandsRepository
@@ -78,6 +79,7 @@ class CommandContext:
     prefix: str = "!"
     summarizer: Summarizer | None = None
     scheduler: Scheduler | None = None
+    documents: DocumentService | None = None
     pilot: Pilot | None = None
     media: MediaService | None = None
     large_summary_cooldown: Cooldown | None = None

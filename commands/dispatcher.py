@@ -13,6 +13,7 @@ from bot.answer.llm import LLMClient
 from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer
+from bot.documents.service import DocumentService
 from bot.french import command_key
 from bot.models import IncomingMessage, Invocation, RoomContext, WithdrawScope
 from bot.ops.ratelimit import Cooldown
@@ -60,6 +61,7 @@ class CommandDispatcher:
         self._media = media
         self._direct_room = direct_room  # the bot's DM with a user (private summaries)
         self.scheduler: Scheduler | None = None
+        self.documents: DocumentService | None = None
         self.large_summary_cooldown = Cooldown(settings.large_summary_cooldown_seconds)
         self.builtin_words = frozenset(
             command_key(word)
@@ -108,6 +110,7 @@ class CommandDispatcher:
             summarizer=self._summarizer,
             room_commands=self._room_commands,
             scheduler=self.scheduler,
+            documents=self.documents,
             pilot=self._pilot,
             media=self._media,
             large_summary_cooldown=self.large_summary_cooldown,

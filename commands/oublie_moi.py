@@ -39,6 +39,7 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
         custom_commands=deleted.custom_commands,
         schedules=deleted.schedules,
         audit_texts=deleted.audit_texts,
+        documents=deleted.documents,
     )
     await ctx.reply(
         texts.FORGET_ME_DONE.format(
@@ -46,6 +47,7 @@ async def run(ctx: CommandContext, _: NoArgs) -> None:
             turns=deleted.conversation_turns,
             commands=deleted.custom_commands,
             schedules=deleted.schedules,
+            documents=deleted.documents,
         )
     )
 
@@ -61,7 +63,8 @@ COMMAND: Command[NoArgs] = Command(
     can_disable=False,
     details=(
         "Supprime vos messages enregistrés (utilisés pour les résumés), vos échanges avec "
-        "l'assistant, le texte de vos questions, les commandes du salon et les planifications "
+        "l'assistant, le texte de vos questions, les documents que vous avez partagés, les "
+        "commandes du salon et les planifications "
         "que vous avez créées, dans tous les salons où il se trouve ; le journal des réglages "
         "garde qui a changé quoi et quand, sans les textes. Une question que vous aviez posée "
         "et qui attendait encore sa réponse est abandonnée, et une réponse en cours d'écriture "

@@ -318,6 +318,11 @@ def _first_part(markdown: str) -> str:
 
 
 async def run(ctx: CommandContext, args: ResumeArgs) -> None:
+    if ctx.message.reply_to_event_id is not None and ctx.documents is not None:
+        from commands.documents import summarize_document
+
+        if await summarize_document(ctx, ctx.message.reply_to_event_id):
+            return  # `!resume` replying to a shared file summarises that document
     if not ctx.room_settings.resumes:
         await ctx.reply(texts.SUMMARY_DISABLED.format(prefix=ctx.prefix))
         return

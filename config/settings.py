@@ -331,6 +331,52 @@ class Settings(BaseSettings):
         description="Timeout of one attachment download from the homeserver",
     )
 
+    # --- Documents ------------------------------------------------------------------------
+    document_max_pages: int = Field(
+        default=300, ge=1, le=10_000, description="Longest document read (pages)"
+    )
+    document_max_inflated_mb: float = Field(
+        default=100.0,
+        gt=0,
+        le=4096,
+        description="Largest decompressed size of a DOCX/ODT (MB; zip bombs are refused)",
+    )
+    document_extract_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="Time allowed to read one document"
+    )
+    document_workers: int = Field(
+        default=1, ge=1, le=32, description="Worker processes reading documents"
+    )
+    ocr_model: str = Field(
+        default="mistral-ocr-latest",
+        description="OCR model for pages without a text layer (empty: no OCR)",
+    )
+    embedding_model: str = Field(
+        default="mistral-embed",
+        description="Embedding model for document search (empty: full-text search only)",
+    )
+    document_context_tokens: int = Field(
+        default=4000,
+        ge=0,
+        le=1_000_000,
+        description="Tokens of document passages sent with a question (0: documents off)",
+    )
+    document_passages: int = Field(
+        default=6, ge=1, le=50, description="Passages of the room's documents a question may get"
+    )
+    document_min_similarity: float = Field(
+        default=0.75,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity a passage needs to be found by meaning alone",
+    )
+    document_recent_minutes: float = Field(
+        default=60.0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="In a DM, documents sent this recently before a question are part of it",
+    )
+
     # --- Logs -----------------------------------------------------------------------------
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="debug, info, warning or error"

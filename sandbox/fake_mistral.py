@@ -5,6 +5,11 @@ timeouts, broken streams, outages) without internet and with deterministic answe
 It speaks the same wire format as ``POST /v1/chat/completions`` on api.mistral.ai, vLLM
 or llama.cpp, so ``Mistral(api_key="k", server_url=fake.base_url)`` talks to it unchanged.
 
+Beyond chat it answers ``POST /v1/embeddings`` (deterministic bag-of-words vectors: texts
+sharing words are close) and ``POST /v1/ocr`` (a fixed sentence per requested page, or what
+``ocr_responder`` says), both in the exact shapes the SDK parses; ``embeddings_enabled`` and
+``ocr_enabled`` turn them into 404s, as on a local model that has neither.
+
 Also runnable for the bench and demos: ``python -m sandbox.fake_mistral --port 8088``.
 """
 
@@ -12,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import inspect
 import json
+import math
 import re
 import socket
 import time
+import unicodedata
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,6 +39,8 @@ Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
 DEFAULT_MODEL = "mistral-small-latest"
 CANNED_MODEL = "reponses-factices"  # what the sandbox's --fake-llm model is called
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
+EMBEDDING_DIMENSIONS = 1024
+_WORD_RE = re.compile(r"\w+")
 
 _ERROR_TEXTS = {
     400: "Bad request",
@@ -92,6 +103,36 @@ def default_responder(body: dict[str, Any]) -> str:
     return canned_answer(body)
 
 
+def fake_embedding(text: str) -> list[float]:
+    """A unit vector from the text's words (accents folded, first 6 letters): texts sharing
+    words point the same way, so retrieval by similarity behaves sensibly in tests."""
+    folded = unicodedata.normalize("NFKD", text.lower())
+    folded = "".join(char for char in folded if not unicodedata.combining(char))
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in _WORD_RE.findall(folded):
+        if len(word) < 3:
+            continue
+        digest = hashlib.blake2b(word[:6].encode(), digest_size=4).digest()
+        vector[int.from_bytes(digest, "little") % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(value * value for value in vector)) or 1.0
+    return [value / norm for value in vector]
+
+
+def default_ocr_text(page_index: int) -> str:
+    return f"Texte reconnu par OCR sur la page {page_index + 1} du document numérisé."
+
+
+def _pdf_page_count(document: dict[str, Any]) -> int:
+    url = str(document.get("document_url") or "")
+    _, _, payload = url.partition("base64,")
+    try:
+        import pypdfium2
+
+        return len(pypdfium2.PdfDocument(base64.b64decode(payload)))
+    except Exception:
+        return 1
+
+
 def split_tokens(text: str) -> list[str]:
     """Word-ish tokens whose concatenation is exactly ``text`` (whitespace preserved)."""
     return _TOKEN_RE.findall(text) or [""]
@@ -138,6 +179,11 @@ class FakeMistral:
         self.transcriptions: list[dict[str, Any]] = []
         self.transcription_text: str | None = None  # None: "Transcription simulée (N octets)."
         self.transcription_supported = True  # False: 404, like llama.cpp's server
+        self.embeddings_enabled = True
+        self.ocr_enabled = True
+        self.ocr_responder: Callable[[int], str] = default_ocr_text  # 0-based page index
+        self.embedding_requests: list[dict[str, Any]] = []
+        self.ocr_requests: list[dict[str, Any]] = []
         self.host = host
         self.port = port
         self.base_url = ""
@@ -177,6 +223,8 @@ class FakeMistral:
         """Forget recorded requests and pending scripted behaviour."""
         self.requests.clear()
         self.transcriptions.clear()
+        self.embedding_requests.clear()
+        self.ocr_requests.clear()
         self._failures.clear()
         self._breaks.clear()
         self._hangs.clear()
@@ -204,6 +252,8 @@ class FakeMistral:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/transcriptions", self._transcription)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/ocr", self._ocr)
         # A short shutdown timeout: hung handlers must not make teardown wait.
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
@@ -286,6 +336,56 @@ class FakeMistral:
             for model_id in self.model_ids
         ]
         return web.json_response({"object": "list", "data": data})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        if not self.embeddings_enabled:
+            return self._error(404, body='{"detail": "Not Found"}')
+        if self._down:
+            return self._error(503)
+        body = await request.json()
+        self.embedding_requests.append(body)
+        inputs = body.get("input")  # the SDK's `inputs` goes on the wire as `input`
+        texts = [inputs] if isinstance(inputs, str) else [str(item) for item in inputs or []]
+        tokens = sum(len(split_tokens(text)) for text in texts)
+        return web.json_response(
+            {
+                "id": uuid.uuid4().hex,
+                "object": "list",
+                "model": body.get("model", "mistral-embed"),
+                "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
+                "data": [
+                    {"object": "embedding", "embedding": fake_embedding(text), "index": index}
+                    for index, text in enumerate(texts)
+                ],
+            }
+        )
+
+    async def _ocr(self, request: web.Request) -> web.Response:
+        if not self.ocr_enabled:
+            return self._error(404, body='{"detail": "Not Found"}')
+        if self._down:
+            return self._error(503)
+        body = await request.json()
+        self.ocr_requests.append(body)
+        document = body.get("document") if isinstance(body.get("document"), dict) else {}
+        pages = body.get("pages")
+        if not isinstance(pages, list) or not pages:
+            pages = list(range(_pdf_page_count(document)))
+        return web.json_response(
+            {
+                "model": body.get("model", "mistral-ocr-latest"),
+                "pages": [
+                    {
+                        "index": int(index),
+                        "markdown": self.ocr_responder(int(index)),
+                        "images": [],
+                        "dimensions": {"dpi": 200, "height": 2339, "width": 1654},
+                    }
+                    for index in pages
+                ],
+                "usage_info": {"pages_processed": len(pages), "doc_size_bytes": None},
+            }
+        )
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:

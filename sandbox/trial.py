@@ -590,8 +590,8 @@ class Sandbox:
             if event_id is None:
                 self.failures += 1
                 continue
-            if msgtype == "m.image" and index + 1 < len(messages):
-                continue  # the next line is the question about this image
+            if msgtype in ("m.image", "m.file") and index + 1 < len(messages):
+                continue  # the next line is the question about this image or document
             answered = await self._wait_or_bot_stopped(
                 chat.wait_for_answer(event_id, self.options.answer_timeout)
             )
@@ -671,8 +671,8 @@ class Sandbox:
             if text.strip():
                 if not self.console.live_prompt:  # a terminal echoes what is typed; a pipe not
                     self.console.message(texts.SANDBOX_USER_LABEL, text.strip())
-                event_id, _ = await self._send(chat, text.strip())
-                if event_id is not None:
+                event_id, msgtype = await self._send(chat, text.strip())
+                if event_id is not None and msgtype != "m.file":  # documents get no reply
                     pending.append(event_id)
 
     async def _wait_for_answers(self, chat: ChatClient, event_ids: list[str]) -> None:

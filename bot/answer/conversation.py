@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -29,6 +30,9 @@ from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
+if TYPE_CHECKING:
+    from bot.documents.service import DocumentContext
+
 log = structlog.get_logger(__name__)
 TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon
 HISTORY_SCAN_LIMIT = 400  # turns read from the store before trimming to the token budget
@@ -39,6 +43,20 @@ ERROR_TEXTS = {
     LLMErrorKind.TIMEOUT: texts.LLM_TIMEOUT,
     LLMErrorKind.EMPTY: texts.LLM_EMPTY_ANSWER,
 }
+
+
+class DocumentSource(Protocol):
+    """The room's documents, as questions see them (bot.documents.service.DocumentService)."""
+
+    async def context_for(
+        self,
+        message: IncomingMessage,
+        question: str,
+        budget_tokens: int,
+        *,
+        is_direct: bool,
+        last_exchange_ms: int | None,
+    ) -> DocumentContext | None: ...
 
 
 def french_date(moment: datetime) -> str:
@@ -61,11 +79,14 @@ class ConversationHandler:
         tokens: TokenCounter,
         outbox: Outbox,
         clock: Callable[[], float] = time.time,
+        documents: DocumentSource | None = None,
     ) -> None:
         self._settings = settings
+        self.documents = documents
         self._store = store
         self._llm = llm
         self._tokens = tokens
+        self.tokens = tokens  # shared with commands (document summaries)
         self._outbox = outbox
         self._clock = clock
         self._base_prompt = settings.default_system_prompt()
@@ -102,10 +123,13 @@ class ConversationHandler:
         room: RoomContext,
         room_settings: RoomSettings,
         images: tuple[str, ...] = (),
+        documents: DocumentContext | None = None,
     ) -> ChatRequest:
         """`images` (data URLs) go with the question to the vision model."""
         system = self.system_prompt(room, room_settings)
         question_line = self._speaker_line(room, message.sender_name, question)
+        if documents is not None and documents.block:
+            question_line = f"{documents.block}\n\n{question_line}"
         if message.reply_to_event_id:
             quoted = await self._store.messages.get(message.reply_to_event_id)
             if (
@@ -179,6 +203,13 @@ class ConversationHandler:
         instead of the image); `failure_text` may explain some failures better."""
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
         typing_on = asyncio.Event()
+        documents = (
+            None if images else await self._documents_for(message, question, room, room_settings)
+        )
+        if documents is not None and documents.notice is not None:
+            await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
+            await self._store.triggers.finish(message, "answered")
+            return
         typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
         recorded = question if recorded_question is None else recorded_question
         streaming = (
@@ -187,19 +218,23 @@ class ConversationHandler:
             else self._settings.streaming
         )
         try:
-            request = await self.build_request(message, question, room, room_settings, images)
+            request = await self.build_request(
+                message, question, room, room_settings, images, documents
+            )
             usage.current().model = request.model
             if self._settings.log_message_content:
                 bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
             if received_at is not None:
                 metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
+            footer = documents.footer if documents is not None and documents.sources else None
             if streaming:
-                completion = await self._stream(message, recorded, request, reply_prefix)
+                completion = await self._stream(message, recorded, request, reply_prefix, footer)
             else:
                 completion = await self._llm.complete(request)
                 llm_done = time.perf_counter()
+                shown = completion.text + (footer(completion.text) if footer else "")
                 event_ids = await self._outbox.reply(
-                    message, reply_prefix + completion.text, purpose="answer", measure_from=llm_done
+                    message, reply_prefix + shown, purpose="answer", measure_from=llm_done
                 )
                 if not await self.record_answer(
                     message, recorded, completion.text, event_ids, completion
@@ -235,12 +270,47 @@ class ConversationHandler:
         await asyncio.gather(typing_on, return_exceptions=True)
         await self._outbox.typing(message.room_id, False)
 
+    async def _documents_for(
+        self,
+        message: IncomingMessage,
+        question: str,
+        room: RoomContext,
+        room_settings: RoomSettings,
+    ) -> DocumentContext | None:
+        """Passages of the room's documents for this question, within the token budget."""
+        if self.documents is None:
+            return None
+        settings = self._settings
+        available = (
+            settings.context_token_budget
+            - settings.max_answer_tokens
+            - self._tokens.count(self.system_prompt(room, room_settings))
+            - self._tokens.count(question)
+            - 64
+        )
+        last = await self._store.messages.recent_turns(message.room_id, message.thread_root_id, 1)
+        return await self.documents.context_for(
+            message,
+            question,
+            available,
+            is_direct=room.is_direct,
+            last_exchange_ms=last[-1].timestamp_ms if last else None,
+        )
+
     async def _stream(
-        self, message: IncomingMessage, question: str, request: ChatRequest, prefix: str = ""
+        self,
+        message: IncomingMessage,
+        question: str,
+        request: ChatRequest,
+        prefix: str = "",
+        footer: Callable[[str], str] | None = None,
     ) -> Completion:
         usage = Completion(text="")
         reply = StreamingReply(
-            self._outbox, message, edit_interval=self._settings.stream_edit_interval_seconds
+            self._outbox,
+            message,
+            edit_interval=self._settings.stream_edit_interval_seconds,
+            footer=footer,
         )
         deltas = self._llm.stream(request, usage, on_finish=reply.model_finished)
         outcome = await stream_answer(_prefixed(deltas, prefix) if prefix else deltas, reply)

@@ -11,6 +11,7 @@ service that is down; after a cooldown one question probes it (no retries) and c
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -25,6 +26,7 @@ from mistralai.client import Mistral
 from mistralai.client.errors import MistralError, NoResponseError
 from mistralai.client.models import (
     AssistantMessage,
+    DocumentURLChunk,
     ImageURLChunk,
     SystemMessage,
     TextChunk,
@@ -446,6 +448,45 @@ class LLMClient:
         language_found = getattr(response, "language", None)
         return Transcript(text=text, language=language_found if language_found else None)
 
+    # --- Beyond chat: embeddings and OCR (documents) ------------------------------------------
+    # Same retries and concurrency limit as chat; the circuit breaker is left to questions (a
+    # local model without these endpoints must not make the bot look down).
+    async def embed(self, model: str, inputs: list[str]) -> list[list[float]]:
+        """One vector per input (same order). Raises LLMError; `.status` is the HTTP status."""
+        async with self._semaphore:
+            try:
+                response = await self._attempts(
+                    lambda: self._sdk.embeddings.create_async(model=model, inputs=inputs),
+                    probing=False,
+                )
+            except Exception as error:
+                raise _side_error(error) from error
+        vectors: list[list[float]] = [[] for _ in inputs]
+        for position, item in enumerate(response.data):
+            index = item.index if isinstance(item.index, int) else position
+            if 0 <= index < len(inputs) and item.embedding:
+                vectors[index] = list(item.embedding)
+        if any(not vector for vector in vectors):
+            raise LLMError(LLMErrorKind.EMPTY, "embeddings")
+        return vectors
+
+    async def ocr_pdf(self, model: str, pdf: bytes, pages: list[int]) -> dict[int, str]:
+        """Markdown of the given 1-based pages of a PDF, by page number. Raises LLMError."""
+        document = DocumentURLChunk(
+            document_url="data:application/pdf;base64," + base64.b64encode(pdf).decode()
+        )
+        async with self._semaphore:
+            try:
+                response = await self._attempts(
+                    lambda: self._sdk.ocr.process_async(
+                        model=model, document=document, pages=[page - 1 for page in pages]
+                    ),
+                    probing=False,
+                )
+            except Exception as error:
+                raise _side_error(error) from error
+        return {int(page.index) + 1: page.markdown or "" for page in response.pages}
+
     def _failed(self, error: BaseException) -> LLMError:
         kind = classify_error(error)
         if kind in SERVICE_ANSWERED:
@@ -456,6 +497,15 @@ class LLMClient:
         log.warning("llm.request_failed", kind=kind.value, error_type=type(error).__name__)
         status = error.status_code if isinstance(error, MistralError) else None
         return LLMError(kind, type(error).__name__, status=status)
+
+
+def _side_error(error: BaseException) -> LLMError:
+    kind = classify_error(error)
+    status = getattr(error, "status_code", None)
+    log.info("llm.side_request_failed", kind=kind.value, status=status)
+    failure = LLMError(kind, type(error).__name__)
+    failure.status = status if isinstance(status, int) else None
+    return failure
 
 
 async def _with_idle_timeout(stream: Any, seconds: float) -> AsyncIterator[Any]:

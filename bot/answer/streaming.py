@@ -56,6 +56,7 @@ class StreamingReply:
         *,
         edit_interval: float,
         clock: Callable[[], float] = time.monotonic,
+        footer: Callable[[str], str] | None = None,
     ) -> None:
         self._outbox = outbox
         self._trigger = trigger
@@ -63,6 +64,7 @@ class StreamingReply:
         # A model writing one word and then nothing for this long still shows that word.
         self._first_wait = edit_interval
         self._clock = clock
+        self._footer = footer  # appended to the final text only (e.g. document sources)
         self._text = ""
         self._first_text_at: float | None = None
         self._event_id: str | None = None
@@ -168,6 +170,8 @@ class StreamingReply:
         """Final edit with the whole rendered answer; overflow continues in follow-up messages."""
         self.stop()
         text = self._text if complete else self._text.rstrip() + texts.ANSWER_INCOMPLETE
+        if self._footer is not None:
+            text += self._footer(self._text)
         parts = split_for_matrix(text, STREAM_PART_LIMIT_BYTES)
         event_ids: list[str] = []
         body, html = parts[0]

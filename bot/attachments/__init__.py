@@ -1,6 +1,6 @@
 """Files, images, voice and video shared in rooms: the parts that do not touch matrix-nio.
 
-The Matrix edge (`bot.events`) turns `m.file`, `m.image`, `m.audio` and `m.video` contents into an
+The Matrix edge (`bot.matrix.events`) turns `m.file`, `m.image`, `m.audio` and `m.video` contents into an
 `Attachment` with `parse_attachment`; the gateway downloads (and decrypts) it and raises an
 `AttachmentError` that callers turn into one French sentence with `attachment_error_text`.
 """

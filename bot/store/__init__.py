@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.store.database import Database
+from bot.store.documents import DocumentsRepository
 from bot.store.keys import AwaitingKeysRepository
 from bot.store.messages import MessagesRepository
 from bot.store.people import PeopleRepository
@@ -39,6 +40,7 @@ class Store:
         self.commands = RoomCommandsRepository(db)
         self.schedules = SchedulesRepository(db)
         self.keys = AwaitingKeysRepository(db)
+        self.documents = DocumentsRepository(db)
         self.pilot = PilotRepository(db)
         self.receipts = ReadReceiptsRepository(db)
 

@@ -101,6 +101,7 @@ class UserDataDeleted(Record):
     custom_commands: int = 0
     schedules: int = 0
     audit_texts: int = 0
+    documents: int = 0
 
 
 INSERT_MESSAGE = (

@@ -57,6 +57,10 @@ class MessagesRepository:
                     f"({derived}))",
                     (room_id, event_id, event_id, room_id),
                 )
+            # A redacted file: its document, passages, index and embeddings go (cascade).
+            await db.execute(
+                "DELETE FROM documents WHERE room_id = ? AND event_id = ?", (room_id, event_id)
+            )
             await db.execute(
                 "UPDATE triggers SET payload = '{}', status = CASE status WHEN 'pending' "
                 "THEN 'skipped' ELSE status END WHERE event_id = ? AND room_id = ?",
@@ -115,6 +119,9 @@ class MessagesRepository:
                 "DELETE FROM triggers WHERE room_id = ? AND received_at_ms < ? AND status != 'pending'",
                 (room_id, cutoff_ms),
             )
+            await db.execute(
+                "DELETE FROM documents WHERE room_id = ? AND timestamp_ms < ?", (room_id, cutoff_ms)
+            )
         return max(deleted, 0)
 
     async def recent_turns(
@@ -143,4 +150,6 @@ class MessagesRepository:
     async def clear_room(self, room_id: str) -> int:
         async with self._db.transaction() as db:
             cursor = await db.execute("DELETE FROM room_messages WHERE room_id = ?", (room_id,))
-            return max(cursor.rowcount, 0)
+            deleted = max(cursor.rowcount, 0)
+            await db.execute("DELETE FROM documents WHERE room_id = ?", (room_id,))
+            return deleted

@@ -62,6 +62,16 @@ class PeopleRepository:
                     (user_id,),
                 )
             ],
+            "documents": [
+                {**dict(row), "text": str(row["text"] or "")}
+                for row in await self._db.fetchall(
+                    "SELECT d.room_id, d.event_id, d.name, d.mimetype, d.pages, d.timestamp_ms, "
+                    "group_concat(p.text, char(10) || char(10)) AS text FROM documents d "
+                    "LEFT JOIN (SELECT document_id, text FROM document_passages ORDER BY position) p "
+                    "ON p.document_id = d.id WHERE d.sender = ? GROUP BY d.id ORDER BY d.timestamp_ms",
+                    (user_id,),
+                )
+            ],
         }
 
     async def purge(
@@ -114,6 +124,8 @@ class PeopleRepository:
                 (user_id,),
             )
             audit = max(cursor.rowcount, 0)
+            cursor = await db.execute("DELETE FROM documents WHERE sender = ?", (user_id,))
+            documents = max(cursor.rowcount, 0)
         return UserDataDeleted(
             messages=messages,
             conversation_turns=turns,
@@ -121,4 +133,5 @@ class PeopleRepository:
             custom_commands=commands,
             schedules=schedules,
             audit_texts=audit,
+            documents=documents,
         )

@@ -28,7 +28,8 @@ class RoomsRepository:
         """Every room something is stored about (retention must not miss unregistered ones)."""
         rows = await self._db.fetchall(
             "SELECT room_id FROM rooms UNION SELECT room_id FROM room_messages "
-            "UNION SELECT room_id FROM conversation_turns UNION SELECT room_id FROM triggers"
+            "UNION SELECT room_id FROM conversation_turns UNION SELECT room_id FROM triggers "
+            "UNION SELECT room_id FROM documents"
         )
         return [str(row[0]) for row in rows]
 
@@ -46,6 +47,7 @@ class RoomsRepository:
                 "custom_commands",
                 "schedules",
                 "awaiting_keys",
+                "documents",  # passages, their index and embeddings follow (cascade)
                 "read_receipts",
                 "rooms",
             ):

@@ -427,3 +427,34 @@ def test_scripted_sandbox_sends_an_image_and_a_voice_message(tmp_path: Path) -> 
     assert "Impossible de lire" in output
     facts = banner_facts(output)
     assert_nothing_left(str(data_dir), [facts["synapse_pid"]], facts["port"])
+
+
+def test_scripted_sandbox_reads_a_shared_document_offline(tmp_path: Path) -> None:
+    from tests.support.documents import make_pdf
+
+    report = tmp_path / "rapport.pdf"
+    report.write_bytes(make_pdf(["Le comité se réunira le 12 janvier à Brest."]))
+    data_dir = tmp_path / "sandbox"
+    result = subprocess.run(
+        sandbox_command(
+            "--fake-llm",
+            "--data-dir",
+            str(data_dir),
+            "--say",
+            f"/envoyer {report}",
+            "--say",
+            "Résume ce document.",
+        ),
+        env=sandbox_env(),
+        capture_output=True,
+        text=True,
+        timeout=RUN_GUARD_SECONDS,
+        stdin=subprocess.DEVNULL,
+    )
+    output = result.stdout
+    assert result.returncode == 0, f"{output}\n{result.stderr}"
+    assert texts.SANDBOX_FILE_SENT.format(name="rapport.pdf", msgtype="m.file") in output
+    answer = answer_after(output, "Résume ce document.")
+    # The fake model echoes the prompt's start: the document's passage came with the question.
+    assert "Extraits de documents" in answer
+    assert "Sources" in answer and "rapport.pdf, page 1" in answer

@@ -50,6 +50,7 @@ def test_commands_are_registered_in_order() -> None:
     assert names == [
         "aide",
         "resume",
+        "documents",
         "oublie",
         "config",
         "modele",
