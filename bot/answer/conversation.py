@@ -206,6 +206,8 @@ class ConversationHandler:
         documents = (
             None if images else await self._documents_for(message, question, room, room_settings)
         )
+        if documents is not None and documents.sources:
+            usage.current().kind = "document"  # the pilot's report counts document answers apart
         if documents is not None and documents.notice is not None:
             await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
             await self._store.triggers.finish(message, "answered")
@@ -379,7 +381,7 @@ class ConversationHandler:
         metrics.ANSWERS.inc()
         note = usage.current()
         note.answered(
-            "question",
+            "document" if note.kind == "document" else "question",
             event_ids,
             note.model or self._settings.model,
             completion.prompt_tokens,

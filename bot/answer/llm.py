@@ -328,16 +328,13 @@ class LLMClient:
                 )
                 await asyncio.sleep(delay)
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        """One whole answer; raises LLMError with a kind the caller can explain to users."""
+    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
+        """One model call under the concurrency limit, the retries and the circuit breaker."""
         async with self._semaphore:
             probing = self._admit()
             started = time.perf_counter()
             try:
-                response = await self._attempts(
-                    lambda: self._sdk.chat.complete_async(**_sdk_arguments(request)),
-                    probing=probing,
-                )
+                response = await self._attempts(call, probing=probing)
             except Exception as error:
                 raise self._failed(error) from error
             finally:
@@ -345,6 +342,13 @@ class LLMClient:
                 if probing and self.breaker.probing:
                     self.breaker.release_trial()
             self.breaker.record_success()
+            return response
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        """One whole answer; raises LLMError with a kind the caller can explain to users."""
+        response = await self._guarded(
+            lambda: self._sdk.chat.complete_async(**_sdk_arguments(request))
+        )
         text = _answer_text(response)
         usage = getattr(response, "usage", None)
         completion = Completion(
@@ -422,25 +426,13 @@ class LLMClient:
         """Speech to text (`POST /v1/audio/transcriptions`, Voxtral), with the same retries,
         concurrency limit and circuit breaker as chat. A service without the endpoint answers
         404: LLMError REJECTED with that status."""
-        async with self._semaphore:
-            probing = self._admit()
-            started = time.perf_counter()
-            try:
-                response = await self._attempts(
-                    lambda: self._sdk.audio.transcriptions.complete_async(
-                        model=model,
-                        file={"content": audio, "file_name": file_name},
-                        language=language or None,
-                    ),
-                    probing=probing,
-                )
-            except Exception as error:
-                raise self._failed(error) from error
-            finally:
-                metrics.LLM_LATENCY.observe(time.perf_counter() - started)
-                if probing and self.breaker.probing:
-                    self.breaker.release_trial()
-            self.breaker.record_success()
+        response = await self._guarded(
+            lambda: self._sdk.audio.transcriptions.complete_async(
+                model=model,
+                file={"content": audio, "file_name": file_name},
+                language=language or None,
+            )
+        )
         text = str(getattr(response, "text", "") or "").strip()
         if not text:
             metrics.LLM_ERRORS.labels(LLMErrorKind.EMPTY.value).inc()

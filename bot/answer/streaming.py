@@ -42,8 +42,6 @@ class StreamOutcome:
     text: str
     event_ids: list[str]
     complete: bool
-    edits: int
-    first_visible_at: float | None
 
 
 class StreamingReply:
@@ -75,11 +73,6 @@ class StreamingReply:
         self._changed = asyncio.Event()
         self._done = False
         self._model_finished = False
-        self.first_visible_at: float | None = None
-
-    @property
-    def edits(self) -> int:
-        return self._revision
 
     def feed(self, delta: str) -> None:
         if self._first_text_at is None:
@@ -141,7 +134,6 @@ class StreamingReply:
                     self._trigger, body, html, purpose="answer"
                 )
                 self._shown = body
-                self.first_visible_at = self._clock()
             return
         if now - self._last_publish < self._interval or len(self._text) == self._published_length:
             return
@@ -181,7 +173,6 @@ class StreamingReply:
                     self._trigger, body, html, purpose="answer", measure_from=last_token_at
                 )
             )
-            self.first_visible_at = self._clock()
         else:
             await self._outbox.edit(
                 self._trigger,
@@ -249,6 +240,4 @@ async def stream_answer(
         text=reply.text if complete else reply.text.rstrip() + texts.ANSWER_INCOMPLETE,
         event_ids=event_ids,
         complete=complete,
-        edits=reply.edits,
-        first_visible_at=reply.first_visible_at,
     )

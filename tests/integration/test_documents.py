@@ -20,6 +20,7 @@ import pytest
 from bot import texts
 from sandbox.fake_mistral import FakeMistral, message_text
 from tests.integration.conftest import StartBot
+from tests.integration.test_pilot import SECRET, eventually, rows
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.documents import (
     long_report,
@@ -93,7 +94,7 @@ async def test_question_replying_to_a_pdf_gets_its_text_and_cites_it(
 async def test_dm_question_right_after_a_document_is_about_it(
     start_bot: StartBot, user_client: Any, fake_llm: FakeMistral, encrypted: bool
 ) -> None:
-    bot = await start_bot()
+    bot = await start_bot(pilot_secret=SECRET)
     alice: nio.AsyncClient = await user_client("alice", encryption=encrypted)
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True, encrypted=encrypted)
     docx = make_docx(
@@ -107,6 +108,8 @@ async def test_dm_question_right_after_a_document_is_about_it(
     prompt = prompt_of(fake_llm, "Résume ce document.")
     assert "Deux jours par semaine." in prompt and "DINUM | 2" in prompt
     assert "« note.docx », section « Décision »" in prompt
+    # The pilot's report counts answers about documents as their own kind.
+    await eventually(lambda: ("document",) in rows(bot, "SELECT kind FROM usage_events"))
 
 
 async def test_resume_replying_to_a_long_document_is_map_reduced(

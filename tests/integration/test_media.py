@@ -433,4 +433,8 @@ async def test_dm_image_waiting_for_its_question_survives_a_restart(
 
     answer = await wait_for_event(alice, room_id, replies_to(event_id))
     assert body(answer).startswith("Réponse simulée (1 image) : Décris brièvement")
+    for _ in range(300):  # recorded once the send has returned, just after the client sees it
+        if await bot.store.triggers.status(event_id) == "answered":
+            break
+        await asyncio.sleep(0.05)
     assert await bot.store.triggers.status(event_id) == "answered"
