@@ -168,6 +168,8 @@ class FakeMistral:
             "mistral-medium-latest",
             "mistral-large-latest",
             "voxtral-mini-latest",
+            "mistral-ocr-latest",
+            "mistral-embed",
         ]
         # Models that read images; a request with an image for another one gets a 400.
         self.vision_models: set[str] = {
