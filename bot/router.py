@@ -20,6 +20,7 @@ from bot import texts
 from bot.answer.conversation import ConversationHandler
 from bot.answer.media import MediaError, MediaService, is_image, is_voice, placeholder
 from bot.answer.replies import Outbox
+from bot.answer.untrusted import one_line
 from bot.classify import RoomFacts, classify, parse_invocation
 from bot.documents.service import DocumentService
 from bot.models import (
@@ -581,12 +582,16 @@ class Router:
         """The message as summaries read it (reply fallback removed); None when it has no text."""
         if not message.body:
             return None
+        body = decision.text
+        if message.kind is MessageKind.ATTACHMENT and message.attachment is not None:
+            # Summaries name the files shared in their window, and link to them.
+            body = texts.FILE_PLACEHOLDER.format(name=one_line(message.attachment.name))
         return StoredMessage(
             event_id=message.event_id,
             room_id=message.room_id,
             sender=message.sender,
             sender_name=message.sender_name,
-            body=decision.text,
+            body=body,
             timestamp_ms=message.timestamp_ms,
             thread_root_id=message.thread_root_id,
         )

@@ -492,6 +492,7 @@ VOICE_TRANSCRIPT_QUOTE = "> 🎤 {transcript}\n\n"
 VOICE_TRANSCRIPT_POST = "🎤 Transcription du message vocal de {sender} :\n\n> {transcript}"
 VOICE_PLACEHOLDER = "[message vocal]"
 IMAGE_PLACEHOLDER = "[image : {name}]"
+FILE_PLACEHOLDER = "[fichier partagé : {name}]"
 IMAGE_DESCRIBE_REQUEST = (
     "Décris brièvement cette image (quelques phrases). Si elle contient du texte, "
     "résume-le et cite ses éléments importants."

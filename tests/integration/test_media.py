@@ -325,6 +325,9 @@ async def test_group_transcribe_command_posts_a_colleague_transcript(
     lone = await send_text(alice, room_id, "!transcribe")
     notice = await wait_for_event(alice, room_id, replies_to(lone))
     assert body(notice) == texts.TRANSCRIBE_NEEDS_REPLY.format(prefix="!")
+    # A transcribed voice message is part of the room's summaries, as the person's words.
+    await ask(alice, room_id, bot.user_id, "!resume 10")
+    assert fake_llm.requests_containing("Je serai en retard à la réunion.")
 
 
 async def test_group_voice_message_replying_to_the_bot_is_a_question(

@@ -23,6 +23,7 @@ from tests.integration.test_commands import group_room, summary_requests
 from tests.support.bot_helpers import ask, replies_to
 from tests.support.matrix_client import (
     join_room,
+    send_file,
     send_text,
     sync_once,
     wait_for_event,
@@ -295,3 +296,22 @@ async def test_thread_summary_from_the_main_timeline(
     lost = await ask(alice, room_id, bot.user_id, "!resume fil")
     assert "pour résumer un fil" in lost["content"]["body"]
     assert "Usage" in lost["content"]["body"]
+
+
+async def test_a_window_names_the_files_shared_in_it(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot = await start_bot()
+    alice, bob = await user_client("alice"), await user_client("bob")
+    room_id = await group_room(alice, bob, bot)
+    await send_text(bob, room_id, "Je partage le compte rendu de la réunion.")
+    file_event = await send_file(
+        bob, room_id, b"Decision : budget vote.\n", "compte-rendu.txt", "text/plain"
+    )
+    await send_text(alice, room_id, "Merci, je le lis.")
+    summary = await ask(alice, room_id, bot.user_id, "!resume 3")
+    assert summary["sender"] == bot.user_id
+    transcript = summary_requests(fake_llm)[-1]["messages"][-1]["content"]
+    assert "[fichier partagé : compte-rendu.txt]" in transcript
+    stored = await bot.store.messages.get(file_event)
+    assert stored is not None and stored.body == "[fichier partagé : compte-rendu.txt]"
