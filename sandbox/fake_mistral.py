@@ -316,6 +316,10 @@ class FakeMistral:
         """What Mistral's model cards declare, so capability checks see real shapes."""
         if model_id.startswith("voxtral"):
             return {"audio_transcription": self.transcription_supported, "audio": True}
+        if "ocr" in model_id:
+            return {"ocr": True}
+        if "embed" in model_id:
+            return {}
         return {
             "completion_chat": True,
             "function_calling": True,
