@@ -230,7 +230,7 @@ async def test_forget_me_deletes_the_askers_commands_and_schedules_and_cannot_be
     done = await ask(alice, room_id, bot.user_id, "!oublie-moi")
     after = await ask(alice, room_id, bot.user_id, "!commande liste")
 
-    assert "1 commande(s) de salon et 1 planification(s)" in done["content"]["body"]
+    assert "1 commande(s) de salon, 1 planification(s)" in done["content"]["body"]
     assert after["content"]["body"] == texts.CUSTOM_LIST_EMPTY.format(prefix="!")
     path = bot.settings.database_path
     assert "Lyra-12" not in database_text(path)
