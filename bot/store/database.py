@@ -3,6 +3,12 @@
 One aiosqlite connection in autocommit mode; every multi-statement change runs inside one
 explicit transaction under a lock, so a crash (even SIGKILL) leaves either all of it or none.
 Numbered migrations in `bot/store/migrations/` run at start. Only `bot/store/` writes SQL.
+
+Every call into aiosqlite is one hop to its thread and back (a queue, a thread wake-up, a
+wake-up of the event loop): on a busy machine each costs far more than the statement itself.
+So a read is one `execute_fetchall` (not execute + fetchone + close), a single-statement write
+runs alone in autocommit (atomic by itself, no BEGIN/COMMIT around it), and statements return
+what their caller needs (`RETURNING`) instead of a SELECT after them.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +55,12 @@ class StoredMessage(Record):
     thread_root_id: str | None = None
 
 
-class ConversationTurn(Record):
+@dataclass(frozen=True, slots=True)
+class ConversationTurn:
+    """A plain dataclass, not a `Record`: every question reads up to 400 of
+    them back from SQLite, whose columns are already typed (pydantic validation cost ~5 µs
+    a row there, more than the query)."""
+
     role: Role
     sender: str
     sender_name: str
@@ -160,6 +172,7 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several statements, all or none (BEGIN and COMMIT: two hops more than the statements)."""
         async with self._write_lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -169,13 +182,33 @@ class Database:
                 raise
             await self._db.execute("COMMIT")
 
+    @asynccontextmanager
+    async def serialized(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Writes in autocommit, each statement atomic alone, with no other write of this
+        process between them (nor inside them: the one connection is never mid-transaction
+        here). For statements ordered so that a crash between any two leaves a state the
+        retry repairs (see `TriggersRepository.claim`)."""
+        async with self._write_lock:
+            yield self._db
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write statement, atomic alone (autocommit): one hop. Returns the rows changed."""
+        async with self._write_lock:
+            cursor = await self._db.execute(sql, params)
+        return max(cursor.rowcount, 0)
+
+    async def write_returning(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """One write statement with `RETURNING`, atomic alone: one hop, the returned rows."""
+        async with self._write_lock:
+            return list(await self._db.execute_fetchall(sql, params))
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self._db.execute(sql, params) as cursor:
-            return await cursor.fetchone()
+        """The first row (one hop: the query should name one row, or say LIMIT 1)."""
+        rows = await self._db.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._db.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return list(await self._db.execute_fetchall(sql, params))
 
     async def migrate(self) -> int:
         """Apply pending numbered migrations; returns the schema version."""

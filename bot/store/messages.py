@@ -20,10 +20,11 @@ class MessagesRepository:
 
     async def save(self, messages: Iterable[StoredMessage]) -> None:
         rows = [message_row(m) for m in messages]
-        if not rows:
-            return
-        async with self._db.transaction() as db:
-            await db.executemany(INSERT_MESSAGE, rows)
+        if len(rows) == 1:
+            await self._db.write(INSERT_MESSAGE, rows[0])  # the usual case: one hop
+        elif rows:
+            async with self._db.transaction() as db:
+                await db.executemany(INSERT_MESSAGE, rows)
 
     async def get(self, event_id: str) -> StoredMessage | None:
         row = await self._db.fetchone("SELECT * FROM room_messages WHERE event_id = ?", (event_id,))
@@ -132,7 +133,7 @@ class MessagesRepository:
             "WHERE room_id = ? AND thread_root_id IS ? ORDER BY id DESC LIMIT ?",
             (room_id, thread_root_id, limit),
         )
-        return [ConversationTurn(**dict(row)) for row in reversed(rows)]
+        return [ConversationTurn(*row) for row in reversed(rows)]  # the columns in field order
 
     async def clear_conversation(self, room_id: str) -> int:
         """`!oublie`: the room's context, and the text of every question it recorded."""

@@ -86,25 +86,29 @@ class PilotRepository:
     # --- Recording ----------------------------------------------------------------------------
     async def record(self, event: UsageEvent, answers: Sequence[AnswerRecord] = ()) -> None:
         """One usage event and the answer events it produced, in one transaction."""
+        insert = (
+            "INSERT INTO usage_events (at_ms, day, kind, outcome, homeserver, user_hash, "
+            "room_hash, model, prompt_tokens, completion_tokens, duration_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        row = (
+            event.at_ms,
+            event.day,
+            event.kind,
+            event.outcome,
+            event.homeserver,
+            event.user_hash,
+            event.room_hash,
+            event.model,
+            event.prompt_tokens,
+            event.completion_tokens,
+            event.duration_ms,
+        )
+        if not answers:
+            await self._db.write(insert, row)  # one statement: atomic alone
+            return
         async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO usage_events (at_ms, day, kind, outcome, homeserver, user_hash, "
-                "room_hash, model, prompt_tokens, completion_tokens, duration_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    event.at_ms,
-                    event.day,
-                    event.kind,
-                    event.outcome,
-                    event.homeserver,
-                    event.user_hash,
-                    event.room_hash,
-                    event.model,
-                    event.prompt_tokens,
-                    event.completion_tokens,
-                    event.duration_ms,
-                ),
-            )
+            await db.execute(insert, row)
             await db.executemany(
                 "INSERT OR IGNORE INTO bot_answers (event_id, room_id, thread_root_id, kind, model, "
                 "created_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
@@ -124,68 +128,60 @@ class PilotRepository:
 
     async def add_feedback(self, feedback: Feedback) -> bool:
         """False when this reaction (or the same person's same rating) is already recorded."""
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
-                "INSERT OR IGNORE INTO feedback (reaction_event_id, answer_event_id, room_hash, "
-                "user_hash, homeserver, rating, kind, model, day, at_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    feedback.reaction_event_id,
-                    feedback.answer_event_id,
-                    feedback.room_hash,
-                    feedback.user_hash,
-                    feedback.homeserver,
-                    feedback.rating,
-                    feedback.kind,
-                    feedback.model,
-                    feedback.day,
-                    feedback.at_ms,
-                ),
-            )
-            return bool(cursor.rowcount > 0)
+        changed = await self._db.write(
+            "INSERT OR IGNORE INTO feedback (reaction_event_id, answer_event_id, room_hash, "
+            "user_hash, homeserver, rating, kind, model, day, at_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                feedback.reaction_event_id,
+                feedback.answer_event_id,
+                feedback.room_hash,
+                feedback.user_hash,
+                feedback.homeserver,
+                feedback.rating,
+                feedback.kind,
+                feedback.model,
+                feedback.day,
+                feedback.at_ms,
+            ),
+        )
+        return changed > 0
 
     async def remove_feedback(self, room_hash: str, reaction_event_id: str) -> str | None:
         """Un-record a redacted reaction; returns its homeserver, None if it was not feedback."""
-        async with (
-            self._db.transaction() as db,
-            db.execute(
-                "DELETE FROM feedback WHERE reaction_event_id = ? AND room_hash = ? "
-                "RETURNING homeserver",
-                (reaction_event_id, room_hash),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return str(row[0]) if row else None
+        rows = await self._db.write_returning(
+            "DELETE FROM feedback WHERE reaction_event_id = ? AND room_hash = ? "
+            "RETURNING homeserver",
+            (reaction_event_id, room_hash),
+        )
+        return str(rows[0][0]) if rows else None
 
     async def acknowledge_dislike(self, answer_event_id: str) -> bool:
         """True only the first time: one acknowledgement per answer, even across restarts."""
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE bot_answers SET dislike_acknowledged = 1 "
-                "WHERE event_id = ? AND dislike_acknowledged = 0",
-                (answer_event_id,),
-            )
-            return bool(cursor.rowcount > 0)
+        changed = await self._db.write(
+            "UPDATE bot_answers SET dislike_acknowledged = 1 "
+            "WHERE event_id = ? AND dislike_acknowledged = 0",
+            (answer_event_id,),
+        )
+        return changed > 0
 
     async def add_comment(self, comment: Comment) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO feedback_comments (at_ms, day, room_hash, user_hash, homeserver, text) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    comment.at_ms,
-                    comment.day,
-                    comment.room_hash,
-                    comment.user_hash,
-                    comment.homeserver,
-                    comment.text,
-                ),
-            )
+        await self._db.write(
+            "INSERT INTO feedback_comments (at_ms, day, room_hash, user_hash, homeserver, text) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                comment.at_ms,
+                comment.day,
+                comment.room_hash,
+                comment.user_hash,
+                comment.homeserver,
+                comment.text,
+            ),
+        )
 
     async def forget_room(self, room_id: str) -> None:
         """The bot left: its answers there can no longer receive reactions."""
-        async with self._db.transaction() as db:
-            await db.execute("DELETE FROM bot_answers WHERE room_id = ?", (room_id,))
+        await self._db.write("DELETE FROM bot_answers WHERE room_id = ?", (room_id,))
 
     async def forget_person(self, user_hash: str) -> int:
         """`!oublie-moi` / `purge-user`: the person's pseudonymous rows go too."""

@@ -25,26 +25,25 @@ class ReadReceiptsRepository:
     async def save(self, receipt: ReadReceipt, session_gap_ms: int) -> None:
         """Keep a member's newest public receipt; when it opens a new reading session (more
         than `session_gap_ms` after the previous one), the previous one becomes `earlier`."""
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO read_receipts (room_id, user_id, thread, event_id, read_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id, thread) DO UPDATE SET "
-                "earlier_event_id = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
-                "THEN event_id ELSE earlier_event_id END, "
-                "earlier_read_at_ms = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
-                "THEN read_at_ms ELSE earlier_read_at_ms END, "
-                "event_id = excluded.event_id, read_at_ms = excluded.read_at_ms "
-                "WHERE excluded.read_at_ms >= read_at_ms AND excluded.event_id != event_id",
-                (
-                    receipt.room_id,
-                    receipt.user_id,
-                    receipt.thread,
-                    receipt.event_id,
-                    receipt.read_at_ms,
-                    session_gap_ms,
-                    session_gap_ms,
-                ),
-            )
+        await self._db.write(
+            "INSERT INTO read_receipts (room_id, user_id, thread, event_id, read_at_ms) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, user_id, thread) DO UPDATE SET "
+            "earlier_event_id = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
+            "THEN event_id ELSE earlier_event_id END, "
+            "earlier_read_at_ms = CASE WHEN excluded.read_at_ms - read_at_ms > ? "
+            "THEN read_at_ms ELSE earlier_read_at_ms END, "
+            "event_id = excluded.event_id, read_at_ms = excluded.read_at_ms "
+            "WHERE excluded.read_at_ms >= read_at_ms AND excluded.event_id != event_id",
+            (
+                receipt.room_id,
+                receipt.user_id,
+                receipt.thread,
+                receipt.event_id,
+                receipt.read_at_ms,
+                session_gap_ms,
+                session_gap_ms,
+            ),
+        )
 
     async def positions(self, room_id: str, user_id: str, thread: str = "") -> list[ReadPosition]:
         """Where the member stopped reading, newest first: the latest receipt, then the last

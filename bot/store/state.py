@@ -16,24 +16,20 @@ class StateRepository:
         return Session(**dict(row)) if row else None
 
     async def save_session(self, session: Session) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO session (id, user_id, device_id, access_token) VALUES (1, ?, ?, ?)",
-                (session.user_id, session.device_id, session.access_token),
-            )
+        await self._db.write(
+            "INSERT OR REPLACE INTO session (id, user_id, device_id, access_token) VALUES (1, ?, ?, ?)",
+            (session.user_id, session.device_id, session.access_token),
+        )
 
     async def forget_session(self) -> bool:
         """Drop the saved access token (`tchap-bot reset-session`); True if there was one."""
-        async with self._db.transaction() as db:
-            cursor = await db.execute("DELETE FROM session WHERE id = 1")
-            return bool(cursor.rowcount)
+        return await self._db.write("DELETE FROM session WHERE id = 1") > 0
 
     async def get(self, key: str) -> str | None:
         row = await self._db.fetchone("SELECT value FROM bot_state WHERE key = ?", (key,))
         return str(row[0]) if row else None
 
     async def set(self, key: str, value: str) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
-            )
+        await self._db.write(
+            "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
+        )

@@ -18,29 +18,42 @@ from bot.store.database import (
     now_ms,
 )
 
+# The claim is one statement: a new event is inserted as pending; a known one is left as it
+# is (the no-op update only makes RETURNING give its row). Its status says whether to go on.
+CLAIM = (
+    "INSERT INTO triggers (event_id, room_id, sender, status, received_at_ms, "
+    "event_timestamp_ms, payload, updated_at_ms) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) "
+    "ON CONFLICT (event_id) DO UPDATE SET status = status RETURNING status"
+)
+# The triggering message's text, unless its trigger is already finished (a replayed sync
+# must not bring back a text that was forgotten or redacted since).
+INSERT_MESSAGE_UNLESS_FINISHED = (
+    "INSERT OR IGNORE INTO room_messages "
+    "(event_id, room_id, sender, sender_name, body, timestamp_ms, thread_root_id) "
+    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
+    "(SELECT 1 FROM triggers WHERE event_id = ? AND status != 'pending')"
+)
+
+
+def _claim_row(message: IncomingMessage, decision: Decision | None) -> tuple[object, ...]:
+    timestamp = now_ms()
+    return (
+        message.event_id,
+        message.room_id,
+        message.sender,
+        timestamp,
+        message.timestamp_ms,
+        Job(message=message, decision=decision).model_dump_json(),
+        timestamp,
+    )
+
 
 async def claim_in(
     db: aiosqlite.Connection, message: IncomingMessage, decision: Decision | None
 ) -> bool:
     """The claim itself, inside the caller's transaction (a schedule's advance shares it)."""
-    await db.execute(
-        "INSERT OR IGNORE INTO triggers (event_id, room_id, sender, status, received_at_ms, "
-        "event_timestamp_ms, payload, updated_at_ms) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
-        (
-            message.event_id,
-            message.room_id,
-            message.sender,
-            now_ms(),
-            message.timestamp_ms,
-            Job(message=message, decision=decision).model_dump_json(),
-            now_ms(),
-        ),
-    )
-    async with db.execute(
-        "SELECT status FROM triggers WHERE event_id = ?", (message.event_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return bool(row and row[0] == "pending")
+    rows = await db.execute_fetchall(CLAIM, _claim_row(message, decision))
+    return any(row[0] == "pending" for row in rows)
 
 
 class TriggersRepository:
@@ -53,14 +66,19 @@ class TriggersRepository:
         stored: StoredMessage | None = None,
         decision: Decision | None = None,
     ) -> bool:
-        """Record a triggering event with what it was classified as (and its text for summaries,
-        in the same transaction: one write on the question's path); False if it was already
-        answered (or given up)."""
-        async with self._db.transaction() as db:
-            pending = await claim_in(db, message, decision)
-            if pending and stored is not None:
-                await db.execute(INSERT_MESSAGE, message_row(stored))
-        return pending
+        """Record a triggering event with what it was classified as (and its text for summaries);
+        False if it was already answered (or given up, or withdrawn).
+
+        Two autocommit statements (two hops, no BEGIN/COMMIT), the text first, no other write
+        of this process between them: a crash between the two leaves the text without its
+        trigger, which the replayed sync claims (the text is not inserted twice); a finished
+        trigger's text is never brought back."""
+        async with self._db.serialized() as db:
+            if stored is not None:
+                await db.execute(
+                    INSERT_MESSAGE_UNLESS_FINISHED, (*message_row(stored), message.event_id)
+                )
+            return await claim_in(db, message, decision)
 
     async def status(self, event_id: str) -> TriggerStatus | None:
         row = await self._db.fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
@@ -72,13 +90,11 @@ class TriggersRepository:
         if not event_ids:
             return 0
         marks = ", ".join("?" for _ in event_ids)
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
-                "UPDATE triggers SET status = 'skipped', payload = '{}', updated_at_ms = ? "
-                f"WHERE status = 'pending' AND event_id IN ({marks})",
-                (now_ms(), *event_ids),
-            )
-            return max(cursor.rowcount, 0)
+        return await self._db.write(
+            "UPDATE triggers SET status = 'skipped', payload = '{}', updated_at_ms = ? "
+            f"WHERE status = 'pending' AND event_id IN ({marks})",
+            (now_ms(), *event_ids),
+        )
 
     async def pending(self) -> list[Job]:
         rows = await self._db.fetchall(
@@ -116,24 +132,27 @@ class TriggersRepository:
             )
             if cursor.rowcount != 1:
                 return False
-            await db.executemany(
-                "INSERT INTO conversation_turns (room_id, thread_root_id, role, sender, sender_name, "
-                "content, event_id, timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        message.room_id,
-                        message.thread_root_id,
-                        turn.role,
-                        turn.sender,
-                        turn.sender_name,
-                        turn.content,
-                        turn.event_id,
-                        turn.timestamp_ms,
-                    )
-                    for turn in turns
-                ],
-            )
-            await db.executemany(INSERT_MESSAGE, [message_row(m) for m in answer_messages])
+            if turns:
+                await db.executemany(
+                    "INSERT INTO conversation_turns (room_id, thread_root_id, role, sender, "
+                    "sender_name, content, event_id, timestamp_ms) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            message.room_id,
+                            message.thread_root_id,
+                            turn.role,
+                            turn.sender,
+                            turn.sender_name,
+                            turn.content,
+                            turn.event_id,
+                            turn.timestamp_ms,
+                        )
+                        for turn in turns
+                    ],
+                )
+            if answer_messages:
+                await db.executemany(INSERT_MESSAGE, [message_row(m) for m in answer_messages])
             await db.execute(
                 "INSERT INTO room_usage (room_id, questions, answers, prompt_tokens, completion_tokens, "
                 "last_activity_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "

@@ -11,15 +11,14 @@ class UsageRepository:
 
     async def record(self, room_id: str, prompt_tokens: int, completion_tokens: int) -> None:
         """Tokens spent outside a question (summaries, commands)."""
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO room_usage (room_id, prompt_tokens, completion_tokens, last_activity_ms) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "
-                "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, "
-                "last_activity_ms = excluded.last_activity_ms",
-                (room_id, prompt_tokens, completion_tokens, now_ms()),
-            )
+        await self._db.write(
+            "INSERT INTO room_usage (room_id, prompt_tokens, completion_tokens, last_activity_ms) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "
+            "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+            "completion_tokens = completion_tokens + excluded.completion_tokens, "
+            "last_activity_ms = excluded.last_activity_ms",
+            (room_id, prompt_tokens, completion_tokens, now_ms()),
+        )
 
     async def of_room(self, room_id: str) -> RoomUsage:
         row = await self._db.fetchone(

@@ -6,6 +6,7 @@ Deletions are checked by reading the SQLite file directly (every table with a `r
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -117,6 +118,66 @@ async def test_a_trigger_is_pending_until_finished_then_never_claimed_again(stor
     assert await store.triggers.status("$q1") == "answered"
     usage = await store.usage.of_room(ROOM)
     assert (usage.questions, usage.answers, usage.prompt_tokens) == (1, 1, 10)
+
+
+async def messages_stored(store: Store, event_id: str) -> int:
+    row = await store.db.fetchone(
+        "SELECT count(*) FROM room_messages WHERE event_id = ?", (event_id,)
+    )
+    assert row is not None
+    return int(row[0])
+
+
+async def test_a_claim_stores_the_text_of_a_new_or_pending_trigger_only(store: Store) -> None:
+    message = question("$q1", "Quel est le délai ?")
+
+    assert await store.triggers.claim(message, stored(message)), "new: pending"
+    assert await store.triggers.claim(message, stored(message)), "a duplicate still pending"
+    assert await messages_stored(store, "$q1") == 1, "its text once"
+    [job] = await store.triggers.pending()
+    assert job.message == message
+
+    await answer(store, message, "Deux mois.", "$a1")
+    await store.messages.clear_room(ROOM)  # `!oublie tout` after the answer
+    assert not await store.triggers.claim(message, stored(message)), "answered: never again"
+    assert await messages_stored(store, "$q1") == 0, "a replay must not bring a forgotten text back"
+
+    withdrawn = question("$q2", "Et le suivant ?")
+    assert await store.triggers.claim(withdrawn)
+    assert await store.triggers.withdraw(["$q2"]) == 1
+    assert not await store.triggers.claim(withdrawn, stored(withdrawn)), "withdrawn: skipped"
+    assert await messages_stored(store, "$q2") == 0
+
+
+async def test_a_claim_cut_between_its_two_statements_is_completed_by_the_replay(
+    store: Store,
+) -> None:
+    """The text goes first: a crash after it leaves a text without trigger, which the replayed
+    sync claims as new, without storing the text twice."""
+    message = question("$q1", "Quel est le délai ?")
+    await store.messages.save([stored(message)])  # what a crash after the first statement leaves
+
+    assert await store.triggers.claim(message, stored(message))
+    assert await store.triggers.status("$q1") == "pending"
+    assert await messages_stored(store, "$q1") == 1
+
+
+async def test_a_single_statement_write_never_lands_inside_another_transaction(
+    store: Store,
+) -> None:
+    """Autocommit writes skip BEGIN/COMMIT but still wait for the write lock: run inside an
+    open transaction of the one connection, they would be rolled back with it."""
+    with pytest.raises(RuntimeError):
+        async with store.db.transaction() as db:
+            await db.execute(
+                "INSERT INTO rooms (room_id, is_direct, joined_at) VALUES ('!x', 0, 1)"
+            )
+            write = asyncio.ensure_future(store.state.set("clé", "valeur"))
+            await db.execute("SELECT 1")  # the write gets its turn to run meanwhile
+            raise RuntimeError("rolled back")
+    await write
+    assert await store.state.get("clé") == "valeur"
+    assert await store.db.fetchone("SELECT 1 FROM rooms WHERE room_id = '!x'") is None
 
 
 async def test_pending_triggers_survive_a_reopen_in_arrival_order(tmp_path: Path) -> None:
