@@ -48,6 +48,8 @@ ERROR_TEXTS = {
 class DocumentSource(Protocol):
     """The room's documents, as questions see them (bot.documents.service.DocumentService)."""
 
+    async def has_documents(self, room_id: str) -> bool: ...
+
     async def context_for(
         self,
         message: IncomingMessage,
@@ -280,8 +282,8 @@ class ConversationHandler:
         room_settings: RoomSettings,
     ) -> DocumentContext | None:
         """Passages of the room's documents for this question, within the token budget."""
-        if self.documents is None:
-            return None
+        if self.documents is None or not await self.documents.has_documents(message.room_id):
+            return None  # most rooms: no query, no token counted
         settings = self._settings
         available = (
             settings.context_token_budget

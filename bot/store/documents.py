@@ -82,6 +82,7 @@ def to_blob(vector: Sequence[float]) -> bytes:
     return (array / norm if norm > 0 else array).astype("<f4").tobytes()
 
 
+WITHOUT_DOCUMENTS_KEPT = 100_000  # rooms remembered as having no document
 _DOCUMENT_COLUMNS = (
     "id, room_id, event_id, sender, sender_name, name, mimetype, size, format, pages, status, "
     "error, ocr_pages, passages, chars, embedded, thread_root_id, timestamp_ms"
@@ -99,6 +100,12 @@ class DocumentsRepository:
         self._vectors: OrderedDict[str, tuple[tuple[Any, ...], np.ndarray, np.ndarray]] = (
             OrderedDict()
         )
+        # Rooms known to have no document at all, so most questions cost no documents query.
+        # Exact: only `register` adds documents (other paths, other processes included, only
+        # delete them), and it drops its room from here; `_registrations` makes a check that
+        # overlapped a registration not count.
+        self._without_documents: set[str] = set()
+        self._registrations = 0
 
     async def load_sqlite_vec(self) -> bool:
         """Load sqlite-vec into the connection if this Python's sqlite3 allows extensions."""
@@ -131,11 +138,11 @@ class DocumentsRepository:
         source: dict[str, Any],
     ) -> int | None:
         """A new pending document; None if this event is already known (a replayed sync)."""
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
+        try:
+            rows = await self._db.write_returning(
                 "INSERT OR IGNORE INTO documents (room_id, event_id, sender, sender_name, name, "
                 "mimetype, size, thread_root_id, timestamp_ms, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     room_id,
                     event_id,
@@ -149,7 +156,10 @@ class DocumentsRepository:
                     json.dumps(source),
                 ),
             )
-            return cursor.lastrowid if cursor.rowcount == 1 else None
+        finally:  # after the insert: a check that ran before it must not cache "none"
+            self._registrations += 1
+            self._without_documents.discard(room_id)
+        return int(rows[0][0]) if rows else None
 
     async def pending(self) -> list[tuple[DocumentRecord, str]]:
         rows = await self._db.fetchall(
@@ -214,12 +224,26 @@ class DocumentsRepository:
         return True
 
     async def mark_failed(self, document_id: int, reason: str, format: str | None = None) -> None:
-        async with self._db.transaction() as db:
-            await db.execute(
-                "UPDATE documents SET status = 'failed', error = ?, format = ?, source = NULL "
-                "WHERE id = ?",
-                (reason, format, document_id),
-            )
+        await self._db.write(
+            "UPDATE documents SET status = 'failed', error = ?, format = ?, source = NULL "
+            "WHERE id = ?",
+            (reason, format, document_id),
+        )
+
+    async def any_in(self, room_id: str) -> bool:
+        """Does the room have any document (pending, indexed or failed)? No query once a room
+        is known to have none, until a document is registered there."""
+        if room_id in self._without_documents:
+            return False
+        registrations = self._registrations
+        row = await self._db.fetchone(
+            "SELECT 1 FROM documents WHERE room_id = ? LIMIT 1", (room_id,)
+        )
+        if row is None and registrations == self._registrations:
+            if len(self._without_documents) >= WITHOUT_DOCUMENTS_KEPT:
+                self._without_documents.clear()
+            self._without_documents.add(room_id)
+        return row is not None
 
     async def by_event(self, room_id: str, event_id: str) -> DocumentRecord | None:
         row = await self._db.fetchone(
