@@ -134,6 +134,10 @@ class RoomWorkers:
         self._queues.pop(room_id, None)
         self._tasks.pop(room_id, None)
 
+    def idle(self, room_id: str) -> bool:
+        """Nothing running or waiting in this room: a job submitted now starts at once."""
+        return room_id not in self._queues
+
     def cancel(self, key: str) -> bool:
         """Cancel the running job submitted with `key`; False if none is running. (A queued
         job is not removed: it checks at its start whether it is still wanted.)"""
@@ -382,7 +386,7 @@ class Router:
                 await self._withdraw_questions_of(message, scope)
         if decision.action is Action.QUESTION:
             self._take_waiting_image(message)
-        self._schedule(message, decision, received_at)
+        self._schedule(message, decision, received_at, just_claimed=True)
 
     # --- Withdrawn questions ------------------------------------------------------------------
     def _withdraw(self, matches: Callable[[IncomingMessage], bool], *, redact: bool) -> list[str]:
@@ -456,7 +460,7 @@ class Router:
         ):
             self._wait_for_question(message, decision, wait)
             return
-        self._schedule(message, decision, received_at)
+        self._schedule(message, decision, received_at, just_claimed=True)
 
     async def _media_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
         assert self._media is not None
@@ -610,9 +614,18 @@ class Router:
 
     # --- Work -------------------------------------------------------------------------------
     def _schedule(
-        self, message: IncomingMessage, decision: Decision, received_at: float | None = None
+        self,
+        message: IncomingMessage,
+        decision: Decision,
+        received_at: float | None = None,
+        *,
+        just_claimed: bool = False,
     ) -> None:
+        """`just_claimed`: the claim statement has just returned the trigger's status (pending);
+        if the room is idle the job starts now, and re-reading that status would only cost a
+        store round trip on the question's path (a withdrawal can land after any check)."""
         self._in_flight[message.event_id] = message
+        reread = not (just_claimed and self.workers.idle(message.room_id))
 
         async def job() -> None:
             # Every log line of this question (LLM retries included) carries its room and event.
@@ -622,7 +635,7 @@ class Router:
                 self._outbox.track(message.event_id)
                 note = usage.UsageNote()
                 try:
-                    if await self._still_wanted(message):
+                    if await self._still_wanted(message, reread=reread):
                         with usage.tracking(note):
                             await self._handle(message, decision, received_at)
                         for acknowledgement in await self._pilot.finish(message, note, received_at):
@@ -637,11 +650,15 @@ class Router:
 
         self.workers.submit(message.room_id, job, key=message.event_id)
 
-    async def _still_wanted(self, message: IncomingMessage) -> bool:
+    async def _still_wanted(self, message: IncomingMessage, *, reread: bool = True) -> bool:
         """Checked when a job starts: a question withdrawn while it waited in the room's queue
-        (redacted, forgotten, its room left) never reaches the model."""
+        (redacted, forgotten, its room left; by another process too, `tchap-bot purge-user`)
+        never reaches the model. Without `reread` (the job did not wait), only this process's
+        own withdrawals are checked."""
         if message.event_id in self._withdrawn:
             return False
+        if not reread:
+            return True
         status = await self._store.triggers.status(message.event_id)
         if status != "pending":
             log.info("router.withdrawn_before_start", status=status)
@@ -773,7 +790,7 @@ class Router:
             return False
         bound.info("router.schedule_queued")
         metrics.SCHEDULED_RUNS.inc()
-        self._schedule(message, decision)
+        self._schedule(message, decision, just_claimed=True)
         return True
 
     async def _author_may_run(self, message: IncomingMessage) -> bool:

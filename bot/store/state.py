@@ -30,6 +30,9 @@ class StateRepository:
         return str(row[0]) if row else None
 
     async def set(self, key: str, value: str) -> None:
+        # After every sync: an update in place (REPLACE would delete and re-insert the row).
         await self._db.write(
-            "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
+            "INSERT INTO bot_state (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 
 from bot.answer.conversation import TYPING_DELAY_SECONDS, ConversationHandler
+from bot.answer.llm import Completion
 from bot.answer.replies import Outbox
+from bot.answer.tokens import MistralTokenCounter
 from bot.models import IncomingMessage, MessageKind, RoomContext
-from bot.router import RoomWorkers
+from bot.room_commands import RoomCommandsRepository
+from bot.room_config import RoomConfigRepository
+from bot.router import RoomWorkers, Router
 from bot.store import Store
 from config.room_settings import RoomSettings
 from config.settings import Settings
@@ -145,3 +149,116 @@ async def test_no_typing_notice_is_left_behind_when_the_prompt_cannot_be_built(
     finally:
         await store.close()
     assert outbox.typing_calls == ([True, False] if fails_after_typing_started else [])
+
+
+class Directory:
+    """The router's view of the rooms: one DM, everyone a member."""
+
+    user_id = "@bot:localhost"
+
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.ready.set()
+
+    def room_context(self, room_id: str) -> RoomContext:
+        return RoomContext(room_id=room_id, name="DM", is_direct=True, encrypted=False)
+
+    def bot_names(self, room_id: str) -> tuple[str, ...]:
+        return ("Assistant",)
+
+    async def join(self, room_id: str, is_direct: bool, inviter: str | None = None) -> bool:
+        return True
+
+    async def reject_invite(self, room_id: str) -> None:
+        return None
+
+    async def power_level(self, room_id: str, user_id: str) -> int:
+        return 0
+
+    async def event_sender(self, room_id: str, event_id: str) -> str | None:
+        return None
+
+    async def is_member(self, room_id: str, user_id: str) -> bool:
+        return True
+
+
+class NoCommands:
+    builtin_words: frozenset[str] = frozenset()
+
+    def room_words(self, room_id: str) -> frozenset[str]:
+        return frozenset()
+
+    def withdraws(self, room_id: str, invocation: Any) -> None:
+        return None
+
+    def uses_model(self, room_id: str, word: str) -> bool:
+        return True
+
+    async def run(self, message: IncomingMessage, room: RoomContext, invocation: Any) -> None:
+        return None
+
+
+class HeldModel:
+    """Answers the questions it was asked once the test releases it."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        self.called = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def complete(self, request: Any) -> Completion:
+        self.asked.append(request.messages[-1].content)
+        self.called.set()
+        await self.release.wait()
+        return Completion(text="Réponse.")
+
+
+async def test_a_question_withdrawn_by_another_process_while_queued_never_reaches_the_model(
+    tmp_path: Path,
+) -> None:
+    """A job that starts right after its claim in an idle room trusts the claim's status; one
+    that waited behind another re-reads it, so `tchap-bot purge-user` (another process, its own
+    connection) withdrawing it meanwhile keeps it from the model."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    other_process = await Store.open(tmp_path / "bot.sqlite3")
+    settings = Settings(
+        homeserver="https://matrix.example",
+        user_id="@bot:localhost",
+        password="secret",
+        mistral_api_key="key",
+        streaming=False,
+    )
+    sender = SlowSender()
+    sender.release.set()
+    outbox = Outbox(sender)
+    model = HeldModel()
+    directory = Directory()
+    conversation = ConversationHandler(settings, store, model, MistralTokenCounter(), outbox)  # type: ignore[arg-type]
+    router = Router(
+        settings,
+        store,
+        directory,
+        conversation,
+        NoCommands(),
+        RoomConfigRepository(store),
+        outbox,
+        RoomCommandsRepository(store),
+    )
+    room = directory.room_context(ROOM)
+    try:
+        await router.on_message(trigger("$first"), room, True)
+        await model.called.wait()  # the room is busy with the first question
+        await router.on_message(trigger("$second"), room, True)
+        assert await other_process.triggers.withdraw(["$second"]) == 1
+
+        model.release.set()
+        assert await router.workers.drain(5)
+
+        assert len(model.asked) == 1, "only the first question reached the model"
+        assert await store.triggers.status("$first") == "answered"
+        assert await store.triggers.status("$second") == "skipped"
+        assert len(sender.sent) == 1
+    finally:
+        await conversation.close()
+        await other_process.close()
+        await store.close()
