@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import aiosqlite
@@ -69,16 +70,25 @@ class TriggersRepository:
         """Record a triggering event with what it was classified as (and its text for summaries);
         False if it was already answered (or given up, or withdrawn).
 
-        Two autocommit statements (two hops, no BEGIN/COMMIT), the text first, no other write
-        of this process between them: a crash between the two leaves the text without its
-        trigger, which the replayed sync claims (the text is not inserted twice); a finished
-        trigger's text is never brought back."""
+        Two autocommit statements, the text first, no other write of this process between
+        them: a crash between the two leaves the text without its trigger, which the replayed
+        sync claims (the text is not inserted twice); a finished trigger's text is never
+        brought back. Both are queued to aiosqlite's thread at once, which runs its queue in
+        order: one round trip for the two."""
         async with self._db.serialized() as db:
-            if stored is not None:
-                await db.execute(
+            if stored is None:
+                return await claim_in(db, message, decision)
+            text, claimed = await asyncio.gather(
+                db.execute(
                     INSERT_MESSAGE_UNLESS_FINISHED, (*message_row(stored), message.event_id)
-                )
-            return await claim_in(db, message, decision)
+                ),
+                claim_in(db, message, decision),
+                return_exceptions=True,
+            )
+        for outcome in (text, claimed):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return claimed is True
 
     async def status(self, event_id: str) -> TriggerStatus | None:
         row = await self._db.fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))
