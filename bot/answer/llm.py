@@ -248,6 +248,9 @@ class LLMClient:
             timeout_ms=int(timeout_seconds * 1000),
             async_client=self._http,
         )
+        # The SDK imports a resource's module (and its models) on first use: for `chat`, ~0.1 s
+        # of CPU that would otherwise fall on the first question's path.
+        _ = self._sdk.chat
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
 

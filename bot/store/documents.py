@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -111,6 +112,11 @@ class DocumentsRepository:
 
     async def load_sqlite_vec(self) -> bool:
         """Load sqlite-vec into the connection if this Python's sqlite3 allows extensions."""
+        if not hasattr(sqlite3.Connection, "enable_load_extension"):
+            # Checked first: importing sqlite_vec imports numpy (~11 MB) for nothing.
+            log.info("documents.sqlite_vec_unavailable", error_type="NoExtensionLoading")
+            self.sqlite_vec = False
+            return False
         try:
             import sqlite_vec
 
