@@ -20,6 +20,7 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     EncryptionError,
+    Event,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
@@ -32,8 +33,10 @@ from nio import (
     RedactionEvent,
     RoomCreateError,
     RoomEncryptedMedia,
+    RoomGetStateError,
     RoomGetStateEventError,
     RoomKeyEvent,
+    RoomMemberEvent,
     RoomMessage,
     RoomMessagesError,
     RoomPreset,
@@ -126,6 +129,15 @@ class _Deferred:
         self.key = self.event_id or f"{type(args[-1]).__name__}:{session_id}"
 
 
+def sync_filter(own_user_id: str) -> dict[str, Any]:
+    """SYNC_FILTER without the bot's own timeline events: the router ignores them, and each
+    one (every edit of a streamed answer, every answer) would otherwise end the long-poll and
+    cost a whole sync round (bench/, figure 3). Its own state still reaches nio: Synapse puts
+    it in the rooms' state, and a room the bot creates is read whole (`_learn_room_state`)."""
+    timeline = {**SYNC_FILTER["room"]["timeline"], "not_senders": [own_user_id]}
+    return {**SYNC_FILTER, "room": {**SYNC_FILTER["room"], "timeline": timeline}}
+
+
 class SendFailed(Exception):
     pass
 
@@ -187,6 +199,7 @@ class MatrixGateway:
         self._held_loaded = False
         self.direct = DirectRooms(self.client, store, settings.user_id)
         self._sync_token: str | None = None
+        self._sync_filter = sync_filter(settings.user_id)
         self._first_sync_ever = False
         self._in_first_sync = True
         # Syncs still obeying the catch-up window: the first of the process, and the two right
@@ -281,7 +294,7 @@ class MatrixGateway:
             sync_task = asyncio.ensure_future(
                 self.client.sync(
                     timeout=0 if first else int(self._settings.sync_timeout_seconds * 1000),
-                    sync_filter=SYNC_FILTER,
+                    sync_filter=self._sync_filter,
                     since=since,
                     full_state=True if first else None,
                 )
@@ -681,6 +694,7 @@ class MatrixGateway:
                 raise SendFailed(f"DM not created: {response.status_code}")
             room_id = str(response.room_id)
             await self.direct.joined(room_id, True, user_id)
+            await self._learn_room_state(room_id)
 
             def known() -> bool:
                 room = self.client.rooms.get(room_id)
@@ -690,6 +704,31 @@ class MatrixGateway:
                 await asyncio.wait_for(self._synced.wait_for(known), timeout)
             log.info("matrix.dm_created", room_id=room_id)
             return room_id
+
+    async def _learn_room_state(self, room_id: str) -> None:
+        """A room the bot created: every state event in it is its own, which its sync filter
+        leaves out of the timeline (`sync_filter`), so nio is told the room's state once, as
+        its own sync handling would (members, encryption, tracked devices)."""
+        response = await self.client.room_get_state(room_id)
+        if isinstance(response, RoomGetStateError):
+            self._raise_if_auth_error(response)
+            raise SendFailed(f"state of the new room unavailable: {response.status_code}")
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            room = MatrixRoom(room_id, self.user_id, room_id in self.client.encrypted_rooms)
+            self.client.rooms[room_id] = room
+        for raw in response.events:
+            event = Event.parse_event(raw)
+            if isinstance(event, RoomMemberEvent):
+                room.handle_membership(event)
+            elif isinstance(event, Event):
+                room.handle_event(event)
+        if room.encrypted:
+            self.client.encrypted_rooms.add(room_id)
+            if self.client.store is not None:
+                self.client.store.save_encrypted_rooms({room_id})
+            if self.client.olm is not None:
+                self.client.olm.update_tracked_users(room)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
