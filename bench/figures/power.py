@@ -27,7 +27,9 @@ member's devices, a cost of its own not measured here.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -39,6 +41,7 @@ import aiohttp
 from bench.figures.overhead import InProcessBot, log_to_file, save_profile, start_profiler
 from bench.harness import Bench, EchoProcess
 from bench.observer import Observer
+from bench.procstat import cpu_seconds
 from bench.results import Figure, Row
 from bench.stats import summary
 from bot.matrix.gateway import MatrixGateway
@@ -101,7 +104,7 @@ async def run(bench: Bench) -> list[Figure]:
         "now on a cache miss (two state events), now on a cache hit (no request); median of "
         f"{repeats} checks ({HIT_REPEATS} for hits). Whole commands sent by a member (the "
         "in-process bot's instrumented overhead, end to end, and the echo floor); median of "
-        f"{repeats} per command and room.",
+        f"{bench.scale.power_commands} per command and room.",
     )
     creator = await bench.register("moderatrice")
     account = await bench.bot_account()
@@ -159,10 +162,26 @@ async def run(bench: Bench) -> list[Figure]:
     return [figure]
 
 
+VARIANTS = {  # the rooms as built, then the same rooms without their name
+    "named": "named room",
+    "unnamed": "room without name (named after its members)",
+}
 COMMANDS = {
     "moderator `!config temperature …`": ("!config temperature 0.3", "!config temperature 0.4"),
     "plain `!aide`": ("!aide",),
 }
+
+
+async def _unname(bench: Bench, token: str, rooms: tuple[str, str]) -> None:
+    """Remove the rooms' names: clients (nio too) then name them after their members."""
+    base = bench.synapse.base_url
+    async with aiohttp.ClientSession() as session:
+        for room_id in rooms:
+            url = f"{base}/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"
+            headers = {"Authorization": f"Bearer {token}"}
+            async with session.put(url, json={"name": ""}, headers=headers) as response:
+                if response.status >= 400:
+                    raise RuntimeError(f"PUT {url} failed ({response.status})")
 
 
 async def _until_answered(observer: Observer, room_id: str, timeout: float = 120) -> None:  # noqa: ASYNC109
@@ -179,19 +198,50 @@ async def _until_answered(observer: Observer, room_id: str, timeout: float = 120
                 raise
 
 
-async def _one_command(observer: Observer, room_id: str, body: str) -> tuple[float, float]:
-    """One command and its reply: (bot's instrumented overhead, end to end), in seconds."""
+def _cpu(pid: int | None) -> float:
+    return cpu_seconds(pid) if pid is not None else math.nan
+
+
+async def _one_command(
+    observer: Observer, room_id: str, body: str, synapse_pid: int | None
+) -> dict[str, float]:
+    """One command and its reply, in seconds: the bot's instrumented overhead, end to end and
+    its parts on the one clock of this process (bot and sender both live here), and the CPU
+    time Synapse and this process spent meanwhile."""
     metrics.RAW_OVERHEAD_SAMPLES = []
+    synapse_cpu, own_cpu = _cpu(synapse_pid), time.process_time()
     try:
         event_id, sent = await observer.send(room_id, body)
+        accepted = time.perf_counter()
         arrival = await observer.reply_to(event_id, timeout=30)
         samples = [s for s in metrics.RAW_OVERHEAD_SAMPLES or [] if s[0] == "command"]
     finally:
         metrics.RAW_OVERHEAD_SAMPLES = None
     if len(samples) != 1:
         raise RuntimeError(f"expected one `command` sample, got {len(samples)}")
+    _, overhead, _, requested = samples[0]
+    received = requested - overhead
+    result = {
+        "overhead": overhead,
+        "end_to_end": arrival.at - sent,
+        "accepted": accepted - sent,  # the homeserver took the command (PUT /send returned)
+        "to_bot": received - sent,  # … and the bot's sync delivered it to the router
+        "reply_seen": arrival.at - requested,  # reply send requested → seen by the sender
+        "synapse_cpu": _cpu(synapse_pid) - synapse_cpu,
+        "own_cpu": time.process_time() - own_cpu,
+    }
     await asyncio.sleep(SETTLE_SECONDS)
-    return samples[0][1], arrival.at - sent
+    return result
+
+
+PARTS = {
+    "accepted": "command sent → accepted by the homeserver (PUT /send returned)",
+    "to_bot": "command sent → in the bot's router (homeserver, the bot's sync, nio)",
+    "overhead": "bot overhead (router → reply send requested)",
+    "reply_seen": "reply send requested → seen by the sender (homeserver, sender's sync)",
+    "synapse_cpu": "Synapse CPU per command",
+    "own_cpu": "bench process CPU per command (in-process bot and the sender's client)",
+}
 
 
 async def _whole_commands(
@@ -203,8 +253,10 @@ async def _whole_commands(
     data_dir: Path,
 ) -> None:
     """Real commands from the rooms' creator to the in-process bot, then the echo floor."""
-    repeats = bench.scale.power_repeats
+    repeats = bench.scale.power_commands
     sizes = {rooms[0]: "small", rooms[1]: "large"}
+    process = getattr(bench.synapse, "_process", None)
+    synapse_pid = process.pid if process is not None else None
     log_to_file(bench.work_dir / "bot-power.log")
     settings = load_settings(None, **bench.bot_settings(account, data_dir))
     bot = InProcessBot(settings)
@@ -215,91 +267,147 @@ async def _whole_commands(
         f"{time.perf_counter() - started:.1f} s."
     )
     observer = await bench.observer(creator, encryption=False, quiet=True)
-    own: dict[tuple[str, str], list[float]] = {}
-    e2e: dict[tuple[str, str], list[float]] = {}
+    runs: dict[tuple[str, str, str], list[dict[str, float]]] = {}
     try:
-        for room_id in rooms:
-            await _until_answered(observer, room_id)
-        for index in range(repeats):
-            for label, bodies in COMMANDS.items():
-                for room_id in rooms:
-                    body = bodies[index % len(bodies)]
-                    overhead, round_trip = await _one_command(observer, room_id, body)
-                    own.setdefault((label, sizes[room_id]), []).append(overhead)
-                    e2e.setdefault((label, sizes[room_id]), []).append(round_trip)
-        if bench.profile_dir is not None:
-            for room_id in rooms:  # profiled apart, not counted
-                profiler = start_profiler()
-                for index in range(repeats):
-                    for bodies in COMMANDS.values():
-                        await _one_command(observer, room_id, bodies[index % len(bodies)])
-                save_profile(profiler, bench.profile_dir / f"power-commands-{sizes[room_id]}")
+        for variant in VARIANTS:
+            if variant == "unnamed":
+                await _unname(bench, creator.access_token, rooms)
+            for room_id in rooms:  # also: the bot's sync brought the rooms' new state
+                await _until_answered(observer, room_id)
+            for index in range(repeats):
+                for label, bodies in COMMANDS.items():
+                    for room_id in rooms:
+                        body = bodies[index % len(bodies)]
+                        run = await _one_command(observer, room_id, body, synapse_pid)
+                        runs.setdefault((variant, label, sizes[room_id]), []).append(run)
+            if bench.profile_dir is not None:
+                for room_id in rooms:  # profiled apart, not counted
+                    profiler = start_profiler()
+                    for index in range(min(repeats, 15)):
+                        for bodies in COMMANDS.values():
+                            body = bodies[index % len(bodies)]
+                            await _one_command(observer, room_id, body, synapse_pid)
+                    stem = f"power-commands-{variant}-{sizes[room_id]}"
+                    save_profile(profiler, bench.profile_dir / stem)
     finally:
         await bot.stop()
-    floor = await _echo_floor(bench, observer, rooms, repeats)
+    floor = await _echo_floor(bench, observer, rooms, repeats, synapse_pid)
     await observer.close()
 
     members = {"small": "3", "large": f"{bench.scale.power_room_members:,}"}
+    small_n, large_n = members["small"], members["large"]
     stats: dict[str, Any] = {}
-    for label in COMMANDS:
-        small = summary(own[(label, "small")], 1000)
-        large = summary(own[(label, "large")], 1000)
-        ratio = large["median"] / small["median"] if small["median"] else float("nan")
-        e2e_small = summary(e2e[(label, "small")], 1000)
-        e2e_large = summary(e2e[(label, "large")], 1000)
+    for variant, label in itertools.product(VARIANTS, COMMANDS):
+        per_room = {
+            size: {
+                key: summary([run[key] for run in runs[(variant, label, size)]], 1000)
+                for key in (*PARTS, "end_to_end")
+            }
+            for size in ("small", "large")
+        }
+        small, large = per_room["small"], per_room["large"]
+        ratio = large["overhead"]["median"] / small["overhead"]["median"]
+        name = f"{label}, {VARIANTS[variant]}"
         figure.rows += [
             Row(
-                f"{label}, {members['small']} members: bot overhead, median", small["median"], "ms"
+                f"{name}, {small_n} members: bot overhead, median",
+                small["overhead"]["median"],
+                "ms",
             ),
             Row(
-                f"{label}, {members['large']} members: bot overhead, median", large["median"], "ms"
+                f"{name}, {large_n} members: bot overhead, median",
+                large["overhead"]["median"],
+                "ms",
             ),
             Row(
-                f"{label}: bot overhead, {members['large']} ÷ {members['small']} members",
+                f"{name}: bot overhead, {large_n} ÷ {small_n} members",
                 ratio,
                 "×",
                 target=f"≤ {TARGET_RATIO:g}",
                 passed=ratio <= TARGET_RATIO,
             ),
             Row(
-                f"{label}, {members['small']} members: end to end, median",
-                e2e_small["median"],
+                f"{name}, {small_n} members: end to end, median",
+                small["end_to_end"]["median"],
                 "ms",
             ),
             Row(
-                f"{label}, {members['large']} members: end to end, median",
-                e2e_large["median"],
+                f"{name}, {large_n} members: end to end, median",
+                large["end_to_end"]["median"],
                 "ms",
             ),
             Row(
-                f"{label}: end to end, {members['large']} ÷ {members['small']} members",
-                e2e_large["median"] / e2e_small["median"],
+                f"{name}: end to end, {large_n} ÷ {small_n} members",
+                large["end_to_end"]["median"] / small["end_to_end"]["median"],
                 "×",
             ),
         ]
-        stats[label] = {
-            "overhead_ms": {"small": small, "large": large},
-            "end_to_end_ms": {"small": e2e_small, "large": e2e_large},
+        stats[f"{variant} {label}"] = per_room
+    for variant, text in VARIANTS.items():
+        cpu = {
+            size: statistics.mean(
+                run["own_cpu"]
+                for key, values in runs.items()
+                if key[::2] == (variant, size)
+                for run in values
+            )
+            for size in ("small", "large")
         }
-    floor_small = summary(floor["small"], 1000)
-    floor_large = summary(floor["large"], 1000)
-    figure.rows += [
-        Row(f"echo floor, {members['small']} members, median", floor_small["median"], "ms"),
-        Row(f"echo floor, {members['large']} members, median", floor_large["median"], "ms"),
-    ]
-    stats["echo_floor_ms"] = {"small": floor_small, "large": floor_large}
+        figure.rows.append(
+            Row(
+                f"{text}: bench process CPU per command (bot and sender), "
+                f"{large_n} ÷ {small_n} members",
+                cpu["large"] / cpu["small"],
+                "×",
+            )
+        )
+    for size in ("small", "large"):
+        pooled = [
+            run for key, values in runs.items() if key[::2] == ("named", size) for run in values
+        ]
+        for key, text in PARTS.items():
+            if key == "overhead":
+                continue
+            values = [run[key] for run in pooled]
+            cpu = key.endswith("_cpu")
+            value = (sum(values) / len(values) if cpu else summary(values)["median"]) * 1000
+            figure.rows.append(
+                Row(
+                    f"both commands, named room of {members[size]}: {text}, {'mean' if cpu else 'median'}",
+                    value,
+                    "ms",
+                )
+            )
+    for size in ("small", "large"):
+        trips = floor[size]
+        end_to_end = summary([trip["end_to_end"] for trip in trips], 1000)
+        synapse = sum(trip["synapse_cpu"] for trip in trips) / len(trips) * 1000
+        figure.rows += [
+            Row(
+                f"echo floor, {members[size]} members: round trip, median",
+                end_to_end["median"],
+                "ms",
+            ),
+            Row(
+                f"echo floor, {members[size]} members: Synapse CPU per round trip, mean",
+                synapse,
+                "ms",
+            ),
+        ]
+        stats[f"echo_floor_{size}_ms"] = end_to_end
     figure.data["commands"] = stats
     figure.notes.append(
         "Bot overhead: the instrumented stage `command` (router receives the event → first "
         "send request of the reply), read raw. End to end: the creator's client (in the bench's "
-        "process) sends → sees the reply. The echo floor is measured after the bot stopped, "
-        "the echo peer joined to both rooms (one more member each)."
+        "process, like the bot, so one clock times every part) sends → sees the reply. The "
+        "bot's replies are notices; the echo replies with m.text. The echo floor is measured "
+        "after the bot stopped, the echo peer joined to both rooms (one more member each)."
     )
 
 
 async def _echo_floor(
-    bench: Bench, observer: Observer, rooms: tuple[str, str], repeats: int
-) -> dict[str, list[float]]:
+    bench: Bench, observer: Observer, rooms: tuple[str, str], repeats: int, synapse_pid: int | None
+) -> dict[str, list[dict[str, float]]]:
     """The zero-work peer's round trip in the same rooms (the bot stopped, so only it replies)."""
     user = await bench.register("echo")
     async with aiohttp.ClientSession() as session:
@@ -313,7 +421,7 @@ async def _echo_floor(
     echo = EchoProcess(bench, user, encryption=False, delay_seconds=0.0)
     await echo.start()
     sizes = {rooms[0]: "small", rooms[1]: "large"}
-    rounds: dict[str, list[float]] = {"small": [], "large": []}
+    rounds: dict[str, list[dict[str, float]]] = {"small": [], "large": []}
     try:
         for room_id in rooms:  # until the echo answers there (its first sync is done)
             for _ in range(40):
@@ -325,9 +433,15 @@ async def _echo_floor(
                     continue
         for index in range(repeats):
             for room_id in rooms:
+                synapse_cpu = _cpu(synapse_pid)
                 event_id, sent = await observer.send(room_id, f"écho ? ({index})")
                 arrival = await observer.reply_to(event_id, timeout=30)
-                rounds[sizes[room_id]].append(arrival.at - sent)
+                rounds[sizes[room_id]].append(
+                    {
+                        "end_to_end": arrival.at - sent,
+                        "synapse_cpu": _cpu(synapse_pid) - synapse_cpu,
+                    }
+                )
                 await asyncio.sleep(SETTLE_SECONDS)
     finally:
         await echo.stop()
