@@ -341,6 +341,10 @@ class DocumentService:
         return vectors
 
     # --- Questions ------------------------------------------------------------------------------
+    async def room_may_have_documents(self, room_id: str) -> bool:
+        """Cheap: most rooms never see a file, and their questions skip all of this."""
+        return await self.repository.room_may_have_documents(room_id)
+
     async def context_for(
         self,
         message: IncomingMessage,

@@ -77,6 +77,7 @@ from config.settings import Settings
 log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
+SYNC_AT_KEY = "sync_token_saved_at_ms"  # wall time the token was saved: see `_may_have_gap`
 SEND_ATTEMPTS = 6
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
@@ -92,6 +93,11 @@ SYNC_FILTER: dict[str, Any] = {
 }
 GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetched with /messages
 GAP_PAGE = 100
+GAP_FETCH_CONCURRENCY = 4
+# A full-state sync (the first after a start) marks every room with history as limited. A room
+# whose timeline reaches back this far before the previous sync has no gap; the margin covers
+# a homeserver clock behind the bot's.
+FULL_STATE_GAP_MARGIN_MS = 5 * 60_000
 OUTAGE_MARGIN_SECONDS = 5.0
 CATCH_UP_SYNCS = 2
 LIVE_DELIVERY_MS = 1_000
@@ -143,6 +149,17 @@ class EventSink(Protocol):
 
     async def on_reaction(self, reaction: Reaction) -> None: ...
     async def on_receipt(self, receipt: ReadReceipt) -> None: ...
+
+
+def gap_possible(
+    *, limited: bool, full_state: bool, token_saved_at_ms: int | None, oldest_event_ms: int | None
+) -> bool:
+    """See `MatrixGateway._may_have_gap`."""
+    if not limited:
+        return False
+    if not full_state or token_saved_at_ms is None or not oldest_event_ms:
+        return True
+    return oldest_event_ms >= token_saved_at_ms - FULL_STATE_GAP_MARGIN_MS
 
 
 class MatrixGateway:
@@ -220,6 +237,8 @@ class MatrixGateway:
         logs.register_secret(self.client.access_token)  # also mask a token got by logging in
         self.cross_signing_status = await setup_cross_signing(self.client, self._settings)
         self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
+        saved_at = await self._store.state.get(SYNC_AT_KEY)
+        self._sync_token_saved_at_ms = int(saved_at) if saved_at and saved_at.isdigit() else None
         self._first_sync_ever = self._sync_token is None
         await self.direct.load()
         self._register_callbacks()
@@ -346,17 +365,27 @@ class MatrixGateway:
         then everything is handed over, each room's events in chronological order.
         """
         await self.direct.note_account_data(response.account_data_events)
-        gaps: list[_Deferred] = []
+        gapped: list[tuple[str, str]] = []
         for room_id, info in response.rooms.join.items():
             if info.timeline.limited or info.state or _has_state(info.timeline.events):
                 self._room_names.pop(room_id, None)
             if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
                 self.power.invalidate(room_id)
-            if info.timeline.limited and since is not None and info.timeline.prev_batch:
-                gaps.extend(await self._fetch_gap(room_id, info.timeline.prev_batch, since))
+            if since is not None and info.timeline.prev_batch and self._may_have_gap(info):
+                gapped.append((room_id, info.timeline.prev_batch))
         for room_id in response.rooms.leave:
             self.power.forget(room_id)
             self._room_names.pop(room_id, None)
+        gaps: list[_Deferred] = []
+        if since is not None and gapped:
+            gate = asyncio.Semaphore(GAP_FETCH_CONCURRENCY)
+
+            async def fetch(room_id: str, prev_batch: str) -> list[_Deferred]:
+                async with gate:
+                    return await self._fetch_gap(room_id, prev_batch, since)
+
+            for fetched in await asyncio.gather(*(fetch(*room) for room in gapped)):
+                gaps.extend(fetched)
         await self._dispatch([*gaps, *(batch or [])])
         for room_id in response.rooms.leave:
             self.direct.forget(room_id)
@@ -365,7 +394,9 @@ class MatrixGateway:
         await self._crypto_housekeeping()
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
-        await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
+        await self._store.state.set_many(
+            {SYNC_TOKEN_KEY: response.next_batch, SYNC_AT_KEY: str(int(time.time() * 1000))}
+        )
         self._sync_token = response.next_batch
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
@@ -398,6 +429,22 @@ class MatrixGateway:
                 raise _ReplaySync(key) from error
             else:
                 self._attempts.pop(key, None)
+
+    def _may_have_gap(self, info: Any) -> bool:
+        """Whether a limited timeline may have skipped events since the previous sync.
+
+        Incremental syncs say so exactly. The first sync after a start asks for the full state,
+        and Synapse then marks every room with more history than the timeline as limited: 1,000
+        rooms meant 1,000 empty `/messages` requests before the first answer (bench/, figure
+        5). There, a timeline whose oldest event is well older than the previous sync already
+        holds everything that came after it."""
+        events = info.timeline.events
+        return gap_possible(
+            limited=bool(info.timeline.limited),
+            full_state=self._in_first_sync,
+            token_saved_at_ms=self._sync_token_saved_at_ms,
+            oldest_event_ms=int(getattr(events[0], "server_timestamp", 0) or 0) if events else None,
+        )
 
     async def _fetch_gap(self, room_id: str, prev_batch: str, since: str) -> list[_Deferred]:
         """What a limited timeline skipped, from `/messages` backwards from `prev_batch` to the

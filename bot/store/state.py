@@ -37,3 +37,10 @@ class StateRepository:
             await db.execute(
                 "INSERT OR REPLACE INTO bot_state (key, value) VALUES (?, ?)", (key, value)
             )
+
+    async def set_many(self, values: dict[str, str]) -> None:
+        """One statement, so the values are saved together or not at all."""
+        rows = [item for pair in values.items() for item in pair]
+        marks = ", ".join("(?, ?)" for _ in values)
+        async with self._db.transaction() as db:
+            await db.execute(f"INSERT OR REPLACE INTO bot_state (key, value) VALUES {marks}", rows)

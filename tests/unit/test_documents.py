@@ -331,3 +331,31 @@ async def test_export_purge_and_leaving_cover_documents(tmp_path: Path) -> None:
         assert row is not None and row[0] == 0
     finally:
         await store.close()
+
+
+async def test_only_rooms_that_got_a_file_take_the_document_path(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path, {"!a:localhost": ["Le budget."]}, embed=False)
+    try:
+        assert await store.documents.room_may_have_documents("!a:localhost")
+        assert not await store.documents.room_may_have_documents("!b:localhost")
+        await store.documents.register(
+            room_id="!b:localhost",
+            event_id="$late",
+            sender="@alice:localhost",
+            sender_name="Alice",
+            name="note.txt",
+            mimetype="text/plain",
+            size=5,
+            thread_root_id=None,
+            timestamp_ms=5000,
+            source={},
+        )
+        assert await store.documents.room_may_have_documents("!b:localhost")
+    finally:
+        await store.close()
+    reopened = await Store.open(tmp_path / "db.sqlite3")  # known again after a restart
+    try:
+        assert await reopened.documents.room_may_have_documents("!b:localhost")
+        assert not await reopened.documents.room_may_have_documents("!c:localhost")
+    finally:
+        await reopened.close()
