@@ -50,7 +50,7 @@ TITLES = {
     "summary": "6. Summaries",
     "streaming": "7. Streaming",
     "recall": recall.TITLE,
-    "power": "9. Rights check in a large room",
+    "power": power.TITLE,
 }
 Routine = Callable[[Bench], Awaitable[list[Figure]]]
 ROUTINES: list[tuple[tuple[str, ...], Routine]] = [

@@ -53,6 +53,7 @@ class Scale:
     context_samples: int = 1000
     power_room_members: int = 2000
     power_repeats: int = 15
+    power_commands: int = 30  # whole commands per command, room and variant (figure 9)
     restarts: int = 3
     settle_seconds: float = 1.0  # pauses that let the bot finish its bookkeeping off the clock
     warm_up: int = 3
@@ -75,6 +76,7 @@ QUICK = Scale(
     context_samples=20,
     power_room_members=10,
     power_repeats=3,
+    power_commands=3,
     restarts=1,
     settle_seconds=0.2,
     warm_up=1,

@@ -218,6 +218,10 @@ class MatrixGateway:
         )
         self._keys_lock = asyncio.Lock()
         self.power = PowerLevelCache(self._fetch_room_power)
+        # Room display names, computed once per state change: nio names a room without
+        # `m.room.name` or alias from its members, sorting them all at every call (~3 ms in a
+        # room of 2,000), and the bot gets no summary (heroes) without lazy-loading.
+        self._room_names: dict[str, str] = {}
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
@@ -376,12 +380,15 @@ class MatrixGateway:
         await self.direct.note_account_data(response.account_data_events)
         gapped: list[tuple[str, str]] = []
         for room_id, info in response.rooms.join.items():
+            if info.timeline.limited or info.state or _has_state(info.timeline.events):
+                self._room_names.pop(room_id, None)
             if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
                 self.power.invalidate(room_id)
             if since is not None and info.timeline.prev_batch and self._may_have_gap(info):
                 gapped.append((room_id, info.timeline.prev_batch))
         for room_id in response.rooms.leave:
             self.power.forget(room_id)
+            self._room_names.pop(room_id, None)
         gaps: list[_Deferred] = []
         if since is not None and gapped:
             gate = asyncio.Semaphore(GAP_FETCH_CONCURRENCY)
@@ -577,10 +584,20 @@ class MatrixGateway:
             return RoomContext(room_id=room_id, name=room_id, is_direct=False, encrypted=False)
         return RoomContext(
             room_id=room_id,
-            name=room.display_name or room_id,
+            name=self._room_name(room),
             is_direct=self.direct.is_direct(room_id, room.users),
             encrypted=bool(room.encrypted),
         )
+
+    def _room_name(self, room: MatrixRoom) -> str:
+        """The room's display name, cached until sync shows a change of its state."""
+        name = room.named_room_name()
+        if name:  # `m.room.name` or alias: nothing to compute
+            return str(name)
+        cached = self._room_names.get(room.room_id)
+        if cached is None:
+            cached = self._room_names[room.room_id] = str(room.display_name or room.room_id)
+        return cached
 
     def member_name(self, room_id: str, user_id: str) -> str:
         room = self.client.rooms.get(room_id)
@@ -926,6 +943,15 @@ class MatrixGateway:
             return None
         encrypted = bool(getattr(event, "decrypted", False))
         return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
+
+
+def _has_state(events: list[Any]) -> bool:
+    """Any state event (members, name, alias…) among a sync's timeline events."""
+    for event in events:
+        source = getattr(event, "source", None)
+        if isinstance(source, dict) and "state_key" in source:
+            return True
+    return False
 
 
 def _has_power_state(events: list[Any]) -> bool:
