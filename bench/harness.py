@@ -117,6 +117,8 @@ class Bench:
         self.floor: dict[str, float] = {}
         self.realistic: dict[str, Any] = {}  # bench.figures.realistic, shared by figures 3 and 7
         self.profile_dir: Path | None = None
+        # The measured bot's interpreter: the runtime-only venv for full runs (bench.prodenv).
+        self.bot_python = sys.executable
         self.synapse_on_tmpfs = _is_tmpfs(self._synapse_root)
 
     async def start(self) -> None:
@@ -281,7 +283,7 @@ class BotProcess:
         log = self.log_path.open("ab")
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
+            [self.bench.bot_python, "-m", "bot"],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,
