@@ -27,6 +27,7 @@ from typing import Any
 from bench.figures import concurrency, e2e, overhead, power, recall, scale, streaming, summary
 from bench.harness import FULL, QUICK, REPO, Bench
 from bench.machine import LoadMeter, machine_busy_seconds, machine_info, own_cpu_seconds
+from bench.prodenv import production_python
 from bench.results import Figure, Row, markdown, write_json
 
 # Figure keys in report order, and the routine producing each (e2e also produces cost).
@@ -50,7 +51,7 @@ TITLES = {
     "summary": "6. Summaries",
     "streaming": "7. Streaming",
     "recall": recall.TITLE,
-    "power": "9. Rights check in a large room",
+    "power": power.TITLE,
 }
 Routine = Callable[[Bench], Awaitable[list[Figure]]]
 ROUTINES: list[tuple[tuple[str, ...], Routine]] = [
@@ -79,6 +80,11 @@ def _parser() -> argparse.ArgumentParser:
         "--synapse-dir", type=Path, help="parent dir of Synapse's data (default: /dev/shm)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the work dir (bot logs)")
+    parser.add_argument(
+        "--bot-python",
+        help="interpreter of the measured bot (default: a venv of requirements.lock alone, "
+        "built once, as the Docker image has; the current one with --quick)",
+    )
     parser.add_argument(
         "--render-from",
         type=Path,
@@ -125,6 +131,10 @@ async def run(args: argparse.Namespace) -> int:
     logging.getLogger("nio").setLevel(logging.ERROR)  # the asker's "missing session" chatter
     bench = Bench(QUICK if args.quick else FULL, args.synapse_dir, None)
     bench.profile_dir = args.profile
+    if args.bot_python:
+        bench.bot_python = args.bot_python
+    elif not args.quick:
+        bench.bot_python = production_python()
     started_at = datetime.now(UTC).replace(microsecond=0).isoformat()
     meter = LoadMeter.start(time.perf_counter())
     figures: dict[str, Figure] = {}

@@ -53,6 +53,7 @@ class Scale:
     context_samples: int = 1000
     power_room_members: int = 2000
     power_repeats: int = 15
+    power_commands: int = 30  # whole commands per command, room and variant (figure 9)
     restarts: int = 3
     settle_seconds: float = 1.0  # pauses that let the bot finish its bookkeeping off the clock
     warm_up: int = 3
@@ -75,6 +76,7 @@ QUICK = Scale(
     context_samples=20,
     power_room_members=10,
     power_repeats=3,
+    power_commands=3,
     restarts=1,
     settle_seconds=0.2,
     warm_up=1,
@@ -115,6 +117,8 @@ class Bench:
         self.floor: dict[str, float] = {}
         self.realistic: dict[str, Any] = {}  # bench.figures.realistic, shared by figures 3 and 7
         self.profile_dir: Path | None = None
+        # The measured bot's interpreter: the runtime-only venv for full runs (bench.prodenv).
+        self.bot_python = sys.executable
         self.synapse_on_tmpfs = _is_tmpfs(self._synapse_root)
 
     async def start(self) -> None:
@@ -168,8 +172,8 @@ class Bench:
     def bot_settings(
         self, account: RegisteredUser, data_dir: Path, **overrides: Any
     ) -> dict[str, Any]:
-        """Production defaults (streaming on), except the rate limits (a benchmark asks fast on
-        purpose)."""
+        """Production defaults (streaming on), except the rate limits and the pause between
+        large summaries (a benchmark asks fast, and figure 6 repeats `!resume 5000`, on purpose)."""
         values: dict[str, Any] = {
             "homeserver": self.synapse.base_url,
             "user_id": account.user_id,
@@ -180,6 +184,7 @@ class Bench:
             "mistral_server_url": self.llm.base_url,
             "user_rate_limit_per_minute": 0,
             "room_rate_limit_per_minute": 0,
+            "large_summary_cooldown_seconds": 0,
             "health_port": 0,
             "log_format": "json",
             "log_level": "info",
@@ -278,7 +283,7 @@ class BotProcess:
         log = self.log_path.open("ab")
         started = time.perf_counter()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
+            [self.bench.bot_python, "-m", "bot"],
             cwd=REPO,
             env=env,
             stdin=subprocess.DEVNULL,

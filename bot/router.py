@@ -632,7 +632,8 @@ class Router:
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
-                self._outbox.track(message.event_id)
+                command = decision.invocation is not None
+                self._outbox.track(message.event_id, measure_from=received_at if command else None)
                 note = usage.UsageNote()
                 try:
                     if await self._still_wanted(message, reread=reread):

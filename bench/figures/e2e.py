@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
 
 from bench.figures import realistic
@@ -109,7 +108,7 @@ async def run(bench: Bench) -> list[Figure]:
     memory: dict[str, Any] = dict(bot.memory())
     memory["streaming_bot"] = bots["on"].memory()
     memory["echo_peer_rss_mb"] = echo.memory()["rss_mb"]
-    memory["breakdown_mb"] = await memory_breakdown()
+    memory["breakdown_mb"] = await memory_breakdown(bench.bot_python)
     rooms = len(bot_rooms["off"]) + 2  # and the rooms of the typing comparison
     clear = await bench.observer(await bench.register("lecteur"), encryption=False)
     bench.realistic = await realistic.run(bench, clear, bots, bench.scale.streaming_samples)
@@ -332,10 +331,10 @@ async def ensure_floor(bench: Bench, samples: int = 20) -> float:
     return bench.floor["clear_median_s"]
 
 
-async def memory_breakdown() -> dict[str, float]:
+async def memory_breakdown(python: str) -> dict[str, float]:
     """RSS of a fresh interpreter after each import stage of the bot (bench.memprobe)."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.memprobe", cwd=REPO, stdout=asyncio.subprocess.PIPE
+        python, "-m", "bench.memprobe", cwd=REPO, stdout=asyncio.subprocess.PIPE
     )
     out, _ = await process.communicate()
     return {str(k): float(v) for k, v in json.loads(out.decode()).items()}

@@ -58,6 +58,7 @@ async def run(bench: Bench) -> list[Figure]:
     await wait_answering(asker, room_id)
     part_prefix = texts.SUMMARY_PART_HEADER.split("{", 1)[0]
     progress_prefix = texts.SUMMARY_PROGRESS.split("{", 1)[0]
+    summary_prefix = texts.SUMMARY_HEADER_ROOM.split("{", 1)[0]
 
     walls: list[float] = []
     runs: list[dict[str, float]] = []
@@ -80,6 +81,9 @@ async def run(bench: Bench) -> list[Figure]:
                     timeout=300,
                 )
             elapsed = reply.at - sent
+            body = str(reply.content.get("m.new_content", reply.content).get("body", ""))
+            if not body.startswith(summary_prefix):  # a notice (limit, error): not a summary
+                raise RuntimeError(f"the bot did not summarise: {body[:120]!r}")
             stats = await bench.llm.stats()
             calls = int(stats["calls"])
             chunks = sum(1 for head in stats["user_heads"] if head.startswith(part_prefix)) or (
@@ -96,9 +100,7 @@ async def run(bench: Bench) -> list[Figure]:
                     "prompt_tokens": stats["prompt_tokens"],
                     "completion_tokens": stats["completion_tokens"],
                     "seed_s": seeded_in,
-                    "summary_chars": len(
-                        str(reply.content.get("m.new_content", reply.content).get("body", ""))
-                    ),
+                    "summary_chars": len(body),
                 }
             )
             await asyncio.sleep(scale.settle_seconds)

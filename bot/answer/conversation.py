@@ -48,7 +48,7 @@ ERROR_TEXTS = {
 class DocumentSource(Protocol):
     """The room's documents, as questions see them (bot.documents.service.DocumentService)."""
 
-    async def has_documents(self, room_id: str) -> bool: ...
+    async def room_may_have_documents(self, room_id: str) -> bool: ...
 
     async def context_for(
         self,
@@ -282,9 +282,12 @@ class ConversationHandler:
         room_settings: RoomSettings,
     ) -> DocumentContext | None:
         """Passages of the room's documents for this question, within the token budget."""
-        if self.documents is None or not await self.documents.has_documents(message.room_id):
-            return None  # most rooms: no query, no token counted
+        if self.documents is None or not await self.documents.room_may_have_documents(
+            message.room_id
+        ):
+            return None
         settings = self._settings
+        await self._tokens.warm_up()  # off the event loop, and only for rooms with documents
         available = (
             settings.context_token_budget
             - settings.max_answer_tokens

@@ -100,6 +100,7 @@ class _Sent:
 
     events: list[tuple[str, str]] = field(default_factory=list)
     in_flight: set[asyncio.Future[str]] = field(default_factory=set)
+    measure_from: float | None = None  # a command's arrival (perf_counter) until its first send
 
 
 class Outbox:
@@ -115,8 +116,10 @@ class Outbox:
         self._sender = sender
         self._tracked: dict[str, _Sent] = {}
 
-    def track(self, trigger_event_id: str) -> None:
-        self._tracked.setdefault(trigger_event_id, _Sent())
+    def track(self, trigger_event_id: str, *, measure_from: float | None = None) -> None:
+        """`measure_from` (perf_counter when the router received a command) records the bot's
+        own time from the command's arrival to its first send request (stage `command`)."""
+        self._tracked.setdefault(trigger_event_id, _Sent(measure_from=measure_from))
 
     def untrack(self, trigger_event_id: str) -> None:
         self._tracked.pop(trigger_event_id, None)
@@ -139,6 +142,9 @@ class Outbox:
         sent = self._tracked.get(trigger.event_id)
         if sent is None:
             return await self._sender.send_event(target, content, txn_id)
+        if sent.measure_from is not None:
+            metrics.BOT_OVERHEAD.labels("command").observe(time.perf_counter() - sent.measure_from)
+            sent.measure_from = None
         future = asyncio.ensure_future(self._sender.send_event(target, content, txn_id))
         sent.in_flight.add(future)
 

@@ -16,8 +16,10 @@ import io
 import warnings
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+if TYPE_CHECKING:  # Pillow (~2 MB) loads with the first picture
+    from PIL import Image
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
 JPEG_QUALITY = 85
@@ -64,6 +66,8 @@ def prepare_image(data: bytes, limits: ImageLimits | None = None) -> PreparedIma
 
     Raises ImageRejected with the reason; never anything else for bad input.
     """
+    from PIL import Image, UnidentifiedImageError
+
     limits = limits or ImageLimits()
     if not data:
         raise ImageRejected(ImageProblem.EMPTY)
@@ -83,6 +87,8 @@ def prepare_image(data: bytes, limits: ImageLimits | None = None) -> PreparedIma
 
 
 def _prepare(data: bytes, limits: ImageLimits) -> PreparedImage:
+    from PIL import Image, ImageOps
+
     with warnings.catch_warnings():
         # Pillow warns past MAX_IMAGE_PIXELS and raises only past twice that: our own bound
         # below is the rule, and the warning must not leak into logs as noise.
@@ -121,6 +127,8 @@ def _prepare(data: bytes, limits: ImageLimits) -> PreparedImage:
 
 def _flatten(image: Image.Image) -> Image.Image:
     """An RGB image: transparency composed on white, palettes and grey levels expanded."""
+    from PIL import Image
+
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, BACKGROUND)

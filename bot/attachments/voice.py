@@ -12,17 +12,11 @@ Pure and synchronous: callers run `inspect_audio` in a worker thread.
 
 from __future__ import annotations
 
+import importlib
 import io
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-
-from mutagen.flac import FLAC
-from mutagen.mp3 import MP3
-from mutagen.mp4 import MP4
-from mutagen.oggopus import OggOpus
-from mutagen.oggvorbis import OggVorbis
-from mutagen.wave import WAVE
 
 
 class AudioProblem(StrEnum):
@@ -59,14 +53,19 @@ class AudioClip:
 class _Container:
     extension: str
     mimetype: str
-    readers: tuple[Any, ...]
+    readers: tuple[str, ...]  # mutagen's "module.Class", imported on first use (~2 MB)
 
 
-_OGG = _Container("ogg", "audio/ogg", (OggOpus, OggVorbis))
-_WAV = _Container("wav", "audio/wav", (WAVE,))
-_MP4 = _Container("m4a", "audio/mp4", (MP4,))
-_FLAC = _Container("flac", "audio/flac", (FLAC,))
-_MP3 = _Container("mp3", "audio/mpeg", (MP3,))
+_OGG = _Container("ogg", "audio/ogg", ("oggopus.OggOpus", "oggvorbis.OggVorbis"))
+_WAV = _Container("wav", "audio/wav", ("wave.WAVE",))
+_MP4 = _Container("m4a", "audio/mp4", ("mp4.MP4",))
+_FLAC = _Container("flac", "audio/flac", ("flac.FLAC",))
+_MP3 = _Container("mp3", "audio/mpeg", ("mp3.MP3",))
+
+
+def _reader(name: str) -> Any:
+    module, _, cls = name.partition(".")
+    return getattr(importlib.import_module(f"mutagen.{module}"), cls)
 
 
 def sniff_container(data: bytes) -> _Container | None:
@@ -116,9 +115,9 @@ def inspect_audio(data: bytes, limits: AudioLimits | None = None) -> AudioClip:
 
 
 def _duration(data: bytes, container: _Container) -> float | None:
-    for reader in container.readers:
+    for name in container.readers:
         try:
-            parsed = reader(io.BytesIO(data))
+            parsed = _reader(name)(io.BytesIO(data))
         except Exception:  # mutagen raises many kinds on malformed input: all mean "not this"
             continue
         length = getattr(getattr(parsed, "info", None), "length", None)

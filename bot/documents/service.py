@@ -341,10 +341,9 @@ class DocumentService:
         return vectors
 
     # --- Questions ------------------------------------------------------------------------------
-    async def has_documents(self, room_id: str) -> bool:
-        """False when the room has no document at all (then `context_for` gives None): known
-        without a query for most rooms, so a question in them counts no tokens for documents."""
-        return await self.repository.any_in(room_id)
+    async def room_may_have_documents(self, room_id: str) -> bool:
+        """Cheap: most rooms never see a file, and their questions skip all of this."""
+        return await self.repository.room_may_have_documents(room_id)
 
     async def context_for(
         self,

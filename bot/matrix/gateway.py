@@ -20,6 +20,7 @@ from nio import (
     AsyncClient,
     AsyncClientConfig,
     EncryptionError,
+    Event,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
@@ -32,8 +33,10 @@ from nio import (
     RedactionEvent,
     RoomCreateError,
     RoomEncryptedMedia,
+    RoomGetStateError,
     RoomGetStateEventError,
     RoomKeyEvent,
+    RoomMemberEvent,
     RoomMessage,
     RoomMessagesError,
     RoomPreset,
@@ -77,6 +80,7 @@ from config.settings import Settings
 log = structlog.get_logger(__name__)
 
 SYNC_TOKEN_KEY = "sync_token"
+SYNC_AT_KEY = "sync_token_saved_at_ms"  # wall time the token was saved: see `_may_have_gap`
 SEND_ATTEMPTS = 6
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
@@ -92,6 +96,11 @@ SYNC_FILTER: dict[str, Any] = {
 }
 GAP_MAX_EVENTS = 500  # per room and sync: what a limited timeline skipped, fetched with /messages
 GAP_PAGE = 100
+GAP_FETCH_CONCURRENCY = 4
+# A full-state sync (the first after a start) marks every room with history as limited. A room
+# whose timeline reaches back this far before the previous sync has no gap; the margin covers
+# a homeserver clock behind the bot's.
+FULL_STATE_GAP_MARGIN_MS = 5 * 60_000
 OUTAGE_MARGIN_SECONDS = 5.0
 CATCH_UP_SYNCS = 2
 LIVE_DELIVERY_MS = 1_000
@@ -120,6 +129,15 @@ class _Deferred:
         self.key = self.event_id or f"{type(args[-1]).__name__}:{session_id}"
 
 
+def sync_filter(own_user_id: str) -> dict[str, Any]:
+    """SYNC_FILTER without the bot's own timeline events: the router ignores them, and each
+    one (every edit of a streamed answer, every answer) would otherwise end the long-poll and
+    cost a whole sync round (bench/, figure 3). Its own state still reaches nio: Synapse puts
+    it in the rooms' state, and a room the bot creates is read whole (`_learn_room_state`)."""
+    timeline = {**SYNC_FILTER["room"]["timeline"], "not_senders": [own_user_id]}
+    return {**SYNC_FILTER, "room": {**SYNC_FILTER["room"], "timeline": timeline}}
+
+
 class SendFailed(Exception):
     pass
 
@@ -143,6 +161,17 @@ class EventSink(Protocol):
 
     async def on_reaction(self, reaction: Reaction) -> None: ...
     async def on_receipt(self, receipt: ReadReceipt) -> None: ...
+
+
+def gap_possible(
+    *, limited: bool, full_state: bool, token_saved_at_ms: int | None, oldest_event_ms: int | None
+) -> bool:
+    """See `MatrixGateway._may_have_gap`."""
+    if not limited:
+        return False
+    if not full_state or token_saved_at_ms is None or not oldest_event_ms:
+        return True
+    return oldest_event_ms >= token_saved_at_ms - FULL_STATE_GAP_MARGIN_MS
 
 
 class MatrixGateway:
@@ -170,6 +199,7 @@ class MatrixGateway:
         self._held_loaded = False
         self.direct = DirectRooms(self.client, store, settings.user_id)
         self._sync_token: str | None = None
+        self._sync_filter = sync_filter(settings.user_id)
         self._first_sync_ever = False
         self._in_first_sync = True
         # Syncs still obeying the catch-up window: the first of the process, and the two right
@@ -188,6 +218,10 @@ class MatrixGateway:
         )
         self._keys_lock = asyncio.Lock()
         self.power = PowerLevelCache(self._fetch_room_power)
+        # Room display names, computed once per state change: nio names a room without
+        # `m.room.name` or alias from its members, sorting them all at every call (~3 ms in a
+        # room of 2,000), and the bot gets no summary (heroes) without lazy-loading.
+        self._room_names: dict[str, str] = {}
         self.cross_signing_status: CrossSigningStatus | None = None
         self.display_name: str | None = None
         self.ready = asyncio.Event()
@@ -216,6 +250,8 @@ class MatrixGateway:
         logs.register_secret(self.client.access_token)  # also mask a token got by logging in
         self.cross_signing_status = await setup_cross_signing(self.client, self._settings)
         self._sync_token = await self._store.state.get(SYNC_TOKEN_KEY)
+        saved_at = await self._store.state.get(SYNC_AT_KEY)
+        self._sync_token_saved_at_ms = int(saved_at) if saved_at and saved_at.isdigit() else None
         self._first_sync_ever = self._sync_token is None
         await self.direct.load()
         self._register_callbacks()
@@ -262,7 +298,7 @@ class MatrixGateway:
             sync_task = asyncio.ensure_future(
                 self.client.sync(
                     timeout=0 if first else int(self._settings.sync_timeout_seconds * 1000),
-                    sync_filter=SYNC_FILTER,
+                    sync_filter=self._sync_filter,
                     since=since,
                     full_state=True if first else None,
                 )
@@ -342,14 +378,27 @@ class MatrixGateway:
         then everything is handed over, each room's events in chronological order.
         """
         await self.direct.note_account_data(response.account_data_events)
-        gaps: list[_Deferred] = []
+        gapped: list[tuple[str, str]] = []
         for room_id, info in response.rooms.join.items():
+            if info.timeline.limited or info.state or _has_state(info.timeline.events):
+                self._room_names.pop(room_id, None)
             if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
                 self.power.invalidate(room_id)
-            if info.timeline.limited and since is not None and info.timeline.prev_batch:
-                gaps.extend(await self._fetch_gap(room_id, info.timeline.prev_batch, since))
+            if since is not None and info.timeline.prev_batch and self._may_have_gap(info):
+                gapped.append((room_id, info.timeline.prev_batch))
         for room_id in response.rooms.leave:
             self.power.forget(room_id)
+            self._room_names.pop(room_id, None)
+        gaps: list[_Deferred] = []
+        if since is not None and gapped:
+            gate = asyncio.Semaphore(GAP_FETCH_CONCURRENCY)
+
+            async def fetch(room_id: str, prev_batch: str) -> list[_Deferred]:
+                async with gate:
+                    return await self._fetch_gap(room_id, prev_batch, since)
+
+            for fetched in await asyncio.gather(*(fetch(*room) for room in gapped)):
+                gaps.extend(fetched)
         await self._dispatch([*gaps, *(batch or [])])
         for room_id in response.rooms.leave:
             self.direct.forget(room_id)
@@ -358,7 +407,9 @@ class MatrixGateway:
         await self._crypto_housekeeping()
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
-        await self._store.state.set(SYNC_TOKEN_KEY, response.next_batch)
+        await self._store.state.set_many(
+            {SYNC_TOKEN_KEY: response.next_batch, SYNC_AT_KEY: str(int(time.time() * 1000))}
+        )
         self._sync_token = response.next_batch
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
@@ -391,6 +442,22 @@ class MatrixGateway:
                 raise _ReplaySync(key) from error
             else:
                 self._attempts.pop(key, None)
+
+    def _may_have_gap(self, info: Any) -> bool:
+        """Whether a limited timeline may have skipped events since the previous sync.
+
+        Incremental syncs say so exactly. The first sync after a start asks for the full state,
+        and Synapse then marks every room with more history than the timeline as limited: 1,000
+        rooms meant 1,000 empty `/messages` requests before the first answer (bench/, figure
+        5). There, a timeline whose oldest event is well older than the previous sync already
+        holds everything that came after it."""
+        events = info.timeline.events
+        return gap_possible(
+            limited=bool(info.timeline.limited),
+            full_state=self._in_first_sync,
+            token_saved_at_ms=self._sync_token_saved_at_ms,
+            oldest_event_ms=int(getattr(events[0], "server_timestamp", 0) or 0) if events else None,
+        )
 
     async def _fetch_gap(self, room_id: str, prev_batch: str, since: str) -> list[_Deferred]:
         """What a limited timeline skipped, from `/messages` backwards from `prev_batch` to the
@@ -517,10 +584,20 @@ class MatrixGateway:
             return RoomContext(room_id=room_id, name=room_id, is_direct=False, encrypted=False)
         return RoomContext(
             room_id=room_id,
-            name=room.display_name or room_id,
+            name=self._room_name(room),
             is_direct=self.direct.is_direct(room_id, room.users),
             encrypted=bool(room.encrypted),
         )
+
+    def _room_name(self, room: MatrixRoom) -> str:
+        """The room's display name, cached until sync shows a change of its state."""
+        name = room.named_room_name()
+        if name:  # `m.room.name` or alias: nothing to compute
+            return str(name)
+        cached = self._room_names.get(room.room_id)
+        if cached is None:
+            cached = self._room_names[room.room_id] = str(room.display_name or room.room_id)
+        return cached
 
     def member_name(self, room_id: str, user_id: str) -> str:
         room = self.client.rooms.get(room_id)
@@ -634,6 +711,7 @@ class MatrixGateway:
                 raise SendFailed(f"DM not created: {response.status_code}")
             room_id = str(response.room_id)
             await self.direct.joined(room_id, True, user_id)
+            await self._learn_room_state(room_id)
 
             def known() -> bool:
                 room = self.client.rooms.get(room_id)
@@ -643,6 +721,31 @@ class MatrixGateway:
                 await asyncio.wait_for(self._synced.wait_for(known), timeout)
             log.info("matrix.dm_created", room_id=room_id)
             return room_id
+
+    async def _learn_room_state(self, room_id: str) -> None:
+        """A room the bot created: every state event in it is its own, which its sync filter
+        leaves out of the timeline (`sync_filter`), so nio is told the room's state once, as
+        its own sync handling would (members, encryption, tracked devices)."""
+        response = await self.client.room_get_state(room_id)
+        if isinstance(response, RoomGetStateError):
+            self._raise_if_auth_error(response)
+            raise SendFailed(f"state of the new room unavailable: {response.status_code}")
+        room = self.client.rooms.get(room_id)
+        if room is None:
+            room = MatrixRoom(room_id, self.user_id, room_id in self.client.encrypted_rooms)
+            self.client.rooms[room_id] = room
+        for raw in response.events:
+            event = Event.parse_event(raw)
+            if isinstance(event, RoomMemberEvent):
+                room.handle_membership(event)
+            elif isinstance(event, Event):
+                room.handle_event(event)
+        if room.encrypted:
+            self.client.encrypted_rooms.add(room_id)
+            if self.client.store is not None:
+                self.client.store.save_encrypted_rooms({room_id})
+            if self.client.olm is not None:
+                self.client.olm.update_tracked_users(room)
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
@@ -840,6 +943,15 @@ class MatrixGateway:
             return None
         encrypted = bool(getattr(event, "decrypted", False))
         return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
+
+
+def _has_state(events: list[Any]) -> bool:
+    """Any state event (members, name, alias…) among a sync's timeline events."""
+    for event in events:
+        source = getattr(event, "source", None)
+        if isinstance(source, dict) and "state_key" in source:
+            return True
+    return False
 
 
 def _has_power_state(events: list[Any]) -> bool:

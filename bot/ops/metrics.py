@@ -48,7 +48,8 @@ class _SampledHistogram(Histogram):
 
 BOT_OVERHEAD = _SampledHistogram(
     "tchapbot_overhead_seconds",
-    "Time spent inside the bot, by stage: event received -> LLM request, last token -> send",
+    "Time spent inside the bot, by stage: event received -> LLM request (before_llm), last "
+    "token -> send (after_llm), command received -> its first send request (command)",
     ["stage"],
     buckets=_FAST_BUCKETS,
 )

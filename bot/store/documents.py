@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import structlog
 from pydantic import BaseModel, ConfigDict
 
 from bot.store.database import Database, now_ms
+
+if TYPE_CHECKING:  # numpy (~11 MB resident) loads when a room first ranks by embeddings
+    import numpy as np
 
 log = structlog.get_logger(__name__)
 VECTOR_CACHE_ROOMS = 16
@@ -77,12 +80,13 @@ def room_token(room_id: str) -> str:
 
 
 def to_blob(vector: Sequence[float]) -> bytes:
+    import numpy as np
+
     array = np.asarray(vector, dtype=np.float32)
     norm = float(np.linalg.norm(array))
     return (array / norm if norm > 0 else array).astype("<f4").tobytes()
 
 
-WITHOUT_DOCUMENTS_KEPT = 100_000  # rooms remembered as having no document
 _DOCUMENT_COLUMNS = (
     "id, room_id, event_id, sender, sender_name, name, mimetype, size, format, pages, status, "
     "error, ocr_pages, passages, chars, embedded, thread_root_id, timestamp_ms"
@@ -100,15 +104,19 @@ class DocumentsRepository:
         self._vectors: OrderedDict[str, tuple[tuple[Any, ...], np.ndarray, np.ndarray]] = (
             OrderedDict()
         )
-        # Rooms known to have no document at all, so most questions cost no documents query.
-        # Exact: only `register` adds documents (other paths, other processes included, only
-        # delete them), and it drops its room from here; `_registrations` makes a check that
-        # overlapped a registration not count.
-        self._without_documents: set[str] = set()
-        self._registrations = 0
+        # Rooms where a file was ever registered (loaded once, grown by `register`): most
+        # questions come from rooms without any, which then skip the document path entirely.
+        # Deleted documents leave their room here: it only costs the full check.
+        self._rooms_with_documents: set[str] | None = None
+        self._rooms_registered: set[str] = set()  # also those registered while it loads
 
     async def load_sqlite_vec(self) -> bool:
         """Load sqlite-vec into the connection if this Python's sqlite3 allows extensions."""
+        if not hasattr(sqlite3.Connection, "enable_load_extension"):
+            # Checked first: importing sqlite_vec imports numpy (~11 MB) for nothing.
+            log.info("documents.sqlite_vec_unavailable", error_type="NoExtensionLoading")
+            self.sqlite_vec = False
+            return False
         try:
             import sqlite_vec
 
@@ -138,28 +146,34 @@ class DocumentsRepository:
         source: dict[str, Any],
     ) -> int | None:
         """A new pending document; None if this event is already known (a replayed sync)."""
-        try:
-            rows = await self._db.write_returning(
-                "INSERT OR IGNORE INTO documents (room_id, event_id, sender, sender_name, name, "
-                "mimetype, size, thread_root_id, timestamp_ms, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    room_id,
-                    event_id,
-                    sender,
-                    sender_name,
-                    name,
-                    mimetype,
-                    size,
-                    thread_root_id,
-                    timestamp_ms,
-                    json.dumps(source),
-                ),
-            )
-        finally:  # after the insert: a check that ran before it must not cache "none"
-            self._registrations += 1
-            self._without_documents.discard(room_id)
-        return int(rows[0][0]) if rows else None
+        rows = await self._db.write_returning(
+            "INSERT OR IGNORE INTO documents (room_id, event_id, sender, sender_name, name, "
+            "mimetype, size, thread_root_id, timestamp_ms, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (
+                room_id,
+                event_id,
+                sender,
+                sender_name,
+                name,
+                mimetype,
+                size,
+                thread_root_id,
+                timestamp_ms,
+                json.dumps(source),
+            ),
+        )
+        if not rows:
+            return None
+        self._rooms_registered.add(room_id)
+        return int(rows[0][0])
+
+    async def room_may_have_documents(self, room_id: str) -> bool:
+        """False only when no file was ever registered in the room (no query after the first)."""
+        if self._rooms_with_documents is None:
+            rows = await self._db.fetchall("SELECT DISTINCT room_id FROM documents")
+            self._rooms_with_documents = {str(row[0]) for row in rows}
+        return room_id in self._rooms_registered or room_id in self._rooms_with_documents
 
     async def pending(self) -> list[tuple[DocumentRecord, str]]:
         rows = await self._db.fetchall(
@@ -229,21 +243,6 @@ class DocumentsRepository:
             "WHERE id = ?",
             (reason, format, document_id),
         )
-
-    async def any_in(self, room_id: str) -> bool:
-        """Does the room have any document (pending, indexed or failed)? No query once a room
-        is known to have none, until a document is registered there."""
-        if room_id in self._without_documents:
-            return False
-        registrations = self._registrations
-        row = await self._db.fetchone(
-            "SELECT 1 FROM documents WHERE room_id = ? LIMIT 1", (room_id,)
-        )
-        if row is None and registrations == self._registrations:
-            if len(self._without_documents) >= WITHOUT_DOCUMENTS_KEPT:
-                self._without_documents.clear()
-            self._without_documents.add(room_id)
-        return row is not None
 
     async def by_event(self, room_id: str, event_id: str) -> DocumentRecord | None:
         row = await self._db.fetchone(
@@ -368,6 +367,8 @@ class DocumentsRepository:
                 params,
             )
             return [int(row[0]) for row in rows]
+        import numpy as np
+
         ids, matrix = await self._room_vectors(room_id)
         if not len(ids):
             return []
@@ -379,6 +380,8 @@ class DocumentsRepository:
         return [int(ids[i]) for i in order if scores[i] >= min_similarity]
 
     async def _passage_ids_of(self, document_ids: Sequence[int]) -> np.ndarray:
+        import numpy as np
+
         rows = await self._db.fetchall(
             "SELECT id FROM document_passages WHERE document_id IN "
             f"({','.join('?' * len(document_ids))})",
@@ -389,6 +392,8 @@ class DocumentsRepository:
     async def _room_vectors(self, room_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The room's vectors, cached while the room's passages stay the same (any deletion,
         through this repository or the Store's data-protection paths, changes the version)."""
+        import numpy as np
+
         version_row = await self._db.fetchone(
             "SELECT count(*), min(id), max(id) FROM document_passages WHERE room_id = ?",
             (room_id,),

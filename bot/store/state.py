@@ -31,8 +31,15 @@ class StateRepository:
 
     async def set(self, key: str, value: str) -> None:
         # After every sync: an update in place (REPLACE would delete and re-insert the row).
+        await self.set_many({key: value})
+
+    async def set_many(self, values: dict[str, str]) -> None:
+        """One statement, so the values are saved together or not at all (autocommit: one
+        round trip)."""
+        rows = [item for pair in values.items() for item in pair]
+        marks = ", ".join("(?, ?)" for _ in values)
         await self._db.write(
-            "INSERT INTO bot_state (key, value) VALUES (?, ?) "
+            f"INSERT INTO bot_state (key, value) VALUES {marks} "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
+            rows,
         )

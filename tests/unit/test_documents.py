@@ -223,45 +223,6 @@ async def test_deleting_a_document_removes_its_passages_index_and_vectors(tmp_pa
         await store.close()
 
 
-async def _register(store: Store, room_id: str, event_id: str) -> int | None:
-    return await store.documents.register(
-        room_id=room_id,
-        event_id=event_id,
-        sender="@alice:localhost",
-        sender_name="Alice",
-        name="note.pdf",
-        mimetype="application/pdf",
-        size=10,
-        thread_root_id=None,
-        timestamp_ms=1000,
-        source={},
-    )
-
-
-async def test_a_room_without_documents_is_known_until_one_is_shared(tmp_path: Path) -> None:
-    """Questions in rooms without documents skip the documents (no query, no token count);
-    the memory of "no document here" ends with the next registration, even one that was
-    waiting for the write lock while the room was checked."""
-    store = await Store.open(tmp_path / "db.sqlite3")
-    try:
-        repo, room = store.documents, "!a:localhost"
-        assert not await repo.any_in(room)
-        assert not await repo.any_in(room), "remembered"
-
-        async with store.db.transaction() as db:  # another write holds the lock
-            registering = asyncio.ensure_future(_register(store, room, "$doc1"))
-            await db.execute("SELECT 1")  # the registration starts and waits for the lock
-            assert not await repo.any_in(room)
-        assert await registering is not None
-        assert await repo.any_in(room), "a registered document is seen at once"
-        assert await _register(store, room, "$doc1") is None, "a replayed file: not twice"
-
-        await store.messages.delete_event(room, "$doc1")  # the file is redacted
-        assert not await repo.any_in(room)
-    finally:
-        await store.close()
-
-
 def test_blob_layout_is_sqlite_vec_float32() -> None:
     blob = to_blob([3.0, 4.0])
     assert np.frombuffer(blob, dtype="<f4").tolist() == pytest.approx([0.6, 0.8])
@@ -370,3 +331,31 @@ async def test_export_purge_and_leaving_cover_documents(tmp_path: Path) -> None:
         assert row is not None and row[0] == 0
     finally:
         await store.close()
+
+
+async def test_only_rooms_that_got_a_file_take_the_document_path(tmp_path: Path) -> None:
+    store = await _store_with(tmp_path, {"!a:localhost": ["Le budget."]}, embed=False)
+    try:
+        assert await store.documents.room_may_have_documents("!a:localhost")
+        assert not await store.documents.room_may_have_documents("!b:localhost")
+        await store.documents.register(
+            room_id="!b:localhost",
+            event_id="$late",
+            sender="@alice:localhost",
+            sender_name="Alice",
+            name="note.txt",
+            mimetype="text/plain",
+            size=5,
+            thread_root_id=None,
+            timestamp_ms=5000,
+            source={},
+        )
+        assert await store.documents.room_may_have_documents("!b:localhost")
+    finally:
+        await store.close()
+    reopened = await Store.open(tmp_path / "db.sqlite3")  # known again after a restart
+    try:
+        assert await reopened.documents.room_may_have_documents("!b:localhost")
+        assert not await reopened.documents.room_may_have_documents("!c:localhost")
+    finally:
+        await reopened.close()
