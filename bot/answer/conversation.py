@@ -93,6 +93,23 @@ class ConversationHandler:
         self._clock = clock
         self._base_prompt = settings.default_system_prompt()
         self._background: set[asyncio.Future[None]] = set()
+        self._context_reads: dict[str, asyncio.Future[list[ConversationTurn]]] = {}
+
+    def read_context_early(self, message: IncomingMessage) -> None:
+        """Start reading the room's recent turns now, for a question whose job will start at
+        once: queued to SQLite with its claim, the read shares the claim's round trip instead
+        of costing one of its own on the question's path. `build_request` takes it."""
+        self._context_reads[message.event_id] = asyncio.ensure_future(
+            self._store.messages.recent_turns(
+                message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
+            )
+        )
+
+    def drop_early_read(self, event_id: str) -> None:
+        """The question was not claimed, or its job ended without building a prompt."""
+        read = self._context_reads.pop(event_id, None)
+        if read is not None:
+            read.cancel()
 
     async def close(self) -> None:
         """Let the last typing notices finish before the Matrix client closes."""
@@ -147,8 +164,13 @@ class ConversationHandler:
                     + "\n"
                     + question_line
                 )
-        turns = await self._store.messages.recent_turns(
-            message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
+        early = self._context_reads.pop(message.event_id, None)
+        turns = (
+            await early
+            if early is not None
+            else await self._store.messages.recent_turns(
+                message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
+            )
         )
         history = [
             ChatMessage(

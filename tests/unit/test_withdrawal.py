@@ -203,24 +203,20 @@ class HeldModel:
 
     def __init__(self) -> None:
         self.asked: list[str] = []
+        self.prompts: list[str] = []
         self.called = asyncio.Event()
         self.release = asyncio.Event()
 
     async def complete(self, request: Any) -> Completion:
         self.asked.append(request.messages[-1].content)
+        self.prompts.append("\n".join(m.content for m in request.messages))
         self.called.set()
         await self.release.wait()
         return Completion(text="Réponse.")
 
 
-async def test_a_question_withdrawn_by_another_process_while_queued_never_reaches_the_model(
-    tmp_path: Path,
-) -> None:
-    """A job that starts right after its claim in an idle room trusts the claim's status; one
-    that waited behind another re-reads it, so `tchap-bot purge-user` (another process, its own
-    connection) withdrawing it meanwhile keeps it from the model."""
-    store = await Store.open(tmp_path / "bot.sqlite3")
-    other_process = await Store.open(tmp_path / "bot.sqlite3")
+def router_for(store: Store, model: HeldModel) -> tuple[Router, SlowSender]:
+    """The real router and conversation handler on a real store; Matrix and the model faked."""
     settings = Settings(
         homeserver="https://matrix.example",
         user_id="@bot:localhost",
@@ -231,20 +227,64 @@ async def test_a_question_withdrawn_by_another_process_while_queued_never_reache
     sender = SlowSender()
     sender.release.set()
     outbox = Outbox(sender)
-    model = HeldModel()
-    directory = Directory()
     conversation = ConversationHandler(settings, store, model, MistralTokenCounter(), outbox)  # type: ignore[arg-type]
     router = Router(
         settings,
         store,
-        directory,
+        Directory(),
         conversation,
         NoCommands(),
         RoomConfigRepository(store),
         outbox,
         RoomCommandsRepository(store),
     )
-    room = directory.room_context(ROOM)
+    return router, sender
+
+
+def asked(body: str, event_id: str) -> IncomingMessage:
+    return trigger(event_id).model_copy(update={"body": body})
+
+
+async def test_a_question_read_early_with_its_claim_sees_the_previous_exchange(
+    tmp_path: Path,
+) -> None:
+    """In an idle room the context is read with the claim (one round trip); a question that
+    waits behind another reads it when it starts, so the previous answer is in its prompt."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    model = HeldModel()
+    router, _ = router_for(store, model)
+    room = Directory().room_context(ROOM)
+    try:
+        model.release.set()
+        await router.on_message(asked("Première question 1111", "$q1"), room, True)
+        assert await router.workers.drain(5)
+        model.release.clear()
+        model.called.clear()
+        await router.on_message(asked("Deuxième question 2222", "$q2"), room, True)
+        await model.called.wait()  # the room is busy with the second question
+        await router.on_message(asked("Troisième question 3333", "$q3"), room, True)
+        model.release.set()
+        assert await router.workers.drain(5)
+
+        second, third = model.prompts[1], model.prompts[2]
+        assert "1111" in second and "Réponse." in second, "read with its claim, after the first"
+        assert "2222" in third, "read when it started, after the second was answered"
+    finally:
+        await router._conversation.close()
+        await store.close()
+
+
+async def test_a_question_withdrawn_by_another_process_while_queued_never_reaches_the_model(
+    tmp_path: Path,
+) -> None:
+    """A job that starts right after its claim in an idle room trusts the claim's status; one
+    that waited behind another re-reads it, so `tchap-bot purge-user` (another process, its own
+    connection) withdrawing it meanwhile keeps it from the model."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    other_process = await Store.open(tmp_path / "bot.sqlite3")
+    model = HeldModel()
+    router, sender = router_for(store, model)
+    room = Directory().room_context(ROOM)
     try:
         await router.on_message(trigger("$first"), room, True)
         await model.called.wait()  # the room is busy with the first question
@@ -259,6 +299,6 @@ async def test_a_question_withdrawn_by_another_process_while_queued_never_reache
         assert await store.triggers.status("$second") == "skipped"
         assert len(sender.sent) == 1
     finally:
-        await conversation.close()
+        await router._conversation.close()
         await other_process.close()
         await store.close()
