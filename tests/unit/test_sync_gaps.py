@@ -1,8 +1,8 @@
-"""When a limited sync timeline needs its gap fetched with /messages (bot/matrix/gateway.py)."""
+"""When a limited sync timeline needs its gap fetched with /messages (bot/matrix/sync.py)."""
 
 from __future__ import annotations
 
-from bot.matrix.gateway import FULL_STATE_GAP_MARGIN_MS, gap_possible
+from bot.matrix.sync import FULL_STATE_GAP_MARGIN_MS, gap_possible
 
 SAVED = 1_800_000_000_000  # the previous sync's token was saved then (bot's clock, ms)
 
