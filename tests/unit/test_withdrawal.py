@@ -16,8 +16,9 @@ from bot.answer.tokens import MistralTokenCounter
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
-from bot.router import RoomWorkers, Router
+from bot.router import Router
 from bot.store import Store
+from bot.workers import RoomWorkers
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
