@@ -420,11 +420,13 @@ async def wait_answering(
     observer: Observer,
     room_id: str,
     timeout: float = READY_TIMEOUT,  # noqa: ASYNC109
+    text: str = "Bonjour, êtes-vous disponible ?",
 ) -> None:
-    """Until the bot answers in `room_id` (a first start ignores what came before its sync)."""
+    """Until the bot answers `text` in `room_id` (a first start ignores what came before its
+    sync)."""
     deadline = time.monotonic() + timeout
     while True:
-        event_id, _ = await observer.send(room_id, "Bonjour, êtes-vous disponible ?")
+        event_id, _ = await observer.send(room_id, text)
         try:
             await observer.reply_to(event_id, timeout=3)
             return

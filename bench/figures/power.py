@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from bench.figures.overhead import InProcessBot, log_to_file, save_profile, start_profiler
-from bench.harness import Bench, EchoProcess
+from bench.harness import Bench, EchoProcess, wait_answering
 from bench.observer import Observer
 from bench.procstat import cpu_seconds
 from bench.results import Figure, Row
@@ -184,20 +184,6 @@ async def _unname(bench: Bench, token: str, rooms: tuple[str, str]) -> None:
                     raise RuntimeError(f"PUT {url} failed ({response.status})")
 
 
-async def _until_answered(observer: Observer, room_id: str, timeout: float = 120) -> None:  # noqa: ASYNC109
-    """Until the bot answers a command in `room_id` (its first start ignores what came before
-    its first sync)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        event_id, _ = await observer.send(room_id, "!aide")
-        try:
-            await observer.reply_to(event_id, timeout=3)
-            return
-        except TimeoutError:
-            if time.monotonic() > deadline:
-                raise
-
-
 def _cpu(pid: int | None) -> float:
     return cpu_seconds(pid) if pid is not None else math.nan
 
@@ -273,7 +259,7 @@ async def _whole_commands(
             if variant == "unnamed":
                 await _unname(bench, creator.access_token, rooms)
             for room_id in rooms:  # also: the bot's sync brought the rooms' new state
-                await _until_answered(observer, room_id)
+                await wait_answering(observer, room_id, timeout=120, text="!aide")
             for index in range(repeats):
                 for label, bodies in COMMANDS.items():
                     for room_id in rooms:
