@@ -303,17 +303,17 @@ class Router:
             return
         if message.event_id in self._in_flight:
             return
-        claiming = asyncio.ensure_future(self._store.triggers.claim(message, stored, decision))
-        if decision.action is Action.QUESTION and self.workers.idle(message.room_id):
-            self._conversation.read_context_early(message)  # one round trip with the claim
-        try:
-            claimed = await claiming
-        except BaseException:
-            self._conversation.drop_early_read(message.event_id)
-            raise
-        if not claimed:
-            self._conversation.drop_early_read(message.event_id)
+        starts_now = decision.action is Action.QUESTION and self.workers.idle(message.room_id)
+        claim = await self._store.triggers.claim_reading(
+            message,
+            stored,
+            decision,
+            self._conversation.context_query(message) if starts_now else None,
+        )
+        if not claim.claimed:
             return  # already answered (a replayed sync)
+        if claim.turns is not None:
+            self._conversation.keep_context(message.event_id, claim.turns)
         if decision.invocation is not None:
             scope = self._commands.withdraws(message.room_id, decision.invocation)
             if scope is not None:
@@ -576,7 +576,7 @@ class Router:
                         for acknowledgement in await self._pilot.finish(message, note, received_at):
                             self._acknowledge(acknowledgement)
                 finally:
-                    self._conversation.drop_early_read(message.event_id)
+                    self._conversation.drop_context(message.event_id)
                     self._in_flight.pop(message.event_id, None)
                     if self._withdrawn.pop(message.event_id, False):
                         redacted = await self._outbox.retract(message)

@@ -30,21 +30,39 @@ class RoomWorkers:
 
     def submit(self, room_id: str, job: Job, key: str | None = None) -> None:
         queue = self._queues.setdefault(room_id, asyncio.Queue())
-        queue.put_nowait((key, job))
         self._pending += 1
         metrics.QUEUE_DEPTH.set(self._pending)
-        if room_id not in self._tasks or self._tasks[room_id].done():
-            self._tasks[room_id] = asyncio.create_task(
-                self._work(room_id, queue), name=f"room-{room_id}"
-            )
+        worker = self._tasks.get(room_id)
+        if worker is not None and not worker.done():
+            queue.put_nowait((key, job))
+            return
+        # An idle room's job gets its task now: it starts at the loop's next turn instead of
+        # a turn after its worker's, ahead of what the sync loop does next (figure 1).
+        first = self._start(room_id, key, job) if self._ready.is_set() else None
+        if first is None:
+            queue.put_nowait((key, job))
+        self._tasks[room_id] = asyncio.create_task(
+            self._work(room_id, queue, first), name=f"room-{room_id}"
+        )
 
-    async def _work(self, room_id: str, queue: asyncio.Queue[tuple[str | None, Job]]) -> None:
+    def _start(self, room_id: str, key: str | None, job: Job) -> asyncio.Task[None]:
+        # Named like its worker: log lines and the bench's samples name the room's task.
+        task = asyncio.create_task(job(), name=f"room-{room_id}")
+        self._running[room_id] = (key, task)
+        return task
+
+    async def _work(
+        self,
+        room_id: str,
+        queue: asyncio.Queue[tuple[str | None, Job]],
+        started: asyncio.Task[None] | None,
+    ) -> None:
         await self._ready.wait()  # nothing is sent before the first sync told us about the rooms
-        while not queue.empty():
-            key, job = queue.get_nowait()
-            # Named like its worker: log lines and the bench's samples name the room's task.
-            task = asyncio.create_task(job(), name=f"room-{room_id}")
-            self._running[room_id] = (key, task)
+        while started is not None or not queue.empty():
+            if started is None:
+                key, job = queue.get_nowait()
+                started = self._start(room_id, key, job)
+            task, started = started, None
             try:
                 await task  # cancelling this worker (shutdown) cancels the job too
             except asyncio.CancelledError:

@@ -27,6 +27,7 @@ from bot.ops import metrics
 from bot.pilot import usage
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
+from bot.store.messages import TurnsQuery
 from config.room_settings import RoomSettings
 from config.settings import Settings
 
@@ -93,23 +94,20 @@ class ConversationHandler:
         self._clock = clock
         self._base_prompt = settings.default_system_prompt()
         self._background: set[asyncio.Future[None]] = set()
-        self._context_reads: dict[str, asyncio.Future[list[ConversationTurn]]] = {}
+        self._context_reads: dict[str, list[ConversationTurn]] = {}
 
-    def read_context_early(self, message: IncomingMessage) -> None:
-        """Start reading the room's recent turns now, for a question whose job will start at
-        once: queued to SQLite with its claim, the read shares the claim's round trip instead
-        of costing one of its own on the question's path. `build_request` takes it."""
-        self._context_reads[message.event_id] = asyncio.ensure_future(
-            self._store.messages.recent_turns(
-                message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
-            )
-        )
+    def context_query(self, message: IncomingMessage) -> TurnsQuery:
+        """What `build_request` reads of the conversation, so that the router can have it read
+        with the question's claim (one SQLite hop for both) when the job starts at once."""
+        return TurnsQuery(message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT)
 
-    def drop_early_read(self, event_id: str) -> None:
-        """The question was not claimed, or its job ended without building a prompt."""
-        read = self._context_reads.pop(event_id, None)
-        if read is not None:
-            read.cancel()
+    def keep_context(self, event_id: str, turns: list[ConversationTurn]) -> None:
+        """The turns read with the claim; `build_request` takes them."""
+        self._context_reads[event_id] = turns
+
+    def drop_context(self, event_id: str) -> None:
+        """The question's job ended without building a prompt."""
+        self._context_reads.pop(event_id, None)
 
     async def close(self) -> None:
         """Let the last typing notices finish before the Matrix client closes."""
@@ -164,14 +162,9 @@ class ConversationHandler:
                     + "\n"
                     + question_line
                 )
-        early = self._context_reads.pop(message.event_id, None)
-        turns = (
-            await early
-            if early is not None
-            else await self._store.messages.recent_turns(
-                message.room_id, message.thread_root_id, HISTORY_SCAN_LIMIT
-            )
-        )
+        turns = self._context_reads.pop(message.event_id, None)
+        if turns is None:
+            turns = await self._store.messages.recent_turns(*self.context_query(message))
         history = [
             ChatMessage(
                 role=turn.role,

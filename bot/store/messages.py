@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.store.database import (
     INSERT_MESSAGE,
@@ -12,6 +13,25 @@ from bot.store.database import (
     StoredMessage,
     message_row,
 )
+
+RECENT_TURNS = (
+    "SELECT role, sender, sender_name, content, event_id, timestamp_ms FROM conversation_turns "
+    "WHERE room_id = ? AND thread_root_id IS ? ORDER BY id DESC LIMIT ?"
+)
+
+
+class TurnsQuery(NamedTuple):
+    """A conversation's most recent turns: its room, its thread (None: the main timeline)."""
+
+    room_id: str
+    thread_root_id: str | None
+    limit: int
+
+
+def read_recent_turns(connection: sqlite3.Connection, query: TurnsQuery) -> list[ConversationTurn]:
+    """On aiosqlite's thread (inside `Database.in_one_hop`), oldest first."""
+    rows = connection.execute(RECENT_TURNS, query).fetchall()
+    return [ConversationTurn(*row) for row in reversed(rows)]  # the columns in field order
 
 
 class MessagesRepository:
@@ -128,11 +148,7 @@ class MessagesRepository:
     async def recent_turns(
         self, room_id: str, thread_root_id: str | None, limit: int
     ) -> list[ConversationTurn]:
-        rows = await self._db.fetchall(
-            "SELECT role, sender, sender_name, content, event_id, timestamp_ms FROM conversation_turns "
-            "WHERE room_id = ? AND thread_root_id IS ? ORDER BY id DESC LIMIT ?",
-            (room_id, thread_root_id, limit),
-        )
+        rows = await self._db.fetchall(RECENT_TURNS, (room_id, thread_root_id, limit))
         return [ConversationTurn(*row) for row in reversed(rows)]  # the columns in field order
 
     async def clear_conversation(self, room_id: str) -> int:

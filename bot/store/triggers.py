@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -18,6 +19,7 @@ from bot.store.database import (
     message_row,
     now_ms,
 )
+from bot.store.messages import TurnsQuery, read_recent_turns
 
 # The claim is one statement: a new event is inserted as pending; a known one is left as it
 # is (the no-op update only makes RETURNING give its row). Its status says whether to go on.
@@ -34,6 +36,12 @@ INSERT_MESSAGE_UNLESS_FINISHED = (
     "SELECT ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS "
     "(SELECT 1 FROM triggers WHERE event_id = ? AND status != 'pending')"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    claimed: bool
+    turns: list[ConversationTurn] | None = None  # read when asked, for a claimed question
 
 
 def _claim_row(message: IncomingMessage, decision: Decision | None) -> tuple[object, ...]:
@@ -68,27 +76,40 @@ class TriggersRepository:
         decision: Decision | None = None,
     ) -> bool:
         """Record a triggering event with what it was classified as (and its text for summaries);
-        False if it was already answered (or given up, or withdrawn).
+        False if it was already answered (or given up, or withdrawn)."""
+        return (await self.claim_reading(message, stored, decision)).claimed
 
-        Two autocommit statements, the text first, no other write of this process between
-        them: a crash between the two leaves the text without its trigger, which the replayed
-        sync claims (the text is not inserted twice); a finished trigger's text is never
-        brought back. Both are queued to aiosqlite's thread at once, which runs its queue in
-        order: one round trip for the two."""
-        async with self._db.serialized() as db:
-            if stored is None:
-                return await claim_in(db, message, decision)
-            text, claimed = await asyncio.gather(
-                db.execute(
-                    INSERT_MESSAGE_UNLESS_FINISHED, (*message_row(stored), message.event_id)
-                ),
-                claim_in(db, message, decision),
-                return_exceptions=True,
-            )
-        for outcome in (text, claimed):
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return claimed is True
+    async def claim_reading(
+        self,
+        message: IncomingMessage,
+        stored: StoredMessage | None = None,
+        decision: Decision | None = None,
+        context: TurnsQuery | None = None,
+    ) -> Claim:
+        """`claim`, and with `context` the conversation's recent turns, read for a question
+        whose job starts at once.
+
+        One hop to SQLite for all of it, the text and the claim in one transaction: a crash
+        leaves both or neither, and the replayed sync claims again (the text is never inserted
+        twice); a finished trigger's text is never brought back."""
+        claim_row = _claim_row(message, decision)
+        text_row = None if stored is None else (*message_row(stored), message.event_id)
+
+        def work(connection: sqlite3.Connection) -> Claim:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if text_row is not None:
+                    connection.execute(INSERT_MESSAGE_UNLESS_FINISHED, text_row)
+                statuses = connection.execute(CLAIM, claim_row).fetchall()
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            claimed = any(row[0] == "pending" for row in statuses)
+            turns = read_recent_turns(connection, context) if claimed and context else None
+            return Claim(claimed, turns)
+
+        return await self._db.in_one_hop(work)
 
     async def status(self, event_id: str) -> TriggerStatus | None:
         row = await self._db.fetchone("SELECT status FROM triggers WHERE event_id = ?", (event_id,))

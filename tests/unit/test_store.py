@@ -16,6 +16,7 @@ import pytest
 from bot.models import Action, Decision, IncomingMessage, Invocation, MessageKind
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
+from bot.store.messages import TurnsQuery
 from tests.support.bot_process import database_text, rows_about
 
 ROOM = "!salon:localhost"
@@ -149,11 +150,33 @@ async def test_a_claim_stores_the_text_of_a_new_or_pending_trigger_only(store: S
     assert await messages_stored(store, "$q2") == 0
 
 
-async def test_a_claim_cut_between_its_two_statements_is_completed_by_the_replay(
+async def test_a_claim_can_bring_the_conversation_read_in_the_same_hop(store: Store) -> None:
+    first = question("$q1", "Quel est le délai ?")
+    assert await store.triggers.claim(first, stored(first))
+    await answer(store, first, "Deux mois.", "$a1")
+    context = TurnsQuery(ROOM, None, 400)
+
+    second = question("$q2", "Et pour un contractuel ?")
+    claim = await store.triggers.claim_reading(second, stored(second), None, context)
+    assert claim.claimed and claim.turns is not None
+    assert [(t.role, t.content) for t in claim.turns] == [
+        ("user", "Quel est le délai ?"),
+        ("assistant", "Deux mois."),
+    ]
+    assert claim.turns == await store.messages.recent_turns(ROOM, None, 400)
+    assert await messages_stored(store, "$q2") == 1
+
+    replayed = await store.triggers.claim_reading(first, stored(first), None, context)
+    assert not replayed.claimed and replayed.turns is None, "nothing read for a finished one"
+    without = await store.triggers.claim_reading(second, stored(second))
+    assert without.claimed and without.turns is None
+
+
+async def test_a_text_stored_without_its_trigger_is_claimed_without_a_second_copy(
     store: Store,
 ) -> None:
-    """The text goes first: a crash after it leaves a text without trigger, which the replayed
-    sync claims as new, without storing the text twice."""
+    """A text stored without its trigger (saved as a plain message before, or left by a
+    version that wrote the two apart) is claimed as new, without storing the text twice."""
     message = question("$q1", "Quel est le délai ?")
     await store.messages.save([stored(message)])  # what a crash after the first statement leaves
 
