@@ -31,7 +31,7 @@ from nio import (
     UnknownEvent,
 )
 
-from bot.ops import metrics
+from bot.ops import memory, metrics
 from bot.ops.transient import is_transient
 
 if TYPE_CHECKING:
@@ -211,6 +211,8 @@ class SyncLoop:
                 # Keys handed over by a sync that had to be replayed may not come again.
                 replayed = False
                 await self.held.retry_all()
+                if self._in_first_sync:
+                    memory.give_back_free_memory()  # what parsing the full state left behind
                 self._in_first_sync = False
                 self.ready.set()
 
