@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from bot.store.database import now_ms
 from bot.store.retention import DAY_MS, purge_expired
 from sandbox.fake_mistral import FakeMistral, message_text
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
-from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
+from tests.support.bot_helpers import ask, bot_replies, eventually, replies_to, room_with_bot
 from tests.support.bot_process import BotProcess, bot_environment, database_text, rows_about
 from tests.support.matrix_client import send_text, wait_for_event
 from tests.support.synapse import SynapseServer
@@ -33,15 +32,6 @@ def prompt_text(request: dict[str, Any], role: str | None = None) -> str:
     return "\n".join(
         message_text(m) for m in request["messages"] if role is None or m["role"] == role
     )
-
-
-async def eventually(check: Any, timeout: float = 10) -> None:  # noqa: ASYNC109
-    """Poll an async predicate: the bot applies room events as its sync delivers them."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 # --- Redactions and edits --------------------------------------------------------------------

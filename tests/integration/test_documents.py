@@ -20,8 +20,8 @@ import pytest
 from bot import texts
 from sandbox.fake_mistral import FakeMistral, message_text
 from tests.integration.conftest import StartBot
-from tests.integration.test_pilot import SECRET, eventually, rows
-from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
+from tests.integration.test_pilot import SECRET, rows
+from tests.support.bot_helpers import ask, bot_replies, eventually, replies_to, room_with_bot
 from tests.support.documents import (
     long_report,
     make_docx,

@@ -12,7 +12,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ import pytest
 from bot.app import STOP_DEADLINE_SECONDS
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
-from tests.support.bot_helpers import ask, room_with_bot
+from tests.support.bot_helpers import ask, eventually, room_with_bot
 from tests.support.bot_process import REPO_ROOT, BotProcess
 from tests.support.http_proxy import LocalProxy
 from tests.support.synapse import SynapseServer
@@ -41,14 +41,6 @@ def json_lines(bot: BotProcess) -> list[dict[str, Any]]:
         assert isinstance(record, dict) and "event" in record and "level" in record, line
         records.append(record)
     return records
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 30.0) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def stopped_within_deadline(bot: BotProcess, signum: int = signal.SIGTERM) -> int:

@@ -7,8 +7,6 @@ every text value of every table.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import nio
@@ -19,7 +17,7 @@ from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import RunningBot, StartBot
 from tests.integration.test_commands import group_room
 from tests.integration.test_summaries import bot_dm
-from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
+from tests.support.bot_helpers import ask, bot_replies, eventually, replies_to, room_with_bot
 from tests.support.bot_process import database_text, query_database
 from tests.support.matrix_client import (
     join_room,
@@ -45,14 +43,6 @@ async def react(client: nio.AsyncClient, room_id: str, event_id: str, key: str) 
 
 def rows(bot: RunningBot, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return query_database(bot.settings.database_path, sql, params)
-
-
-async def eventually(check: Any, timeout: float = 10) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.1)
 
 
 async def recorded_answer(bot: RunningBot, answer: dict[str, Any]) -> dict[str, Any]:

@@ -9,15 +9,13 @@ question, then reads the SQLite file and the fake model's requests.
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from bot import texts
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import StartBot
-from tests.support.bot_helpers import ask, replies_to, room_with_bot
+from tests.support.bot_helpers import ask, eventually, replies_to, room_with_bot
 from tests.support.bot_process import database_text, query_database, rows_about
 from tests.support.matrix_client import events_in, send_text, wait_for_event
 
@@ -26,17 +24,6 @@ LONG_ANSWER = (
     + " ".join(f"Étape {n} : vérifier la pièce {n} puis la classer." for n in range(1, 40))
     + " Fin."
 )
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float = 15) -> None:  # noqa: ASYNC109
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if await result if isinstance(result, Awaitable) else result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 def redaction_of(event_id: str) -> Callable[[dict[str, Any]], bool]:

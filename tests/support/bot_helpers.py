@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
 from typing import Any
 
 import nio
 
 from tests.support.matrix_client import create_room, events_in, send_text, wait_for_event
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 30) -> None:  # noqa: ASYNC109
+    """Poll `check` (a plain or async predicate) until it holds: the bot applies what its sync
+    delivers, and records what it sent, a moment after a test client sees it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if await result if inspect.isawaitable(result) else result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.05)
 
 
 def replies_to(event_id: str) -> Any:
