@@ -14,10 +14,6 @@ import functools
 import gc
 from collections.abc import Callable
 
-import structlog
-
-log = structlog.get_logger(__name__)
-
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:

@@ -185,15 +185,6 @@ class Database:
                 raise
             await self._db.execute("COMMIT")
 
-    @asynccontextmanager
-    async def serialized(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Writes in autocommit, each statement atomic alone, with no other write of this
-        process between them (nor inside them: the one connection is never mid-transaction
-        here). For statements ordered so that a crash between any two leaves a state the
-        retry repairs (see `TriggersRepository.claim`)."""
-        async with self._write_lock:
-            yield self._db
-
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One write statement, atomic alone (autocommit): one hop. Returns the rows changed."""
         async with self._write_lock:

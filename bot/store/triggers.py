@@ -101,10 +101,11 @@ class TriggersRepository:
                 if text_row is not None:
                     connection.execute(INSERT_MESSAGE_UNLESS_FINISHED, text_row)
                 statuses = connection.execute(CLAIM, claim_row).fetchall()
+                connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                if connection.in_transaction:  # never leave the one connection mid-transaction
+                    connection.execute("ROLLBACK")
                 raise
-            connection.execute("COMMIT")
             claimed = any(row[0] == "pending" for row in statuses)
             turns = read_recent_turns(connection, context) if claimed and context else None
             return Claim(claimed, turns)

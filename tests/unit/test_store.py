@@ -7,6 +7,7 @@ Deletions are checked by reading the SQLite file directly (every table with a `r
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -170,6 +171,27 @@ async def test_a_claim_can_bring_the_conversation_read_in_the_same_hop(store: St
     assert not replayed.claimed and replayed.turns is None, "nothing read for a finished one"
     without = await store.triggers.claim_reading(second, stored(second))
     assert without.claimed and without.turns is None
+
+
+async def test_a_claim_that_fails_midway_leaves_nothing_and_no_open_transaction(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.db.write(
+        "CREATE TRIGGER refuse BEFORE INSERT ON triggers BEGIN SELECT RAISE(ABORT, 'refusé'); END"
+    )
+    message = question("$q1", "Quel est le délai ?")
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.triggers.claim(message, stored(message))
+    assert await messages_stored(store, "$q1") == 0, "the text went with the failed claim"
+
+    await store.db.write("DROP TRIGGER refuse")
+    await store.state.set("clé", "valeur")  # autocommit: visible to another connection at once
+    other = sqlite3.connect(tmp_path / "bot.sqlite3")
+    try:
+        row = other.execute("SELECT value FROM bot_state WHERE key = 'clé'").fetchone()
+    finally:
+        other.close()
+    assert row == ("valeur",)
 
 
 async def test_a_text_stored_without_its_trigger_is_claimed_without_a_second_copy(
