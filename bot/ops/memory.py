@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import gc
 from collections.abc import Callable
 
 
-@functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:

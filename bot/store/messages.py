@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from bot.store.database import (
@@ -28,10 +28,14 @@ class TurnsQuery(NamedTuple):
     limit: int
 
 
+def _oldest_first(rows: Iterable[Sequence[Any]]) -> list[ConversationTurn]:
+    """RECENT_TURNS' rows, newest first, as turns oldest first (its columns in field order)."""
+    return [ConversationTurn(*row) for row in reversed(list(rows))]
+
+
 def read_recent_turns(connection: sqlite3.Connection, query: TurnsQuery) -> list[ConversationTurn]:
-    """On aiosqlite's thread (inside `Database.in_one_hop`), oldest first."""
-    rows = connection.execute(RECENT_TURNS, query).fetchall()
-    return [ConversationTurn(*row) for row in reversed(rows)]  # the columns in field order
+    """On aiosqlite's thread (inside `Database.in_one_hop`)."""
+    return _oldest_first(connection.execute(RECENT_TURNS, query).fetchall())
 
 
 class MessagesRepository:
@@ -148,8 +152,9 @@ class MessagesRepository:
     async def recent_turns(
         self, room_id: str, thread_root_id: str | None, limit: int
     ) -> list[ConversationTurn]:
-        rows = await self._db.fetchall(RECENT_TURNS, (room_id, thread_root_id, limit))
-        return [ConversationTurn(*row) for row in reversed(rows)]  # the columns in field order
+        return _oldest_first(
+            await self._db.fetchall(RECENT_TURNS, (room_id, thread_root_id, limit))
+        )
 
     async def clear_conversation(self, room_id: str) -> int:
         """`!oublie`: the room's context, and the text of every question it recorded."""
