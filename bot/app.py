@@ -169,6 +169,7 @@ class BotApp:
                 )
             )
             background.append(asyncio.create_task(scheduler.run_forever(self.stop_event)))
+            background.append(asyncio.create_task(_prepare_when_ready(gateway, llm)))
             log.info(
                 "bot.started",
                 user_id=settings.user_id,
@@ -234,6 +235,13 @@ class BotApp:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_event.wait(), timeout=delay)
             delay = min(delay * 2, settings.homeserver_retry_max_seconds)
+
+
+async def _prepare_when_ready(gateway: MatrixGateway, llm: LLMClient) -> None:
+    """The SDK is loaded once the first sync has been handled, not at start: it then reuses
+    the heap that sync's parsing left free (bot/answer/llm.py, bench/ figure 5)."""
+    await gateway.ready.wait()
+    llm.prepare()
 
 
 async def _bounded(work: Awaitable[Any], seconds: float) -> None:

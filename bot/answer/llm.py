@@ -13,33 +13,35 @@ from __future__ import annotations
 import asyncio
 import base64
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard, TypeVar
 
 import httpx2
 import structlog
-from mistralai.client import Mistral
-from mistralai.client.errors import MistralError, NoResponseError
-from mistralai.client.models import (
-    AssistantMessage,
-    DocumentURLChunk,
-    ImageURLChunk,
-    SystemMessage,
-    TextChunk,
-    UserMessage,
-)
-from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
 
 from bot.answer.http_transport import AiohttpTransport
 from bot.answer.stream_pacing import PacedTransport
 from bot.ops import faults, metrics
 from bot.ops.proxy import proxy_for
 
+if TYPE_CHECKING:
+    from mistralai.client import Mistral
+    from mistralai.client.errors import MistralError
+    from mistralai.client.models import AssistantMessage, SystemMessage, UserMessage
+
 log = structlog.get_logger(__name__)
+
+# The SDK (~22 MB resident with its models and hooks) is imported when the client is first
+# needed: `LLMClient.prepare`, which the app calls once the first sync has been handled.
+# Imported then, it reuses the heap that parsing the full-state sync left free instead of
+# adding its own (bench/, figure 5; bot/ops/memory.py). Errors are the SDK's only once
+# it is loaded: until then nothing can have raised one.
+SDK_ERRORS_MODULE = "mistralai.client.errors"
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
@@ -173,9 +175,19 @@ def backoff_seconds(
     return capped / 2 + rng() * capped / 2
 
 
+def _is_sdk_error(error: BaseException) -> TypeGuard[MistralError]:
+    errors = sys.modules.get(SDK_ERRORS_MODULE)
+    return errors is not None and isinstance(error, errors.MistralError)
+
+
+def _is_sdk_no_response(error: BaseException) -> bool:
+    errors = sys.modules.get(SDK_ERRORS_MODULE)
+    return errors is not None and isinstance(error, errors.NoResponseError)
+
+
 def retry_after_seconds(error: BaseException) -> float | None:
     """The server's `retry-after-ms` / `Retry-After` (seconds or HTTP date), if any."""
-    if not isinstance(error, MistralError):
+    if not _is_sdk_error(error):
         return None
     headers = error.headers
     raw_ms = headers.get("retry-after-ms")
@@ -199,9 +211,9 @@ def retry_after_seconds(error: BaseException) -> float | None:
 
 
 def is_retryable(error: BaseException) -> bool:
-    if isinstance(error, MistralError):
+    if _is_sdk_error(error):
         return error.status_code in RETRYABLE_STATUS
-    return isinstance(error, (httpx2.TransportError, TimeoutError, NoResponseError))
+    return isinstance(error, (httpx2.TransportError, TimeoutError)) or _is_sdk_no_response(error)
 
 
 class LLMClient:
@@ -241,18 +253,36 @@ class LLMClient:
                 stream_interval_seconds,
             ),
         )
-        self._sdk = Mistral(
-            api_key=api_key,
-            server_url=server_url,
-            retry_config=RetryConfig("none", BackoffStrategy(0, 0, 1.0, 0), False),
-            timeout_ms=int(timeout_seconds * 1000),
-            async_client=self._http,
-        )
-        # The SDK imports a resource's module (and its models) on first use: for `chat`, ~0.1 s
-        # of CPU that would otherwise fall on the first question's path.
-        _ = self._sdk.chat
+        self._api_key = api_key
+        self._server_url = server_url
+        self._sdk_client: Mistral | None = None  # see SDK_ERRORS_MODULE: made by `prepare`
         self._semaphore = asyncio.Semaphore(max_concurrency)
         self.breaker = breaker or CircuitBreaker()
+
+    def prepare(self) -> None:
+        """Import and build the SDK client now (~0.5 s of CPU, once) rather than on the first
+        question's path. The app calls it once the first sync has been handled (see
+        SDK_ERRORS_MODULE); a question reaching the client earlier builds it itself."""
+        _ = self._sdk
+
+    @property
+    def _sdk(self) -> Mistral:
+        if self._sdk_client is None:
+            from mistralai.client import Mistral
+            from mistralai.client.utils.retries import BackoffStrategy, RetryConfig
+
+            sdk = Mistral(
+                api_key=self._api_key,
+                server_url=self._server_url,
+                retry_config=RetryConfig("none", BackoffStrategy(0, 0, 1.0, 0), False),
+                timeout_ms=int(self._timeout_seconds * 1000),
+                async_client=self._http,
+            )
+            # The SDK imports a resource's module (and its models) on first use: for `chat`,
+            # ~0.1 s of CPU that would otherwise fall on the first question's path.
+            _ = sdk.chat
+            self._sdk_client = sdk
+        return self._sdk_client
 
     async def list_models(self) -> list[ModelCard]:
         """The endpoint's models (`GET /v1/models`), for `tchap-bot doctor`. Raises LLMError."""
@@ -274,7 +304,8 @@ class LLMClient:
         return cards
 
     async def close(self) -> None:
-        await self._sdk.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
+        if self._sdk_client is not None:
+            await self._sdk_client.__aexit__(None, None, None)  # type: ignore[no-untyped-call]
         await self._http.aclose()
 
     def _admit(self) -> bool:
@@ -465,6 +496,8 @@ class LLMClient:
 
     async def ocr_pdf(self, model: str, pdf: bytes, pages: list[int]) -> dict[int, str]:
         """Markdown of the given 1-based pages of a PDF, by page number. Raises LLMError."""
+        from mistralai.client.models import DocumentURLChunk
+
         document = DocumentURLChunk(
             document_url="data:application/pdf;base64," + base64.b64encode(pdf).decode()
         )
@@ -488,7 +521,7 @@ class LLMClient:
             self.breaker.record_failure()
         metrics.LLM_ERRORS.labels(kind.value).inc()
         log.warning("llm.request_failed", kind=kind.value, error_type=type(error).__name__)
-        status = error.status_code if isinstance(error, MistralError) else None
+        status = error.status_code if _is_sdk_error(error) else None
         return LLMError(kind, type(error).__name__, status=status)
 
 
@@ -515,10 +548,19 @@ async def _with_idle_timeout(stream: Any, seconds: float) -> AsyncIterator[Any]:
         yield event
 
 
-SdkMessage = AssistantMessage | SystemMessage | UserMessage
+if TYPE_CHECKING:
+    SdkMessage = AssistantMessage | SystemMessage | UserMessage
 
 
 def _sdk_messages(messages: Sequence[ChatMessage]) -> list[SdkMessage]:
+    from mistralai.client.models import (
+        AssistantMessage,
+        ImageURLChunk,
+        SystemMessage,
+        TextChunk,
+        UserMessage,
+    )
+
     converted: list[SdkMessage] = []
     for message in messages:
         if message.role == "system":
@@ -546,7 +588,7 @@ def _sdk_arguments(request: ChatRequest) -> dict[str, Any]:
 def classify_error(error: BaseException) -> LLMErrorKind:
     if isinstance(error, LLMError):
         return error.kind
-    if isinstance(error, MistralError):
+    if _is_sdk_error(error):
         status = int(error.status_code or 0)
         if status == 429:
             return LLMErrorKind.RATE_LIMITED

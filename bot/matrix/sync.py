@@ -87,6 +87,27 @@ class _Deferred:
         self.key = self.event_id or f"{type(args[-1]).__name__}:{session_id}"
 
 
+class _SyncDigest:
+    """Of one sync response, what is handled after it (`SyncLoop._digest`)."""
+
+    __slots__ = (
+        "account_data_events",
+        "gapped",
+        "left",
+        "next_batch",
+        "power_changed",
+        "state_changed",
+    )
+
+    def __init__(self, next_batch: str, account_data_events: list[Any]) -> None:
+        self.next_batch = next_batch
+        self.account_data_events = account_data_events
+        self.state_changed: list[str] = []  # rooms whose cached display name is stale
+        self.power_changed: list[str] = []  # rooms whose cached power levels are stale
+        self.gapped: list[tuple[str, str]] = []  # (room, prev_batch) of possible gaps
+        self.left: list[str] = []
+
+
 def sync_filter(own_user_id: str) -> dict[str, Any]:
     """SYNC_FILTER without the bot's own timeline events: the router ignores them, and each
     one (every edit of a streamed answer, every answer) would otherwise end the long-poll and
@@ -192,8 +213,14 @@ class SyncLoop:
                 self._catch_up_syncs = CATCH_UP_SYNCS
                 log.info("matrix.sync_after_outage", seconds=round(time.monotonic() - started))
             batch, self._batch = self._batch, None
+            digest = self._digest(response, since)
+            # The response holds the whole parsed JSON (~13 MB of objects for a full-state sync
+            # of 1,000 rooms): let go before its events are handled, so that what they load
+            # (the SDK at the first question, bot/answer/llm.py) reuses that heap instead of
+            # growing it, and `give_back_free_memory` below finds it free (bench/, figure 5).
+            del response, sync_task, done
             try:
-                await self._after_sync(response, since, batch)
+                await self._after_sync(digest, since, batch)
             except Exception as error:
                 if not (isinstance(error, _ReplaySync) or is_transient(error)):
                     raise
@@ -216,8 +243,21 @@ class SyncLoop:
                 self._in_first_sync = False
                 self.ready.set()
 
+    def _digest(self, response: SyncResponse, since: str | None) -> _SyncDigest:
+        """What `_after_sync` needs of a response, so that the response itself can go."""
+        digest = _SyncDigest(response.next_batch, list(response.account_data_events))
+        for room_id, info in response.rooms.join.items():
+            if info.timeline.limited or info.state or _has_state(info.timeline.events):
+                digest.state_changed.append(room_id)
+            if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
+                digest.power_changed.append(room_id)
+            if since is not None and info.timeline.prev_batch and self._may_have_gap(info):
+                digest.gapped.append((room_id, info.timeline.prev_batch))
+        digest.left.extend(response.rooms.leave)
+        return digest
+
     async def _after_sync(
-        self, response: SyncResponse, since: str | None, batch: list[_Deferred] | None
+        self, digest: _SyncDigest, since: str | None, batch: list[_Deferred] | None
     ) -> None:
         """Hand over what the sync brought, in order, then save its token.
 
@@ -225,16 +265,13 @@ class SyncLoop:
         changed lose their cached power levels, then the gaps of limited timelines are fetched,
         then everything is handed over, each room's events in chronological order.
         """
-        await self.direct.note_account_data(response.account_data_events)
-        gapped: list[tuple[str, str]] = []
-        for room_id, info in response.rooms.join.items():
-            if info.timeline.limited or info.state or _has_state(info.timeline.events):
-                self._room_names.pop(room_id, None)
-            if info.timeline.limited or info.state or _has_power_state(info.timeline.events):
-                self.power.invalidate(room_id)
-            if since is not None and info.timeline.prev_batch and self._may_have_gap(info):
-                gapped.append((room_id, info.timeline.prev_batch))
-        for room_id in response.rooms.leave:
+        await self.direct.note_account_data(digest.account_data_events)
+        for room_id in digest.state_changed:
+            self._room_names.pop(room_id, None)
+        for room_id in digest.power_changed:
+            self.power.invalidate(room_id)
+        gapped = digest.gapped
+        for room_id in digest.left:
             self.power.forget(room_id)
             self._room_names.pop(room_id, None)
         gaps: list[_Deferred] = []
@@ -248,7 +285,7 @@ class SyncLoop:
             for fetched in await asyncio.gather(*(fetch(*room) for room in gapped)):
                 gaps.extend(fetched)
         await self._dispatch([*gaps, *(batch or [])])
-        for room_id in response.rooms.leave:
+        for room_id in digest.left:
             self.direct.forget(room_id)
             if self._sink is not None:
                 await self._sink.on_left(room_id)
@@ -256,9 +293,9 @@ class SyncLoop:
         # Saved last: a crash before this line replays the sync, and the store's trigger
         # table makes the replay harmless.
         await self._store.state.set_many(
-            {SYNC_TOKEN_KEY: response.next_batch, SYNC_AT_KEY: str(int(time.time() * 1000))}
+            {SYNC_TOKEN_KEY: digest.next_batch, SYNC_AT_KEY: str(int(time.time() * 1000))}
         )
-        self._sync_token = response.next_batch
+        self._sync_token = digest.next_batch
         metrics.LAST_SYNC.set(time.time())
         self.last_sync_monotonic = time.monotonic()
         async with self._synced:
