@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from bot import texts
 from bot.answer.conversation import ConversationHandler
-from bot.answer.media import MediaError, MediaService, is_image, is_voice, placeholder
+from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.untrusted import one_line
 from bot.classify import RoomFacts, classify, parse_invocation
 from bot.documents.service import DocumentService
+from bot.media_routing import MediaRouting, is_media
 from bot.models import (
     Action,
     Decision,
@@ -44,9 +44,9 @@ from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
 from bot.store import Store
 from bot.store.database import Schedule, StoredMessage
-from bot.triggers import BotIdentity, mentions_bot, strip_bot_mention
+from bot.triggers import BotIdentity
 from bot.workers import RoomWorkers
-from config.room_settings import AnswerMode, RoomSettings
+from config.room_settings import AnswerMode
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -79,13 +79,6 @@ class RoomDirectory(Protocol):
     async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
 
     async def is_member(self, room_id: str, user_id: str) -> bool: ...
-
-
-@dataclass
-class _WaitingImage:
-    image: IncomingMessage
-    decision: Decision
-    timer: asyncio.TimerHandle
 
 
 class CommandPort(Protocol):
@@ -128,10 +121,6 @@ class Router:
         self._outbox = outbox
         self._room_commands = room_commands
         self.documents: DocumentService | None = None
-        self._media = media
-        # DM images waiting for the question typed after them, and the question that took one.
-        self._waiting_images: dict[tuple[str, str], _WaitingImage] = {}
-        self._image_of_question: dict[str, IncomingMessage] = {}
         self._pilot = pilot if pilot is not None else Pilot(settings, store)
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: dict[str, IncomingMessage] = {}  # claimed, not finished, by event ID
@@ -140,6 +129,24 @@ class Router:
         self._undecryptable_notified = RecentKeys()
         self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
         self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
+        self._media = (
+            None
+            if media is None
+            else MediaRouting(
+                settings,
+                store,
+                room_config,
+                outbox,
+                media,
+                in_flight=self._in_flight,
+                schedule=self._schedule,
+                schedule_claimed=lambda message, decision, received_at: self._schedule(
+                    message, decision, received_at, just_claimed=True
+                ),
+                identity=self._identity,
+                replied_sender=self._replied_sender,
+            )
+        )
 
     # --- Start-up ---------------------------------------------------------------------------
     async def resume_pending(self) -> int:
@@ -278,8 +285,8 @@ class Router:
                 message.room_id, message.replaces_event_id, message.sender, message.body
             )
             return
-        if self._media is not None and (is_voice(message) or is_image(message)):
-            await self._on_media(message, room, answerable, received_at)
+        if self._media is not None and is_media(message):
+            await self._media.on_media(message, room, answerable, received_at)
             return
         if (
             message.kind is MessageKind.ATTACHMENT
@@ -318,8 +325,8 @@ class Router:
             scope = self._commands.withdraws(message.room_id, decision.invocation)
             if scope is not None:
                 await self._withdraw_questions_of(message, scope)
-        if decision.action is Action.QUESTION:
-            self._take_waiting_image(message)
+        if decision.action is Action.QUESTION and self._media is not None:
+            self._media.take_waiting_image(message)
         self._schedule(message, decision, received_at, just_claimed=True)
 
     # --- Withdrawn questions ------------------------------------------------------------------
@@ -352,147 +359,6 @@ class Router:
                 event_id=command.event_id,
                 count=len(chosen),
             )
-
-    # --- Voice messages and images ------------------------------------------------------------
-    async def _on_media(
-        self, message: IncomingMessage, room: RoomContext, answerable: bool, received_at: float
-    ) -> None:
-        """A voice message or an image: kept as a placeholder for summaries and context;
-        a question when it is addressed to the bot (DM, "tous" rooms, a reply to the bot, an
-        image whose caption mentions it)."""
-        stored = StoredMessage(
-            event_id=message.event_id,
-            room_id=message.room_id,
-            sender=message.sender,
-            sender_name=message.sender_name,
-            body=placeholder(message),
-            timestamp_ms=message.timestamp_ms,
-            thread_root_id=message.thread_root_id,
-        )
-        if (
-            not answerable
-            or message.from_bot  # another bot's pictures and sounds: never a question
-            or not self._settings.is_allowed_user(message.sender)
-        ):
-            await self._store.messages.save([stored])
-            return
-        if message.event_id in self._in_flight:
-            return
-        if not await self._media_for_bot(message, room):
-            await self._store.messages.save([stored])
-            return
-        question = self._image_question(message)
-        decision = Decision(action=Action.QUESTION, text=stored.body, question=question)
-        if not await self._store.triggers.claim(message, stored, decision):
-            return
-        wait = self._settings.image_question_wait_seconds
-        if (
-            is_image(message)
-            and wait > 0
-            and not question
-            and (room.is_direct or self._room_config.get(message.room_id).mode is AnswerMode.ALL)
-        ):
-            self._wait_for_question(message, decision, wait)
-            return
-        self._schedule(message, decision, received_at, just_claimed=True)
-
-    async def _media_for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
-        assert self._media is not None
-        room_settings = self._room_config.get(message.room_id)
-        if (
-            is_voice(message)
-            and not room.is_direct
-            and not self._media.voice_enabled(room_settings)
-        ):
-            return False  # a group room that turned voice off: silence, not a notice each time
-        if room.is_direct or room_settings.mode is AnswerMode.ALL:
-            return True
-        attachment = message.attachment
-        if (
-            attachment is not None
-            and attachment.caption
-            and mentions_bot(message, self._identity(message.room_id))
-        ):
-            return True
-        if message.reply_to_event_id is None:
-            return False
-        return await self._replied_sender(message) == self._gateway.user_id
-
-    def _image_question(self, message: IncomingMessage) -> str:
-        """The question an image carries in its caption (mention removed), or ""."""
-        attachment = message.attachment
-        if attachment is None or not attachment.caption or not is_image(message):
-            return ""
-        return strip_bot_mention(attachment.caption, self._identity(message.room_id)).strip()
-
-    def _wait_for_question(self, image: IncomingMessage, decision: Decision, wait: float) -> None:
-        """In a DM the question usually follows the picture: keep it (in memory) for `wait`
-        seconds; the next question from its sender takes it, else it is described."""
-        key = (image.room_id, image.sender)
-        previous = self._waiting_images.pop(key, None)
-        if previous is not None:
-            previous.timer.cancel()
-            self._in_flight.pop(previous.image.event_id, None)
-            self._schedule(previous.image, previous.decision)
-        self._in_flight[image.event_id] = image
-        timer = asyncio.get_running_loop().call_later(wait, self._image_wait_over, key, image)
-        self._waiting_images[key] = _WaitingImage(image, decision, timer)
-
-    def _image_wait_over(self, key: tuple[str, str], image: IncomingMessage) -> None:
-        waiting = self._waiting_images.get(key)
-        if waiting is not None and waiting.image.event_id == image.event_id:
-            del self._waiting_images[key]
-            self._schedule(image, waiting.decision)  # no question came: describe it
-
-    def _take_waiting_image(self, message: IncomingMessage) -> None:
-        """A DM question typed right after an image is about that image."""
-        waiting = self._waiting_images.pop((message.room_id, message.sender), None)
-        if waiting is not None:
-            waiting.timer.cancel()
-            self._image_of_question[message.event_id] = waiting.image
-
-    async def _answer_media(
-        self,
-        message: IncomingMessage,
-        room: RoomContext,
-        room_settings: RoomSettings,
-        received_at: float | None,
-        image: IncomingMessage,
-        question: str,
-    ) -> None:
-        """Answer a voice message, or a question about `image` (which may be `message`); a
-        file that cannot be used gets one sentence and the room goes on."""
-        assert self._media is not None
-        try:
-            if is_voice(message):
-                if not self._media.voice_enabled(room_settings):
-                    await self._outbox.reply(
-                        message, texts.VOICE_DISABLED, purpose="media-error", notice=True
-                    )
-                    await self._store.triggers.finish(message, "skipped")
-                    return
-                await self._media.answer_voice(message, room, room_settings, received_at)
-            else:
-                await self._media.answer_image(
-                    message, image, question or None, room, room_settings, received_at
-                )
-        except MediaError as error:
-            metrics.ERRORS.labels(f"media_{error.reason}").inc()
-            log.info("router.media_refused", reason=error.reason)
-            await self._outbox.reply(message, error.text, purpose="media-error", notice=True)
-            await self._store.triggers.finish(message, "failed")
-
-    async def _image_for(self, message: IncomingMessage) -> IncomingMessage | None:
-        """The image a text question is about: the one it took in a DM, or the one it replies
-        to (its waiting trigger is finished here)."""
-        image = self._image_of_question.pop(message.event_id, None)
-        if image is not None:
-            self._in_flight.pop(image.event_id, None)
-            await self._store.triggers.finish(image, "answered", question=False)
-            return image
-        if self._media is None or message.reply_to_event_id is None:
-            return None
-        return await self._media.replied_image(message)
 
     def _facts(
         self,
@@ -629,17 +495,18 @@ class Router:
                 await self._store.triggers.finish(message, "answered", question=False)
                 return
             metrics.QUESTIONS.inc()
-            if self._media is not None and (is_voice(message) or is_image(message)):
-                await self._answer_media(
+            if self._media is not None and is_media(message):
+                await self._media.answer(
                     message, room, room_settings, received_at, message, decision.question
                 )
                 return
-            image = await self._image_for(message) if decision.question else None
-            if image is not None:
-                await self._answer_media(
-                    message, room, room_settings, received_at, image, decision.question
-                )
-                return
+            if self._media is not None and decision.question:
+                image = await self._media.image_for(message)
+                if image is not None:
+                    await self._media.answer(
+                        message, room, room_settings, received_at, image, decision.question
+                    )
+                    return
             if not decision.question:
                 await self._outbox.reply(
                     message, texts.EMPTY_QUESTION, purpose="empty", notice=True
