@@ -1,22 +1,29 @@
 """Markdown → sanitised Matrix HTML for everything the bot sends.
 
-The model's answer is untrusted text: it is rendered with raw HTML disabled and the
-result is sanitised again with nh3 against the tag list of the Matrix spec, so that no
-script, event handler, image or dangerous URL can reach the reader's client.
+The model's answer is untrusted text. It is rendered by cmark-gfm (GitHub's C CommonMark
+parser, through the cmarkgfm package) with these rules: raw HTML is shown as text, images
+become plain links, only http(s)/mailto destinations become links (others stay literal
+text), ``~~x~~`` is struck through, a single newline is a line break (as in Element), tables;
+no autolinking of bare URLs, no typographer. The result is then sanitised by nh3 against the
+tag list of the Matrix spec, so that a bug in one layer does not let a script, event handler,
+image or dangerous URL reach the reader's client.
+
+cmarkgfm's own Python wrappers neither expose cmark's node API nor free what cmark
+allocates (the tree and the rendered string), so this module declares the few C functions
+it needs and calls them in the library cmarkgfm ships, freeing everything it gets.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from html import escape
+from html import unescape
+from typing import Any
 from urllib.parse import urlsplit
 
+import cffi
 import nh3
-from markdown_it import MarkdownIt
-from markdown_it.renderer import RendererHTML
-from markdown_it.token import Token
-from markdown_it.utils import EnvType, OptionsDict
+from cmarkgfm import _cmark
+from cmarkgfm.cmark import Options
 
 # --------------------------------------------------------------------------- rendering
 
@@ -61,53 +68,321 @@ _CLEANER = nh3.Cleaner(
 )
 
 
-class _MatrixRenderer(RendererHTML):
-    """markdown-it renderer emitting only tags that Matrix clients know."""
+# --------------------------------------------------------------------------- cmark-gfm
 
-    def s_open(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
-        """``~~x~~``: Matrix lists ``del``/``strike``, not ``s``."""
-        return "<del>"
+_FFI = cffi.FFI()
+_FFI.cdef(
+    """
+    typedef struct cmark_node cmark_node;
+    typedef struct cmark_parser cmark_parser;
+    typedef struct cmark_iter cmark_iter;
+    typedef struct cmark_syntax_extension cmark_syntax_extension;
+    typedef struct cmark_llist cmark_llist;
+    typedef struct cmark_mem {
+        void *(*calloc)(size_t, size_t);
+        void *(*realloc)(void *, size_t);
+        void (*free)(void *);
+    } cmark_mem;
+    cmark_mem *cmark_get_default_mem_allocator(void);
+    void cmark_gfm_core_extensions_ensure_registered(void);
+    cmark_syntax_extension *cmark_find_syntax_extension(const char *name);
+    cmark_parser *cmark_parser_new(int options);
+    int cmark_parser_attach_syntax_extension(cmark_parser *parser, cmark_syntax_extension *ext);
+    void cmark_parser_feed(cmark_parser *parser, const char *buffer, size_t len);
+    cmark_node *cmark_parser_finish(cmark_parser *parser);
+    cmark_llist *cmark_parser_get_syntax_extensions(cmark_parser *parser);
+    void cmark_parser_free(cmark_parser *parser);
+    char *cmark_render_html(cmark_node *root, int options, cmark_llist *extensions);
+    cmark_iter *cmark_iter_new(cmark_node *root);
+    int cmark_iter_next(cmark_iter *iter);
+    cmark_node *cmark_iter_get_node(cmark_iter *iter);
+    void cmark_iter_free(cmark_iter *iter);
+    cmark_node *cmark_node_new(int type);
+    void cmark_node_free(cmark_node *node);
+    int cmark_node_get_type(cmark_node *node);
+    const char *cmark_node_get_type_string(cmark_node *node);
+    const char *cmark_node_get_literal(cmark_node *node);
+    int cmark_node_set_literal(cmark_node *node, const char *content);
+    const char *cmark_node_get_url(cmark_node *node);
+    int cmark_node_set_url(cmark_node *node, const char *url);
+    const char *cmark_node_get_title(cmark_node *node);
+    int cmark_node_get_start_line(cmark_node *node);
+    int cmark_node_get_start_column(cmark_node *node);
+    cmark_node *cmark_node_first_child(cmark_node *node);
+    cmark_node *cmark_node_next(cmark_node *node);
+    int cmark_node_insert_before(cmark_node *node, cmark_node *sibling);
+    int cmark_node_append_child(cmark_node *node, cmark_node *child);
+    int cmark_node_replace(cmark_node *oldnode, cmark_node *newnode);
+    """
+)
+#: The cmark-gfm that cmarkgfm compiled into its extension module (already loaded by the
+#: import above, so this opens the same library and the same extension registry).
+_LIB: Any = _FFI.dlopen(_cmark.__file__)
+_NULL: Any = _FFI.NULL
+_MEM: Any = _LIB.cmark_get_default_mem_allocator()
 
-    def s_close(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
-        """Close the ``del`` opened by :meth:`s_open`."""
-        return "</del>"
+# hard breaks: a single newline is a line break, as in Element's own Markdown rendering.
+# Not CMARK_OPT_UNSAFE: should raw HTML or a dangerous link slip past the fixes below,
+# cmark itself omits the first and empties the second's href.
+_OPTIONS: int = Options.CMARK_OPT_HARDBREAKS | Options.CMARK_OPT_STRIKETHROUGH_DOUBLE_TILDE
+_LIB.cmark_gfm_core_extensions_ensure_registered()
+_EXTENSIONS: tuple[Any, ...] = tuple(
+    _LIB.cmark_find_syntax_extension(name) for name in (b"table", b"strikethrough")
+)
+if any(extension == _NULL for extension in _EXTENSIONS):  # pragma: no cover - packaging error
+    raise ImportError("cmark-gfm lacks its table or strikethrough extension")
 
-    def image(self, tokens: Sequence[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
-        """Render an image as a plain link: never load remote content for the reader."""
-        token = tokens[idx]
-        src = str(token.attrGet("src") or "")
-        alt = self.renderInlineAsText(token.children, options, env).strip()
-        label = escape(alt or src or "image", quote=False)
-        if not src:
-            return label
-        return f'<a href="{escape(src)}">{label}</a>'
+_EVENT_DONE, _EVENT_ENTER = 1, 2  # cmark_event_type
 
 
-class _MatrixMarkdown(MarkdownIt):
-    """CommonMark parser that only turns http(s)/mailto destinations into links."""
+def _string(pointer: Any) -> str:
+    """A ``const char *`` owned by cmark, copied to Python (``""`` for NULL)."""
+    if pointer == _NULL:
+        return ""
+    return bytes(_FFI.string(pointer)).decode("utf-8", "replace")
 
-    def validateLink(self, url: str) -> bool:
-        """Leave other destinations as literal text instead of href-less anchors."""
+
+def _parse(source: bytes) -> tuple[Any, Any]:
+    """Parse UTF-8 Markdown: ``(parser, root)``, both to be freed by the caller."""
+    parser = _LIB.cmark_parser_new(_OPTIONS)
+    for extension in _EXTENSIONS:
+        _LIB.cmark_parser_attach_syntax_extension(parser, extension)
+    _LIB.cmark_parser_feed(parser, source, len(source))
+    return parser, _LIB.cmark_parser_finish(parser)
+
+
+def _render_tree(parser: Any, root: Any) -> str:
+    """The tree as HTML (cmark's buffer is copied, then freed)."""
+    buffer = _LIB.cmark_render_html(root, _OPTIONS, _LIB.cmark_parser_get_syntax_extensions(parser))
+    try:
+        return bytes(_FFI.string(buffer)).decode("utf-8", "replace")
+    finally:
+        _MEM.free(buffer)
+
+
+def _node_types() -> dict[str, int]:
+    """cmark's node type numbers by name, read from a sample document (no magic numbers)."""
+    parser, root = _parse(b"<div>\n\n*a* `c` <b> [l](https://x) ![i](https://y) a\\\nb\nc\n")
+    types: dict[str, int] = {}
+    iterator = _LIB.cmark_iter_new(root)
+    try:
+        while _LIB.cmark_iter_next(iterator) != _EVENT_DONE:
+            node = _LIB.cmark_iter_get_node(iterator)
+            types[_string(_LIB.cmark_node_get_type_string(node))] = _LIB.cmark_node_get_type(node)
+    finally:
+        _LIB.cmark_iter_free(iterator)
+        _LIB.cmark_node_free(root)
+        _LIB.cmark_parser_free(parser)
+    return types
+
+
+_TYPES = _node_types()
+_HTML_BLOCK = _TYPES["html_block"]
+_PARAGRAPH = _TYPES["paragraph"]
+_TEXT = _TYPES["text"]
+_CODE = _TYPES["code"]
+_LINEBREAK = _TYPES["linebreak"]
+_SOFTBREAK = _TYPES["softbreak"]
+_HTML_INLINE = _TYPES["html_inline"]
+_LINK = _TYPES["link"]
+_IMAGE = _TYPES["image"]
+
+# --------------------------------------------------------------------------- the rules
+
+#: In cmark's safe-mode output, only these betray something the rules must change: raw HTML
+#: (replaced by a comment: text ``<`` is always escaped), an image, and link destinations.
+_HREF_RE = re.compile(r'<a href="([^"]*)"')
+
+
+def _allowed_url(url: str) -> bool:
+    try:
+        return urlsplit(url.strip()).scheme.lower() in _URL_SCHEMES
+    except ValueError:
+        return False
+
+
+def _needs_fixing(rendered: str) -> bool:
+    return (
+        "<!--" in rendered
+        or "<img" in rendered
+        or not all(_allowed_url(unescape(href)) for href in _HREF_RE.findall(rendered))
+    )
+
+
+def _new_node(node_type: int, literal: str | None = None) -> Any:
+    node = _LIB.cmark_node_new(node_type)
+    if literal is not None:
+        _LIB.cmark_node_set_literal(node, literal.encode())
+    return node
+
+
+def _swap(old: Any, new: Any) -> None:
+    """Put `new` in `old`'s place and free `old` with whatever it still contains."""
+    if not _LIB.cmark_node_replace(old, new):  # pragma: no cover - cmark refused the shape
+        _LIB.cmark_node_free(new)  # `old` stays: safe mode omits raw HTML, empties hrefs
+        return
+    _LIB.cmark_node_free(old)
+
+
+def _plain_text(node: Any) -> str:
+    """An image's description without its markup (CommonMark's ``alt``)."""
+    out: list[str] = []
+    iterator = _LIB.cmark_iter_new(node)
+    try:
+        while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
+            if event != _EVENT_ENTER:
+                continue
+            child = _LIB.cmark_iter_get_node(iterator)
+            child_type = _LIB.cmark_node_get_type(child)
+            if child_type in (_TEXT, _CODE, _HTML_INLINE):
+                out.append(_string(_LIB.cmark_node_get_literal(child)))
+            elif child_type in (_SOFTBREAK, _LINEBREAK):
+                out.append("\n")
+    finally:
+        _LIB.cmark_iter_free(iterator)
+    return "".join(out).strip()
+
+
+def _image_as_link(image: Any, in_link: bool) -> None:
+    """``![alt](src)`` → ``<a href=src>alt</a>``: never load remote content for the reader.
+
+    Inside a link (a badge), only the label is kept: an anchor cannot hold another.
+    """
+    url = _string(_LIB.cmark_node_get_url(image))
+    label = _new_node(_TEXT, _plain_text(image) or url or "image")
+    if in_link:
+        _swap(image, label)
+        return
+    link = _new_node(_LINK)
+    _LIB.cmark_node_set_url(link, url.encode())
+    _LIB.cmark_node_append_child(link, label)
+    _swap(image, link)
+
+
+def _link_as_text(node: Any, is_image: bool) -> None:
+    """A link or image whose destination is not allowed: its Markdown, as literal text."""
+    url = _string(_LIB.cmark_node_get_url(node))
+    first = _LIB.cmark_node_first_child(node)
+    if (
+        not is_image
+        and first != _NULL
+        and _LIB.cmark_node_next(first) == _NULL
+        and _LIB.cmark_node_get_type(first) == _TEXT
+        and url in ((text := _string(_LIB.cmark_node_get_literal(first))), f"mailto:{text}")
+    ):  # an autolink, <scheme:…>
+        _swap(node, _new_node(_TEXT, f"<{text}>"))
+        return
+    _LIB.cmark_node_insert_before(node, _new_node(_TEXT, "![" if is_image else "["))
+    child = first
+    while child != _NULL:  # the description keeps its own Markdown (emphasis, code…)
+        following = _LIB.cmark_node_next(child)
+        _LIB.cmark_node_insert_before(node, child)
+        child = following
+    destination = f"<{url}>" if " " in url else url
+    title = _string(_LIB.cmark_node_get_title(node)).replace('"', '\\"')
+    _swap(node, _new_node(_TEXT, "](" + destination + (f' "{title}")' if title else ")")))
+
+
+def _html_block_as_text(block: Any) -> None:
+    """Fallback for a raw HTML block: a paragraph showing its lines as they are."""
+    paragraph = _new_node(_PARAGRAPH)
+    for index, line in enumerate(
+        _string(_LIB.cmark_node_get_literal(block)).rstrip("\n").split("\n")
+    ):
+        if index:
+            _LIB.cmark_node_append_child(paragraph, _new_node(_LINEBREAK))
+        _LIB.cmark_node_append_child(paragraph, _new_node(_TEXT, line))
+    _swap(block, paragraph)
+
+
+def _html_block_offsets(source: bytes, blocks: list[Any]) -> list[int]:
+    """Byte offsets of the ``<`` opening each raw HTML block (those cmark placed right)."""
+    line_starts = [0] + [match.end() for match in re.finditer(rb"\n", source)]
+    offsets: list[int] = []
+    for block in blocks:
+        line = _LIB.cmark_node_get_start_line(block)
+        column = _LIB.cmark_node_get_start_column(block)
+        if 1 <= line <= len(line_starts):
+            offset = line_starts[line - 1] + column - 1
+            if source[offset : offset + 1] == b"<":
+                offsets.append(offset)
+    return offsets
+
+
+def _fix_tree(source: bytes, root: Any, escape_blocks: bool) -> bytes | None:
+    """Apply the rules to the parsed tree, in place.
+
+    Raw HTML blocks are not fixed in the tree: their ``<`` is backslash-escaped in the
+    source, which is returned to be parsed again, so that the lines are read as Markdown
+    (as if HTML did not exist, which the rules say) instead of one opaque block that might
+    run to the end of the answer. Returns None when the tree is done.
+    """
+    found: list[tuple[Any, int, bool]] = []  # (node, type, inside a link), in document order
+    blocks: list[Any] = []
+    link_depth = 0
+    iterator = _LIB.cmark_iter_new(root)
+    try:
+        while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
+            node = _LIB.cmark_iter_get_node(iterator)
+            node_type = _LIB.cmark_node_get_type(node)
+            if node_type == _LINK:
+                if event == _EVENT_ENTER:
+                    link_depth += 1
+                    if not _allowed_url(_string(_LIB.cmark_node_get_url(node))):
+                        found.append((node, node_type, False))
+                else:
+                    link_depth -= 1
+            elif event == _EVENT_ENTER and node_type in (_HTML_INLINE, _IMAGE, _HTML_BLOCK):
+                found.append((node, node_type, link_depth > 0))
+                if node_type == _HTML_BLOCK:
+                    blocks.append(node)
+    finally:
+        _LIB.cmark_iter_free(iterator)
+    if blocks and escape_blocks and (offsets := _html_block_offsets(source, blocks)):
+        for offset in reversed(offsets):
+            source = source[:offset] + b"\\" + source[offset:]
+        return source
+    # Innermost first: a node is changed before the one containing it is replaced and freed.
+    for node, node_type, in_link in reversed(found):
+        if node_type == _HTML_INLINE:
+            _swap(node, _new_node(_TEXT, _string(_LIB.cmark_node_get_literal(node))))
+        elif node_type == _HTML_BLOCK:
+            _html_block_as_text(node)
+        elif node_type == _LINK:
+            _link_as_text(node, is_image=False)
+        elif _allowed_url(_string(_LIB.cmark_node_get_url(node))):
+            _image_as_link(node, in_link)
+        else:
+            _link_as_text(node, is_image=True)
+    return None
+
+
+def _render_html(text: str) -> str:
+    """The rules applied with cmark-gfm; the caller still sanitises the result."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
+    source = text.encode("utf-8", "replace")
+    # Each round escapes at least one more "<" that opened an HTML block: it ends.
+    rounds_left = source.count(b"<")
+    while True:
+        parser, root = _parse(source)
         try:
-            scheme = urlsplit(url.strip()).scheme.lower()
-        except ValueError:
-            return False
-        return scheme in _URL_SCHEMES and super().validateLink(url)
-
-
-_MARKDOWN = _MatrixMarkdown(
-    "commonmark",
-    # breaks: a single newline is a line break, as in Element's own Markdown rendering.
-    {"html": False, "breaks": True, "linkify": False, "typographer": False},
-    renderer_cls=_MatrixRenderer,
-).enable(["table", "strikethrough"])
+            rendered = _render_tree(parser, root)
+            if not _needs_fixing(rendered):  # the usual answer: one parse, no walk
+                return rendered
+            escaped = _fix_tree(source, root, escape_blocks=rounds_left > 0)
+            if escaped is None:
+                return _render_tree(parser, root)
+            source = escaped
+            rounds_left -= 1
+        finally:
+            _LIB.cmark_node_free(root)
+            _LIB.cmark_parser_free(parser)
 
 
 def render_markdown(text: str) -> str:
     """Render the model's Markdown to sanitised ``org.matrix.custom.html``.
 
-    Raw HTML in the Markdown is escaped (``html=False``) and the output is cleaned
-    by nh3 anyway, so a bug in one layer does not open an XSS hole.
+    The rules of this module are applied with cmark-gfm, and the output is cleaned by nh3
+    anyway, so that a bug in one layer does not open an XSS hole.
     """
-    html = _MARKDOWN.render(text)
-    return _CLEANER.clean(html).strip()
+    return _CLEANER.clean(_render_html(text)).strip()
