@@ -16,9 +16,10 @@ it needs and calls them in the library cmarkgfm ships, freeing everything it get
 from __future__ import annotations
 
 import re
+import unicodedata
 from html import unescape
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import cffi
 import nh3
@@ -93,6 +94,7 @@ _FFI.cdef(
     cmark_llist *cmark_parser_get_syntax_extensions(cmark_parser *parser);
     void cmark_parser_free(cmark_parser *parser);
     char *cmark_render_html(cmark_node *root, int options, cmark_llist *extensions);
+    char *cmark_render_xml(cmark_node *root, int options);
     cmark_iter *cmark_iter_new(cmark_node *root);
     int cmark_iter_next(cmark_iter *iter);
     cmark_node *cmark_iter_get_node(cmark_iter *iter);
@@ -110,6 +112,7 @@ _FFI.cdef(
     int cmark_node_get_start_column(cmark_node *node);
     cmark_node *cmark_node_first_child(cmark_node *node);
     cmark_node *cmark_node_next(cmark_node *node);
+    cmark_node *cmark_node_parent(cmark_node *node);
     int cmark_node_insert_before(cmark_node *node, cmark_node *sibling);
     int cmark_node_append_child(cmark_node *node, cmark_node *child);
     int cmark_node_replace(cmark_node *oldnode, cmark_node *newnode);
@@ -151,13 +154,23 @@ def _parse(source: bytes) -> tuple[Any, Any]:
     return parser, _LIB.cmark_parser_finish(parser)
 
 
-def _render_tree(parser: Any, root: Any) -> str:
-    """The tree as HTML (cmark's buffer is copied, then freed)."""
-    buffer = _LIB.cmark_render_html(root, _OPTIONS, _LIB.cmark_parser_get_syntax_extensions(parser))
+def _copy_and_free(buffer: Any) -> str:
+    """A string cmark rendered, copied to Python; cmark's buffer is freed."""
     try:
         return bytes(_FFI.string(buffer)).decode("utf-8", "replace")
     finally:
         _MEM.free(buffer)
+
+
+def _render_tree(parser: Any, root: Any) -> str:
+    """The tree as HTML."""
+    extensions = _LIB.cmark_parser_get_syntax_extensions(parser)
+    return _copy_and_free(_LIB.cmark_render_html(root, _OPTIONS, extensions))
+
+
+def _render_positions(root: Any) -> str:
+    """The tree as cmark's XML, with each node's source position: one C call, no walk."""
+    return _copy_and_free(_LIB.cmark_render_xml(root, Options.CMARK_OPT_SOURCEPOS))
 
 
 def _node_types() -> dict[str, int]:
@@ -243,14 +256,23 @@ def _plain_text(node: Any) -> str:
     return "".join(out).strip()
 
 
-def _image_as_link(image: Any, in_link: bool) -> None:
+def _inside_link(node: Any) -> bool:
+    parent = _LIB.cmark_node_parent(node)
+    while parent != _NULL:
+        if _LIB.cmark_node_get_type(parent) == _LINK:
+            return True
+        parent = _LIB.cmark_node_parent(parent)
+    return False
+
+
+def _image_as_link(image: Any) -> None:
     """``![alt](src)`` → ``<a href=src>alt</a>``: never load remote content for the reader.
 
     Inside a link (a badge), only the label is kept: an anchor cannot hold another.
     """
     url = _string(_LIB.cmark_node_get_url(image))
     label = _new_node(_TEXT, _plain_text(image) or url or "image")
-    if in_link:
+    if _inside_link(image):
         _swap(image, label)
         return
     link = _new_node(_LINK)
@@ -295,55 +317,67 @@ def _html_block_as_text(block: Any) -> None:
     _swap(block, paragraph)
 
 
-def _html_block_offsets(source: bytes, blocks: list[Any]) -> list[int]:
-    """Byte offsets of the ``<`` opening each raw HTML block (those cmark placed right)."""
-    line_starts = [0] + [match.end() for match in re.finditer(rb"\n", source)]
-    offsets: list[int] = []
-    for block in blocks:
-        line = _LIB.cmark_node_get_start_line(block)
-        column = _LIB.cmark_node_get_start_column(block)
-        if 1 <= line <= len(line_starts):
-            offset = line_starts[line - 1] + column - 1
-            if source[offset : offset + 1] == b"<":
-                offsets.append(offset)
-    return offsets
+#: Stand-ins for a "<" that opened raw HTML: Unicode punctuation (as "<" is for emphasis)
+#: that means nothing to Markdown; the first one absent from the answer is used.
+_PLACEHOLDERS: tuple[str, ...] = tuple(
+    char
+    for char in map(chr, range(0x2E00, 0x2E50))  # Supplemental Punctuation
+    if unicodedata.category(char).startswith("P")
+)
 
 
-def _fix_tree(source: bytes, root: Any, escape_blocks: bool) -> bytes | None:
-    """Apply the rules to the parsed tree, in place.
+_RAW_HTML_XML_RE = re.compile(
+    r'<html_(?:inline|block) sourcepos="(\d+):(\d+)-[^"]*" xml:space="preserve">([^<]*)</html_'
+)
 
-    Raw HTML blocks are not fixed in the tree: their ``<`` is backslash-escaped in the
-    source, which is returned to be parsed again, so that the lines are read as Markdown
-    (as if HTML did not exist, which the rules say) instead of one opaque block that might
-    run to the end of the answer. Returns None when the tree is done.
+
+def _raw_html_offsets(source: bytes, positions: str) -> list[int]:
+    """Byte offsets of the ``<`` opening each raw HTML node, found in the source.
+
+    `positions` is the tree's XML. cmark's column can fall short on a paragraph's
+    continuation lines (their leading spaces are not counted), so the node's first line is
+    looked for from there to the end of its line; a node not found is left out.
     """
-    found: list[tuple[Any, int, bool]] = []  # (node, type, inside a link), in document order
-    blocks: list[Any] = []
-    link_depth = 0
+    line_starts = [0] + [match.end() for match in re.finditer(rb"\n", source)]
+    offsets: set[int] = set()
+    for match in _RAW_HTML_XML_RE.finditer(positions):
+        line, column = int(match[1]), int(match[2])
+        first_line = unescape(match[3]).split("\n", 1)[0].lstrip(" \t").encode()  # a block's indent
+        if not first_line.startswith(b"<") or not 1 <= line <= len(line_starts):
+            continue
+        start = line_starts[line - 1] + max(column - 1, 0)
+        end = source.find(b"\n", start)
+        found = source.find(first_line, start, len(source) if end < 0 else end)
+        if found >= 0:
+            offsets.add(found)
+    return sorted(offsets)
+
+
+def _fix_tree(root: Any, placeholder: str | None) -> None:
+    """Apply the rules to the parsed tree, in place: images, forbidden links, raw HTML left.
+
+    A link whose address holds the `placeholder` is shown as text: the "<" it stands for
+    would have kept it from being a link (``<http://a.fr/<b>`` is no autolink). Raw HTML
+    still here (not found in the source, never seen) is turned into text.
+    """
+    found: list[tuple[Any, int]] = []  # in document order
     iterator = _LIB.cmark_iter_new(root)
     try:
         while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
+            if event != _EVENT_ENTER:
+                continue
             node = _LIB.cmark_iter_get_node(iterator)
             node_type = _LIB.cmark_node_get_type(node)
             if node_type == _LINK:
-                if event == _EVENT_ENTER:
-                    link_depth += 1
-                    if not _allowed_url(_string(_LIB.cmark_node_get_url(node))):
-                        found.append((node, node_type, False))
-                else:
-                    link_depth -= 1
-            elif event == _EVENT_ENTER and node_type in (_HTML_INLINE, _IMAGE, _HTML_BLOCK):
-                found.append((node, node_type, link_depth > 0))
-                if node_type == _HTML_BLOCK:
-                    blocks.append(node)
+                url = _string(_LIB.cmark_node_get_url(node))
+                if not _allowed_url(url) or (placeholder is not None and placeholder in url):
+                    found.append((node, node_type))
+            elif node_type in (_HTML_INLINE, _IMAGE, _HTML_BLOCK):
+                found.append((node, node_type))
     finally:
         _LIB.cmark_iter_free(iterator)
-    if blocks and escape_blocks and (offsets := _html_block_offsets(source, blocks)):
-        for offset in reversed(offsets):
-            source = source[:offset] + b"\\" + source[offset:]
-        return source
     # Innermost first: a node is changed before the one containing it is replaced and freed.
-    for node, node_type, in_link in reversed(found):
+    for node, node_type in reversed(found):
         if node_type == _HTML_INLINE:
             _swap(node, _new_node(_TEXT, _string(_LIB.cmark_node_get_literal(node))))
         elif node_type == _HTML_BLOCK:
@@ -351,32 +385,49 @@ def _fix_tree(source: bytes, root: Any, escape_blocks: bool) -> bytes | None:
         elif node_type == _LINK:
             _link_as_text(node, is_image=False)
         elif _allowed_url(_string(_LIB.cmark_node_get_url(node))):
-            _image_as_link(node, in_link)
+            _image_as_link(node)
         else:
             _link_as_text(node, is_image=True)
-    return None
 
 
 def _render_html(text: str) -> str:
-    """The rules applied with cmark-gfm; the caller still sanitises the result."""
+    """The rules applied with cmark-gfm; the caller still sanitises the result.
+
+    Raw HTML is not fixed in the tree: the ``<`` opening it is replaced in the source by a
+    placeholder (rendered as ``&lt;``) and the source is parsed again, so that what follows
+    is read as Markdown, exactly as if HTML did not exist, which the rules say (a raw block
+    would otherwise hide its lines' Markdown, and an unclosed ``<!--`` or ``<pre>`` the rest
+    of the answer).
+    """
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\0", "\ufffd")
     source = text.encode("utf-8", "replace")
-    # Each round escapes at least one more "<" that opened an HTML block: it ends.
+    placeholder: str | None = None
+    # Each round replaces at least one more "<" that opened raw HTML: it ends.
     rounds_left = source.count(b"<")
     while True:
         parser, root = _parse(source)
         try:
             rendered = _render_tree(parser, root)
-            if not _needs_fixing(rendered):  # the usual answer: one parse, no walk
-                return rendered
-            escaped = _fix_tree(source, root, escape_blocks=rounds_left > 0)
-            if escaped is None:
-                return _render_tree(parser, root)
-            source = escaped
-            rounds_left -= 1
+            # The usual answer needs no fixing: one parse, no walk.
+            if _needs_fixing(rendered) or (placeholder and quote(placeholder) in rendered):
+                if placeholder is None:
+                    placeholder = next((c for c in _PLACEHOLDERS if c not in text), None)
+                if "<!--" in rendered and placeholder and rounds_left > 0:  # raw HTML
+                    offsets = _raw_html_offsets(source, _render_positions(root))
+                    if offsets:
+                        replacement = placeholder.encode()
+                        for offset in reversed(offsets):
+                            source = source[:offset] + replacement + source[offset + 1 :]
+                        rounds_left -= 1
+                        continue
+                _fix_tree(root, placeholder)
+                rendered = _render_tree(parser, root)
         finally:
             _LIB.cmark_node_free(root)
             _LIB.cmark_parser_free(parser)
+        if placeholder is not None:  # in text, and percent-encoded in a link's address
+            rendered = rendered.replace(placeholder, "&lt;").replace(quote(placeholder), "%3C")
+        return rendered
 
 
 def render_markdown(text: str) -> str:
