@@ -10,9 +10,11 @@ How, without touching the SDK: this is the HTTP transport of the SDK's httpx cli
 `async_client` parameter). For a `text/event-stream` response it re-frames the events:
 
 - consecutive plain text deltas (one choice, index 0, only `role`/`content` in the delta, other
-  keys null, no `finish_reason`, no `usage`) are merged into one event, their contents concatenated; every
-  other event (finish, usage, tool calls, `[DONE]`, anything unknown) passes verbatim, after
-  the merged text that came before it; a stream with `\\r` in it passes verbatim entirely;
+  keys null, no `finish_reason`, no `usage`) are merged into one event, their contents concatenated;
+  the model's finishing event, when it is such a delta with a `finish_reason` (and maybe `usage`),
+  carries the text merged before it (one event where there were two); every other event (tool
+  calls, usage alone, `[DONE]`, anything unknown) passes verbatim, after the merged text that
+  came before it; a stream with `\\r` in it passes verbatim entirely;
 - the socket is read greedily while data is waiting; merged text is handed over only when a
   read had to wait for the model (an instant model's whole answer is therefore one event,
   hence one message), the first time once it holds the first words, then at most once per
@@ -58,8 +60,9 @@ def _plain(mapping: dict[str, Any], known: frozenset[str]) -> bool:
     return all(key in known or value is None for key, value in mapping.items())
 
 
-def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
-    """The JSON and text of a plain text delta event, or None for anything else."""
+def _plain_delta(block: bytes) -> tuple[dict[str, Any], str, bool] | None:
+    """The JSON and text of a plain delta event (one choice, only role/content), and whether
+    it is the finishing one (`finish_reason`, maybe `usage`); None for anything else."""
     if not block.startswith(b"data:") or b"\n" in block:
         return None
     try:
@@ -67,8 +70,6 @@ def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
     except ValueError:  # `[DONE]`, or not JSON
         return None
     if not isinstance(chunk, dict) or not _plain(chunk, _CHUNK_KEYS):
-        return None
-    if chunk.get("usage") is not None:
         return None
     choices = chunk.get("choices")
     if not isinstance(choices, list) or len(choices) != 1:
@@ -78,17 +79,38 @@ def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
         not isinstance(choice, dict)
         or not _plain(choice, _CHOICE_KEYS)
         or choice.get("index", 0) != 0
-        or choice.get("finish_reason") is not None
         or choice.get("logprobs") is not None
     ):
         return None
     delta = choice.get("delta")
     if not isinstance(delta, dict) or not _plain(delta, _DELTA_KEYS):
         return None
+    finishing = choice.get("finish_reason") is not None
     content = delta.get("content")
+    if content is None and finishing:
+        content = ""
     if not isinstance(content, str):
         return None
-    return chunk, content
+    if not finishing and chunk.get("usage") is not None:
+        return None
+    return chunk, content, finishing
+
+
+def text_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
+    """The JSON and text of a plain text delta event (merged with its neighbours)."""
+    parsed = _plain_delta(block)
+    if parsed is None or parsed[2]:
+        return None
+    return parsed[0], parsed[1]
+
+
+def finishing_delta(block: bytes) -> tuple[dict[str, Any], str] | None:
+    """The JSON and text of the model's finishing event when it is a plain delta: the text
+    read before it is folded into it (one SDK event fewer for every streamed answer)."""
+    parsed = _plain_delta(block)
+    if parsed is None or not parsed[2]:
+        return None
+    return parsed[0], parsed[1]
 
 
 class _Pending:
@@ -124,6 +146,14 @@ class _Pending:
             out = b"data: " + payload.encode() + _EVENT_END
         self.blocks, self.first, self.texts = [], None, []
         return out
+
+    def take_into(self, finishing: dict[str, Any], content: str) -> bytes:
+        """Everything pending and the finishing event as one event: the finishing chunk
+        (finish_reason, usage) carrying the pending text before its own."""
+        finishing["choices"][0]["delta"]["content"] = self.text() + content
+        payload = json.dumps(finishing, ensure_ascii=False, separators=(",", ":"))
+        self.blocks, self.first, self.texts = [], None, []
+        return b"data: " + payload.encode() + _EVENT_END
 
 
 class PacedEventStream(httpx2.AsyncByteStream):
@@ -185,7 +215,11 @@ class PacedEventStream(httpx2.AsyncByteStream):
                     continue
                 if pending.has_text:
                     shown, last_out = True, now
-                out += pending.take() + block + _EVENT_END
+                closing = finishing_delta(block) if pending.blocks else None
+                if closing is not None:
+                    out += pending.take_into(*closing)
+                else:
+                    out += pending.take() + block + _EVENT_END
             if out:
                 self.handed_over += 1
                 yield out

@@ -10,7 +10,12 @@ from typing import Any
 import httpx2
 import pytest
 
-from bot.answer.stream_pacing import PacedEventStream, first_words_ready, text_delta
+from bot.answer.stream_pacing import (
+    PacedEventStream,
+    finishing_delta,
+    first_words_ready,
+    text_delta,
+)
 
 
 def chunk(content: str | None, finish: str | None = None, **extra: Any) -> bytes:
@@ -70,27 +75,52 @@ def events(parts: list[bytes]) -> list[bytes]:
 
 
 def texts_of(blocks: list[bytes]) -> list[str]:
+    """The text each event carries (the finishing event may carry the last of it)."""
     out = []
     for block in blocks:
-        parsed = text_delta(block)
-        if parsed is not None:
+        parsed = text_delta(block) or finishing_delta(block)
+        if parsed is not None and parsed[1]:
             out.append(parsed[1])
     return out
+
+
+def finish_of(block: bytes) -> tuple[str | None, Any]:
+    choice = json.loads(block[5:])
+    return choice["choices"][0]["finish_reason"], choice.get("usage")
 
 
 WORDS = ["Voici ", "les ", "points ", "essentiels ", "à ", "retenir ", "pour ", "vous."]
 
 
-async def test_an_instant_answer_becomes_one_text_event_then_the_finish_verbatim() -> None:
+async def test_an_instant_answer_becomes_one_event_with_its_finish() -> None:
     finish = chunk("", "stop", **USAGE)
     parts = (
         [(0.0, chunk("", None))] + [(0.0, chunk(w)) for w in WORDS] + [(0.0, finish), (0.0, DONE)]
     )
     out = await collect(PacedEventStream(Source(parts), interval=1.0))
     blocks = events(out)
+    assert len(blocks) == 2, "the text and the finish in one event, then [DONE]"
     assert texts_of(blocks) == ["".join(WORDS)]
-    assert blocks[-2:] == [finish.strip(), DONE.strip()]
-    assert len(blocks) == 3
+    assert text_delta(blocks[0]) is None
+    assert finish_of(blocks[0]) == ("stop", USAGE["usage"])
+    assert blocks[1] == DONE.strip()
+
+
+async def test_the_finish_keeps_its_own_text_after_the_pending_text() -> None:
+    parts = [(0.0, chunk("Bonjour ")), (0.0, chunk("à ", "length")), (0.0, DONE)]
+    blocks = events(await collect(PacedEventStream(Source(parts), interval=1.0)))
+    assert texts_of(blocks) == ["Bonjour à "]
+    assert finish_of(blocks[0]) == ("length", None)
+
+
+async def test_a_finish_with_nothing_pending_and_a_separate_usage_pass_verbatim() -> None:
+    usage_alone = b'data: {"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}\n\n'
+    finish = chunk("", "stop")
+    parts = [(0.0, chunk("Bonjour")), (0.1, chunk(" tous")), (0.1, chunk(" !"))]
+    parts += [(1.2, finish), (0.0, usage_alone), (0.0, DONE)]
+    blocks = events(await collect(PacedEventStream(Source(parts), interval=0.05)))
+    assert "".join(texts_of(blocks)) == "Bonjour tous !"
+    assert blocks[-3:] == [finish.strip(), usage_alone.strip(), DONE.strip()]
 
 
 async def test_a_paced_answer_shows_the_first_words_then_one_event_per_interval() -> None:
@@ -170,3 +200,8 @@ def test_null_extra_keys_still_merge_but_real_ones_do_not() -> None:
     assert text_delta(vllm) == (json.loads(vllm[5:]), "a")
     assert text_delta(tool) is None
     assert text_delta(b"data: [DONE]") is None
+    assert finishing_delta(tool) is None
+    finishing = chunk(None, "stop", **USAGE).strip()
+    assert text_delta(finishing) is None
+    assert finishing_delta(finishing) == (json.loads(finishing[5:]), "")
+    assert finishing_delta(chunk("a", None, **USAGE).strip()) is None, "usage alone never merges"
