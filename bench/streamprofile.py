@@ -16,7 +16,6 @@ import asyncio
 import collections
 import re
 import signal
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -63,11 +62,14 @@ async def profile(answers: int, py_spy: str | None, out_dir: Path) -> None:
                 out = out_dir / f"streaming-{mode}.txt"
                 command = [py_spy, "record", "--pid", str(bot.pid), "--format", "raw"]
                 command += ["--rate", "400", "--idle", "--output", str(out)]
-                samplers[mode] = (subprocess.Popen(command, stdout=subprocess.DEVNULL), out)
+                sampler = await asyncio.create_subprocess_exec(
+                    *command, stdout=asyncio.subprocess.DEVNULL
+                )
+                samplers[mode] = (sampler, out)
         result = await realistic.run(bench, asker, bots, answers)
         for sampler, _ in samplers.values():
             sampler.send_signal(signal.SIGINT)
-            sampler.wait()
+            await sampler.wait()
         for mode in realistic.MODES:
             cpu = result[mode]["cpu_ms_per_answer"]
             print(f"streaming {mode}: {cpu:.1f} ms of CPU per answer ({answers} answers)")
