@@ -147,6 +147,12 @@ class MessagesRepository:
             await db.execute(
                 "DELETE FROM documents WHERE room_id = ? AND timestamp_ms < ?", (room_id, cutoff_ms)
             )
+            # Which events of the room were answers (room and event IDs): the pilot's feedback
+            # rows keep their own kind and model, so a reaction older than this is not needed.
+            await db.execute(
+                "DELETE FROM bot_answers WHERE room_id = ? AND created_at_ms < ?",
+                (room_id, cutoff_ms),
+            )
         return max(deleted, 0)
 
     async def recent_turns(

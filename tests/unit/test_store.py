@@ -18,6 +18,7 @@ from bot.models import Action, Decision, IncomingMessage, Invocation, MessageKin
 from bot.store import Store
 from bot.store.database import ConversationTurn, StoredMessage, now_ms
 from bot.store.messages import TurnsQuery
+from bot.store.pilot import AnswerRecord, UsageEvent
 from tests.support.bot_process import database_text, rows_about
 
 ROOM = "!salon:localhost"
@@ -316,6 +317,29 @@ async def test_purge_removes_only_what_is_older_than_the_cutoff(store: Store) ->
     assert removed == 1
     assert await store.messages.get("$old") is None
     assert await store.messages.get("$new") is not None
+
+
+async def test_purge_forgets_which_old_events_were_answers(store: Store) -> None:
+    now = now_ms()
+    usage = UsageEvent(
+        at_ms=now, day="2026-11-30", kind="question", outcome="answered",
+        homeserver="agent.dinum.tchap.gouv.fr", user_hash="u", room_hash="r",
+    )  # fmt: skip
+    answers = [
+        AnswerRecord(event_id=event_id, room_id=room, kind="question", model="m", created_at_ms=at)
+        for event_id, room, at in [
+            ("$old-answer", ROOM, now - 40 * DAY_MS),
+            ("$new-answer", ROOM, now),
+            ("$old-elsewhere", OTHER_ROOM, now - 40 * DAY_MS),
+        ]
+    ]
+    await store.pilot.record(usage, answers)
+
+    await store.messages.purge_older_than(ROOM, now - 30 * DAY_MS)
+
+    assert await store.pilot.answer("$old-answer") is None
+    assert await store.pilot.answer("$new-answer") is not None
+    assert await store.pilot.answer("$old-elsewhere") is not None, "another room keeps its own"
 
 
 async def test_rooms_with_data_include_rooms_never_registered(store: Store) -> None:
