@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from html import unescape
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -173,20 +174,29 @@ def _render_positions(root: Any) -> str:
     return _copy_and_free(_LIB.cmark_render_xml(root, Options.CMARK_OPT_SOURCEPOS))
 
 
+def _nodes(root: Any) -> Iterator[Any]:
+    """Each node of the tree under `root` (itself included), in document order. The caller
+    must not change the tree meanwhile; cmark's iterator is freed even if it stops early."""
+    iterator = _LIB.cmark_iter_new(root)
+    try:
+        while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
+            if event == _EVENT_ENTER:
+                yield _LIB.cmark_iter_get_node(iterator)
+    finally:
+        _LIB.cmark_iter_free(iterator)
+
+
 def _node_types() -> dict[str, int]:
     """cmark's node type numbers by name, read from a sample document (no magic numbers)."""
     parser, root = _parse(b"<div>\n\n*a* `c` <b> [l](https://x) ![i](https://y) a\\\nb\nc\n")
-    types: dict[str, int] = {}
-    iterator = _LIB.cmark_iter_new(root)
     try:
-        while _LIB.cmark_iter_next(iterator) != _EVENT_DONE:
-            node = _LIB.cmark_iter_get_node(iterator)
-            types[_string(_LIB.cmark_node_get_type_string(node))] = _LIB.cmark_node_get_type(node)
+        return {
+            _string(_LIB.cmark_node_get_type_string(node)): _LIB.cmark_node_get_type(node)
+            for node in _nodes(root)
+        }
     finally:
-        _LIB.cmark_iter_free(iterator)
         _LIB.cmark_node_free(root)
         _LIB.cmark_parser_free(parser)
-    return types
 
 
 _TYPES = _node_types()
@@ -240,19 +250,12 @@ def _swap(old: Any, new: Any) -> None:
 def _plain_text(node: Any) -> str:
     """An image's description without its markup (CommonMark's ``alt``)."""
     out: list[str] = []
-    iterator = _LIB.cmark_iter_new(node)
-    try:
-        while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
-            if event != _EVENT_ENTER:
-                continue
-            child = _LIB.cmark_iter_get_node(iterator)
-            child_type = _LIB.cmark_node_get_type(child)
-            if child_type in (_TEXT, _CODE, _HTML_INLINE):
-                out.append(_string(_LIB.cmark_node_get_literal(child)))
-            elif child_type in (_SOFTBREAK, _LINEBREAK):
-                out.append("\n")
-    finally:
-        _LIB.cmark_iter_free(iterator)
+    for child in _nodes(node):
+        child_type = _LIB.cmark_node_get_type(child)
+        if child_type in (_TEXT, _CODE, _HTML_INLINE):
+            out.append(_string(_LIB.cmark_node_get_literal(child)))
+        elif child_type in (_SOFTBREAK, _LINEBREAK):
+            out.append("\n")
     return "".join(out).strip()
 
 
@@ -361,21 +364,14 @@ def _fix_tree(root: Any, placeholder: str | None) -> None:
     still here (not found in the source, never seen) is turned into text.
     """
     found: list[tuple[Any, int]] = []  # in document order
-    iterator = _LIB.cmark_iter_new(root)
-    try:
-        while (event := _LIB.cmark_iter_next(iterator)) != _EVENT_DONE:
-            if event != _EVENT_ENTER:
-                continue
-            node = _LIB.cmark_iter_get_node(iterator)
-            node_type = _LIB.cmark_node_get_type(node)
-            if node_type == _LINK:
-                url = _string(_LIB.cmark_node_get_url(node))
-                if not _allowed_url(url) or (placeholder is not None and placeholder in url):
-                    found.append((node, node_type))
-            elif node_type in (_HTML_INLINE, _IMAGE, _HTML_BLOCK):
+    for node in _nodes(root):
+        node_type = _LIB.cmark_node_get_type(node)
+        if node_type == _LINK:
+            url = _string(_LIB.cmark_node_get_url(node))
+            if not _allowed_url(url) or (placeholder is not None and placeholder in url):
                 found.append((node, node_type))
-    finally:
-        _LIB.cmark_iter_free(iterator)
+        elif node_type in (_HTML_INLINE, _IMAGE, _HTML_BLOCK):
+            found.append((node, node_type))
     # Innermost first: a node is changed before the one containing it is replaced and freed.
     for node, node_type in reversed(found):
         if node_type == _HTML_INLINE:
