@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
 
@@ -28,7 +29,18 @@ from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-Schedule = Callable[[IncomingMessage, Decision], None]
+
+class Schedule(Protocol):
+    """The router's `_schedule`: queue a claimed trigger's job in its room."""
+
+    def __call__(
+        self,
+        message: IncomingMessage,
+        decision: Decision,
+        received_at: float | None = None,
+        *,
+        just_claimed: bool = False,
+    ) -> None: ...
 
 
 @dataclass
@@ -56,7 +68,6 @@ class MediaRouting:
         *,
         in_flight: dict[str, IncomingMessage],
         schedule: Schedule,
-        schedule_claimed: Callable[[IncomingMessage, Decision, float], None],
         identity: Callable[[str], BotIdentity],
         replied_sender: Callable[[IncomingMessage], Awaitable[str | None]],
     ) -> None:
@@ -67,7 +78,6 @@ class MediaRouting:
         self._media = media
         self._in_flight = in_flight
         self._schedule = schedule
-        self._schedule_claimed = schedule_claimed
         self._identity = identity
         self._replied_sender = replied_sender
         # DM images waiting for the question typed after them, and the question that took one.
@@ -114,7 +124,7 @@ class MediaRouting:
         ):
             self._wait_for_question(message, decision, wait)
             return
-        self._schedule_claimed(message, decision, received_at)
+        self._schedule(message, decision, received_at, just_claimed=True)
 
     async def _for_bot(self, message: IncomingMessage, room: RoomContext) -> bool:
         room_settings = self._room_config.get(message.room_id)

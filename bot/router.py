@@ -140,9 +140,6 @@ class Router:
                 media,
                 in_flight=self._in_flight,
                 schedule=self._schedule,
-                schedule_claimed=lambda message, decision, received_at: self._schedule(
-                    message, decision, received_at, just_claimed=True
-                ),
                 identity=self._identity,
                 replied_sender=self._replied_sender,
             )

@@ -175,14 +175,14 @@ def backoff_seconds(
     return capped / 2 + rng() * capped / 2
 
 
+def _is_sdk(error: BaseException, class_name: str) -> bool:
+    """Whether `error` is the SDK's `class_name` (never true before the SDK is loaded)."""
+    errors = sys.modules.get(SDK_ERRORS_MODULE)
+    return errors is not None and isinstance(error, getattr(errors, class_name))
+
+
 def _is_sdk_error(error: BaseException) -> TypeGuard[MistralError]:
-    errors = sys.modules.get(SDK_ERRORS_MODULE)
-    return errors is not None and isinstance(error, errors.MistralError)
-
-
-def _is_sdk_no_response(error: BaseException) -> bool:
-    errors = sys.modules.get(SDK_ERRORS_MODULE)
-    return errors is not None and isinstance(error, errors.NoResponseError)
+    return _is_sdk(error, "MistralError")
 
 
 def retry_after_seconds(error: BaseException) -> float | None:
@@ -213,7 +213,9 @@ def retry_after_seconds(error: BaseException) -> float | None:
 def is_retryable(error: BaseException) -> bool:
     if _is_sdk_error(error):
         return error.status_code in RETRYABLE_STATUS
-    return isinstance(error, (httpx2.TransportError, TimeoutError)) or _is_sdk_no_response(error)
+    return isinstance(error, (httpx2.TransportError, TimeoutError)) or _is_sdk(
+        error, "NoResponseError"
+    )
 
 
 class LLMClient:
