@@ -24,16 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-)
+from Crypto.Cipher import AES
+from Crypto.Protocol.KDF import scrypt
+from Crypto.PublicKey.ECC import EccKey
+from Crypto.Signature import eddsa
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +35,7 @@ KEYS_FILE_NAME = "cross_signing_keys.json"
 KEYS_FILE_VERSION = 1
 USAGES = ("master", "self_signing", "user_signing")
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1  # ~50 ms once per start; slows guessing
+GCM_TAG_BYTES = 16  # appended to the ciphertext, as AES-GCM implementations usually store it
 
 JsonDict = dict[str, Any]
 HttpCall = Callable[[str, str, JsonDict | None], Awaitable[tuple[int, JsonDict]]]
@@ -105,9 +100,9 @@ def verify_signature(
     if not isinstance(signature, str):
         return False
     try:
-        key = Ed25519PublicKey.from_public_bytes(decode_base64(public_key))
-        key.verify(decode_base64(signature), signable(obj))
-    except (InvalidSignature, ValueError):
+        key = eddsa.import_public_key(decode_base64(public_key))
+        eddsa.new(key, "rfc8032").verify(signable(obj), decode_base64(signature))
+    except ValueError:  # not a key, or not its signature
         return False
     return True
 
@@ -119,19 +114,15 @@ class SigningKey:
 
     @classmethod
     def generate(cls) -> SigningKey:
-        raw = Ed25519PrivateKey.generate().private_bytes(
-            Encoding.Raw, PrivateFormat.Raw, NoEncryption()
-        )
-        return cls(raw)
+        return cls(os.urandom(32))  # an ed25519 private key is its 32-byte seed (RFC 8032)
 
     @property
-    def _private(self) -> Ed25519PrivateKey:
-        return Ed25519PrivateKey.from_private_bytes(self.seed)
+    def _private(self) -> EccKey:
+        return eddsa.import_private_key(self.seed)
 
     @property
     def public_key(self) -> str:
-        raw = self._private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return encode_base64(raw)
+        return encode_base64(self._private.public_key().export_key(format="raw"))
 
     @property
     def key_id(self) -> str:
@@ -139,7 +130,10 @@ class SigningKey:
 
     def sign(self, obj: Mapping[str, Any], user_id: str) -> JsonDict:
         return add_signature(
-            obj, user_id, self.key_id, encode_base64(self._private.sign(signable(obj)))
+            obj,
+            user_id,
+            self.key_id,
+            encode_base64(eddsa.new(self._private, "rfc8032").sign(signable(obj))),
         )
 
     def __repr__(self) -> str:  # never print the seed
@@ -182,7 +176,8 @@ class CrossSigningKeys:
 
 
 def _file_key(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
+    key = scrypt(passphrase.encode("utf-8"), salt, key_len=32, N=n, r=r, p=p)
+    return key if isinstance(key, bytes) else key[0]  # one key asked for
 
 
 def load_keys(path: Path, user_id: str, passphrase: str | None = None) -> CrossSigningKeys | None:
@@ -203,13 +198,14 @@ def load_keys(path: Path, user_id: str, passphrase: str | None = None) -> CrossS
             if passphrase is None:
                 raise CrossSigningError(f"{path}: chiffré, TCHAP_BOT_STORE_PASSPHRASE manquant")
             key = _file_key(passphrase, decode_base64(sealed["salt"]), *sealed["scrypt"])
+            sealed_bytes = decode_base64(sealed["ciphertext"])
+            cipher = AES.new(key, AES.MODE_GCM, nonce=decode_base64(sealed["nonce"]))
+            cipher.update(user_id.encode("utf-8"))
             try:
-                plain = AESGCM(key).decrypt(
-                    decode_base64(sealed["nonce"]),
-                    decode_base64(sealed["ciphertext"]),
-                    user_id.encode("utf-8"),
+                plain = cipher.decrypt_and_verify(
+                    sealed_bytes[:-GCM_TAG_BYTES], sealed_bytes[-GCM_TAG_BYTES:]
                 )
-            except InvalidTag:
+            except ValueError:  # the tag does not match: another passphrase, or tampering
                 raise CrossSigningError(
                     f"{path}: TCHAP_BOT_STORE_PASSPHRASE ne déchiffre pas ce fichier"
                 ) from None
@@ -245,9 +241,10 @@ def save_keys(
     else:
         salt, nonce = os.urandom(16), os.urandom(12)
         key = _file_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-        ciphertext = AESGCM(key).encrypt(
-            nonce, json.dumps(seeds).encode("utf-8"), user_id.encode("utf-8")
-        )
+        cipher = AES.new(key, AES.MODE_GCM, nonce=nonce)
+        cipher.update(user_id.encode("utf-8"))
+        encrypted, tag = cipher.encrypt_and_digest(json.dumps(seeds).encode("utf-8"))
+        ciphertext = encrypted + tag
         data["encryption"] = {
             "cipher": "AES-256-GCM",
             "scrypt": [SCRYPT_N, SCRYPT_R, SCRYPT_P],
