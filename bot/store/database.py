@@ -154,6 +154,19 @@ def _migrations() -> list[tuple[int, str]]:
 PAGE_CACHE_KIB = 512
 
 
+def atomically(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work` in one transaction, on aiosqlite's thread (inside `in_one_hop`)."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:  # never leave the one connection mid-transaction
+            connection.execute("ROLLBACK")
+        raise
+    return result
+
+
 class Database:
     """One aiosqlite connection; every write goes through `transaction()`. Open with `await Database.open(path)`."""
 
@@ -215,6 +228,10 @@ class Database:
                 lambda: work(connection._conn)
             )
         return result
+
+    async def in_one_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """`in_one_hop` with `work` between BEGIN IMMEDIATE and COMMIT: all of it or none."""
+        return await self.in_one_hop(lambda connection: atomically(connection, work))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         """The first row (one hop: the query should name one row, or say LIMIT 1)."""

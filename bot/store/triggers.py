@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -16,6 +17,7 @@ from bot.store.database import (
     Database,
     StoredMessage,
     TriggerStatus,
+    atomically,
     message_row,
     now_ms,
 )
@@ -95,17 +97,13 @@ class TriggersRepository:
         claim_row = _claim_row(message, decision)
         text_row = None if stored is None else (*message_row(stored), message.event_id)
 
+        def write(connection: sqlite3.Connection) -> list[Any]:
+            if text_row is not None:
+                connection.execute(INSERT_MESSAGE_UNLESS_FINISHED, text_row)
+            return connection.execute(CLAIM, claim_row).fetchall()
+
         def work(connection: sqlite3.Connection) -> Claim:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if text_row is not None:
-                    connection.execute(INSERT_MESSAGE_UNLESS_FINISHED, text_row)
-                statuses = connection.execute(CLAIM, claim_row).fetchall()
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:  # never leave the one connection mid-transaction
-                    connection.execute("ROLLBACK")
-                raise
+            statuses = atomically(connection, write)
             claimed = any(row[0] == "pending" for row in statuses)
             turns = read_recent_turns(connection, context) if claimed and context else None
             return Claim(claimed, turns)
@@ -156,36 +154,39 @@ class TriggersRepository:
         timestamp = now_ms()
         answered = 1 if status == "answered" and question else 0
         asked = 1 if question else 0
-        async with self._db.transaction() as db:
-            cursor = await db.execute(
+        turn_rows = [
+            (
+                message.room_id,
+                message.thread_root_id,
+                turn.role,
+                turn.sender,
+                turn.sender_name,
+                turn.content,
+                turn.event_id,
+                turn.timestamp_ms,
+            )
+            for turn in turns
+        ]
+        message_rows = [message_row(m) for m in answer_messages]
+
+        def work(connection: sqlite3.Connection) -> bool:
+            cursor = connection.execute(
                 "UPDATE triggers SET status = ?, answer_event_id = ?, updated_at_ms = ?, "
                 "payload = '{}' WHERE event_id = ? AND status = 'pending'",
                 (status, answer_event_id, timestamp, message.event_id),
             )
             if cursor.rowcount != 1:
                 return False
-            if turns:
-                await db.executemany(
+            if turn_rows:
+                connection.executemany(
                     "INSERT INTO conversation_turns (room_id, thread_root_id, role, sender, "
                     "sender_name, content, event_id, timestamp_ms) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            message.room_id,
-                            message.thread_root_id,
-                            turn.role,
-                            turn.sender,
-                            turn.sender_name,
-                            turn.content,
-                            turn.event_id,
-                            turn.timestamp_ms,
-                        )
-                        for turn in turns
-                    ],
+                    turn_rows,
                 )
-            if answer_messages:
-                await db.executemany(INSERT_MESSAGE, [message_row(m) for m in answer_messages])
-            await db.execute(
+            if message_rows:
+                connection.executemany(INSERT_MESSAGE, message_rows)
+            connection.execute(
                 "INSERT INTO room_usage (room_id, questions, answers, prompt_tokens, completion_tokens, "
                 "last_activity_ms) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(room_id) DO UPDATE SET "
                 "questions = questions + excluded.questions, answers = answers + excluded.answers, "
@@ -194,4 +195,8 @@ class TriggersRepository:
                 "last_activity_ms = excluded.last_activity_ms",
                 (message.room_id, asked, answered, prompt_tokens, completion_tokens, timestamp),
             )
-        return True
+            return True
+
+        # One hop to SQLite for the whole record (each hop is a thread hand-over and a loop
+        # wake-up): bench/, figure 4's profile.
+        return await self._db.in_one_transaction(work)

@@ -7,6 +7,7 @@ Deletions are checked by reading the SQLite file directly (every table with a `r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import stat
 from collections.abc import AsyncIterator
@@ -430,6 +431,50 @@ async def test_finish_never_turns_a_redacted_question_back_to_answered(
     counts = rows_about(tmp_path / "bot.sqlite3", "room_id", ROOM)
     assert counts["conversation_turns"] == 0 and counts["room_messages"] == 0
     assert (await store.usage.of_room(ROOM)).questions == 0, "a withdrawn question is not counted"
+
+
+async def test_finishing_records_all_of_the_exchange_or_none_of_it(store: Store) -> None:
+    """The record is one transaction: a statement failing halfway (here the second turn, which
+    the table's CHECK refuses) leaves the trigger pending, and no turn, answer or usage."""
+    message = question("$q1", "Quel est le délai ?")
+    assert await store.triggers.claim(message)
+    good = ConversationTurn(
+        role="user",
+        sender=ALICE,
+        sender_name="Alice",
+        content=message.body,
+        event_id="$q1",
+        timestamp_ms=now_ms(),
+    )
+    refused = dataclasses.replace(good, role="system")  # a role the table's CHECK refuses
+    answer_text = StoredMessage(
+        event_id="$a1",
+        room_id=ROOM,
+        sender=BOT,
+        sender_name=BOT,
+        body="Deux mois.",
+        timestamp_ms=now_ms(),
+    )
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.triggers.finish(
+            message,
+            "answered",
+            answer_event_id="$a1",
+            turns=[good, refused],
+            answer_messages=[answer_text],
+            prompt_tokens=10,
+        )
+
+    assert await store.triggers.status("$q1") == "pending"
+    turns = await store.db.fetchone("SELECT count(*) FROM conversation_turns")
+    assert turns is not None and turns[0] == 0
+    assert await messages_stored(store, "$a1") == 0
+    usage = await store.usage.of_room(ROOM)
+    assert (usage.questions, usage.answers) == (0, 0)
+    # The connection is usable afterwards: the same record, valid, goes through.
+    await answer(store, message, "Deux mois.", "$a1")
+    assert await store.triggers.status("$q1") == "answered"
 
 
 async def test_the_question_text_is_cleared_once_the_trigger_is_finished(
