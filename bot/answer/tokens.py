@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
+import collections
 import gc
+import hashlib
 import json
 import re
 import threading
@@ -89,10 +90,32 @@ def tokenizer_loaded() -> bool:
     return _encoding is not None
 
 
-@functools.lru_cache(maxsize=COUNT_CACHE_SIZE)
+_counts: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+_counts_lock = threading.Lock()
+
+
+def _text_key(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def _count(text: str) -> int:
-    """Cached: every question re-reads the room's recent turns, whose counts never change."""
-    return len((_encoding or _load_tekken()).encode_ordinary(text))
+    """Cached: every question re-reads the room's recent turns, whose counts never change.
+
+    Keyed by a 16-byte digest, not by the text: the cache never keeps people's messages in
+    memory (after a reset or the room's retention), and 16,384 entries weigh ~2 MB instead
+    of the texts themselves (~25 MB of answers)."""
+    key = _text_key(text)
+    with _counts_lock:
+        cached = _counts.get(key)
+        if cached is not None:
+            _counts.move_to_end(key)
+            return cached
+    tokens = len((_encoding or _load_tekken()).encode_ordinary(text))
+    with _counts_lock:
+        _counts[key] = tokens
+        if len(_counts) > COUNT_CACHE_SIZE:
+            _counts.popitem(last=False)
+    return tokens
 
 
 class MistralTokenCounter:

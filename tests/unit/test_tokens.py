@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import collections
+import gc
 import random
 
+import pytest
+
+from bot.answer import tokens
 from bot.answer.tokens import MESSAGE_OVERHEAD_TOKENS, MistralTokenCounter, fit_to_budget, utf8_size
 
 
@@ -58,3 +63,22 @@ def test_tekken_counts_match_mistral_common() -> None:
     counter = MistralTokenCounter()
     for text in texts:
         assert counter.count(text) == len(reference.encode(text, bos=False, eos=False)), text
+
+
+def test_the_count_cache_keeps_no_text_and_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """People's messages are not kept in memory by the cache (a reset or the room's retention
+    must leave none behind), and the cache stays at its size."""
+    monkeypatch.setattr(tokens, "COUNT_CACHE_SIZE", 8)
+    monkeypatch.setattr(tokens, "_counts", collections.OrderedDict())
+    counter = MistralTokenCounter()
+    secret = "Le dossier de Mme Dupont 7431 est en retard. " * 20
+    first = counter.count(secret)
+    assert counter.count(secret) == first  # the second time from the cache
+    assert list(tokens._counts.values()) == [first]
+    for key in tokens._counts:
+        assert isinstance(key, bytes) and len(key) == 16 and b"7431" not in key
+    assert not any(secret in repr(referrer) for referrer in gc.get_referrers(secret))
+    for index in range(20):
+        counter.count(f"texte {index}")
+    assert len(tokens._counts) == 8
+    assert counter.count(secret) == first  # evicted, counted again: same answer
