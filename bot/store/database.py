@@ -168,7 +168,8 @@ def atomically(connection: sqlite3.Connection, work: Callable[[sqlite3.Connectio
 
 
 class Database:
-    """One aiosqlite connection; every write goes through `transaction()`. Open with `await Database.open(path)`."""
+    """One aiosqlite connection; every write holds its write lock (`write`, `transaction`,
+    `in_one_hop`). Open with `await Database.open(path)`."""
 
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection

@@ -17,7 +17,7 @@ import pytest
 
 from bot.models import Action, Decision, IncomingMessage, Invocation, MessageKind
 from bot.store import Store
-from bot.store.database import ConversationTurn, StoredMessage, now_ms
+from bot.store.database import PAGE_CACHE_KIB, ConversationTurn, StoredMessage, now_ms
 from bot.store.messages import TurnsQuery
 from bot.store.pilot import AnswerRecord, UsageEvent
 from tests.support.bot_process import database_text, rows_about
@@ -691,3 +691,9 @@ async def test_a_schedule_advance_and_its_run_claim_are_one_transaction(store: S
         await store.schedules.advance(schedule_id, 2_000, 2_000, 3_000, claim=(broken, decision))
     [unmoved] = await store.schedules.list(ROOM)
     assert unmoved.next_run_ms == 2_000
+
+
+async def test_the_connection_keeps_a_small_page_cache(store: Store) -> None:
+    """SQLite's own cache is capped (the file stays in the kernel's cache): figure 5's memory."""
+    row = await store.db.fetchone("PRAGMA cache_size")
+    assert row is not None and row[0] == -PAGE_CACHE_KIB
