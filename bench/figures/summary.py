@@ -3,6 +3,10 @@
 The history is seeded into the bot's store (store.messages.save), as if the bot had been in
 the room all along; the command then goes through Matrix like any user's. The chunk count
 comes from the requests the LLM received (each chunk's prompt starts with the part header).
+
+One message every 20 s: the 5000 messages span 28 hours, so they always cover two calendar
+days and the transcript always dates its lines. With one every 10 s, whether they crossed
+midnight (Paris) depended on the hour of the run: 22 chunks at 23:00, 25 at 04:00.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from bot.store.database import now_ms
 
 LLM_SECONDS = 1.0
 SEED_BATCH = 50_000
+SEED_STEP_MS = 20_000
 
 
 async def seed(db_path: Path, room_id: str, count: int, end_ms: int, tag: str) -> float:
@@ -29,7 +34,7 @@ async def seed(db_path: Path, room_id: str, count: int, end_ms: int, tag: str) -
     store = await Store.open(db_path)
     try:
         batch = []
-        for message in room_history(room_id, count, end_ms, tag=tag):
+        for message in room_history(room_id, count, end_ms, step_ms=SEED_STEP_MS, tag=tag):
             batch.append(message)
             if len(batch) >= SEED_BATCH:
                 await store.messages.save(batch)
@@ -47,7 +52,8 @@ async def run(bench: Bench) -> list[Figure]:
     figure = Figure(
         "summary",
         "6. Summaries",
-        f"`!resume {count}` over {count} stored messages, LLM answering each call after "
+        f"`!resume {count}` over {count} stored messages (one every {SEED_STEP_MS // 1000} s), "
+        "LLM answering each call after "
         f"{llm_seconds:g} s; wall time from the command sent to the summary seen.",
     )
     asker = await bench.observer(await bench.register("lecteur"), encryption=False)
@@ -101,6 +107,12 @@ async def run(bench: Bench) -> list[Figure]:
                     "completion_tokens": stats["completion_tokens"],
                     "seed_s": seeded_in,
                     "summary_chars": len(body),
+                    # Each LLM call's arrival and response, in seconds after the command was
+                    # sent (one monotonic clock): where the time beyond the LLM's goes.
+                    "llm_calls": [
+                        [round(call["arrived"] - sent, 4), round(call["done"] - sent, 4)]
+                        for call in stats["timeline"]
+                    ],
                 }
             )
             await asyncio.sleep(scale.settle_seconds)
