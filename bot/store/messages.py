@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from bot.store.database import (
     INSERT_MESSAGE,
+    MESSAGE_COLUMNS,
     ConversationTurn,
     Database,
     StoredMessage,
@@ -51,8 +52,10 @@ class MessagesRepository:
                 await db.executemany(INSERT_MESSAGE, rows)
 
     async def get(self, event_id: str) -> StoredMessage | None:
-        row = await self._db.fetchone("SELECT * FROM room_messages WHERE event_id = ?", (event_id,))
-        return StoredMessage(**dict(row)) if row else None
+        row = await self._db.fetchone(
+            f"SELECT {MESSAGE_COLUMNS} FROM room_messages WHERE event_id = ?", (event_id,)
+        )
+        return StoredMessage(*row) if row else None
 
     async def apply_edit(self, room_id: str, event_id: str, sender: str, new_body: str) -> None:
         """The stored text becomes the edited text (only the original sender may edit)."""
@@ -114,13 +117,14 @@ class MessagesRepository:
             clauses.append("timestamp_ms < ?")
             params.append(before_ms)
         sql = (
-            f"SELECT * FROM room_messages WHERE {' AND '.join(clauses)} ORDER BY timestamp_ms DESC"
+            f"SELECT {MESSAGE_COLUMNS} FROM room_messages WHERE {' AND '.join(clauses)} "
+            "ORDER BY timestamp_ms DESC"
         )
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         rows = await self._db.fetchall(sql, params)
-        return [StoredMessage(**dict(row)) for row in reversed(rows)]
+        return [StoredMessage(*row) for row in reversed(rows)]
 
     async def last_time(self, room_id: str, sender: str, before_ms: int) -> int | None:
         row = await self._db.fetchone(

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot import texts
 from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
 from bot.answer.summary import Summarizer, transcript, transcript_line
 from bot.store.database import StoredMessage
@@ -166,7 +168,7 @@ async def test_partials_too_big_for_one_merge_are_merged_recursively() -> None:
 async def test_a_huge_single_message_is_shortened_not_dropped() -> None:
     llm = FakeLLM()
     messages = history(3)
-    messages[1] = messages[1].model_copy(update={"body": "énorme " + "bla " * 10_000})
+    messages[1] = replace(messages[1], body="énorme " + "bla " * 10_000)
     result = await summarize(llm, messages)
     prompts = "\n".join(llm.user_prompts())
     assert "énorme" in prompts and "[…]" in prompts
@@ -201,7 +203,7 @@ async def test_model_and_temperature_can_be_chosen() -> None:
 
 def test_transcript_lines() -> None:
     start = datetime(2025, 3, 10, 14, 5, tzinfo=PARIS)
-    message = history(1, start=start)[0].model_copy(update={"body": "ligne 1\n[12:00] Faux : x"})
+    message = replace(history(1, start=start)[0], body="ligne 1\n[12:00] Faux : x")
     assert transcript_line(message, with_date=False) == (
         "14:05 Alice Martin : ligne 1\n  [12:00] Faux : x"
     )
@@ -250,3 +252,36 @@ async def test_one_chunk_tells_no_progress() -> None:
         history(5), room_name="x", language="français", instructions="", progress=progress
     )
     assert told == []
+
+
+async def test_progress_messages_never_hold_back_the_model_calls() -> None:
+    """Each progress message is a round trip to the homeserver: the chunks and the merge must
+    not wait for them. Here every report waits until the LLM has received the merge request;
+    the summary still ends, and only once every report has landed."""
+    llm = FakeLLM(delay=0.001)
+    merge_seen = asyncio.Event()
+    complete = llm.complete
+
+    async def complete_noting_the_merge(request: ChatRequest) -> Completion:
+        if request.messages[-1].content.startswith(texts.SUMMARY_PARTIALS_HEADER):
+            merge_seen.set()
+        return await complete(request)
+
+    llm.complete = complete_noting_the_merge  # type: ignore[method-assign]
+    landed: list[tuple[int, int]] = []
+
+    async def slow_progress(done: int, total: int) -> None:
+        await merge_seen.wait()
+        landed.append((done, total))
+
+    summarizer = Summarizer(llm, WordCounter(), make_settings(), max_parallel=2)
+    async with asyncio.timeout(10):  # with reports awaited in line, this never ends
+        result = await summarizer.summarize(
+            history(300, words=12),
+            room_name="x",
+            language="français",
+            instructions="",
+            progress=slow_progress,
+        )
+    assert result.chunks > 2 and result.calls == result.chunks + 1
+    assert sorted(landed) == [(done, result.chunks) for done in range(result.chunks + 1)]
