@@ -352,7 +352,8 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
             return
     target = _Target(ctx, dm_room_id)
     room_name = "conversation privée" if ctx.room.is_direct else ctx.room.name
-    await _typing(ctx, True)
+    # Typing notices go out beside the work, never before it: each is a round trip.
+    typing_on = asyncio.ensure_future(_typing(ctx, True))
     try:
         result = await summarizer_for(ctx).summarize(
             window.messages,
@@ -367,10 +368,8 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)
         pilot_usage.current().kind = "summary"
         pilot_usage.current().failed()
-        await _typing(ctx, False)
-        await target.fail(error_text(error))
+        await asyncio.gather(target.fail(error_text(error)), _typing_off(ctx, typing_on))
         return
-    await _typing(ctx, False)
     body = render(
         result.text,
         event_ids={n: m.event_id for n, m in enumerate(window.messages, start=1)},
@@ -383,7 +382,7 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     text += f"\n\n{body}"
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
-    event_ids = await target.finish(text)
+    event_ids, _ = await asyncio.gather(target.finish(text), _typing_off(ctx, typing_on))
     pilot_usage.current().answered(
         "summary",
         event_ids,
@@ -411,6 +410,12 @@ async def _typing(ctx: CommandContext, typing: bool) -> None:
     """A summary can take a while: show it. The indicator is cosmetic, never fatal."""
     with contextlib.suppress(Exception):
         await ctx.outbox.typing(ctx.message.room_id, typing)
+
+
+async def _typing_off(ctx: CommandContext, typing_on: asyncio.Future[None]) -> None:
+    """After the notice that turned it on, whatever became of it."""
+    await asyncio.gather(typing_on, return_exceptions=True)
+    await _typing(ctx, False)
 
 
 COMMAND: Command[ResumeArgs] = Command(

@@ -187,4 +187,11 @@ def render(
 
 
 def urls_in(bodies: Sequence[str]) -> frozenset[str]:
-    return frozenset(match.group(0) for body in bodies for match in _BARE_URL.finditer(body))
+    """Bare links in `bodies`. Most messages have none: a substring test skips them (the
+    regex alone took 25 ms over `!resume 5000`'s messages, after the model's last answer)."""
+    return frozenset(
+        match.group(0)
+        for body in bodies
+        if "://" in body or "www." in body.lower()
+        for match in _BARE_URL.finditer(body)
+    )

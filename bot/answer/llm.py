@@ -324,9 +324,11 @@ class LLMClient:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                return await asyncio.wait_for(
-                    call(), timeout=max(0.001, min(self._timeout_seconds, remaining))
-                )
+                # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` runs the call in a
+                # task of its own, a loop turn later, so concurrent calls all built their
+                # requests before the first one left (summary chunks, bursts of questions).
+                async with asyncio.timeout(max(0.001, min(self._timeout_seconds, remaining))):
+                    return await call()
             except Exception as error:
                 kind = classify_error(error)
                 if (

@@ -99,6 +99,9 @@ def test_urls_of_the_window_are_the_only_bare_urls_kept() -> None:
     assert urls_in(["le doc https://grist.numerique.gouv.fr/d ok", "rien"]) == frozenset(
         {"https://grist.numerique.gouv.fr/d"}
     )
+    # Whatever their case: the quick test that skips messages without links must not miss one.
+    shouting = ["VOIR WWW.Service-Public.fr.", "Lien : HTTPS://Tchap.gouv.fr/x, merci", "http:// "]
+    assert urls_in(shouting) == frozenset({"WWW.Service-Public.fr", "HTTPS://Tchap.gouv.fr/x"})
 
 
 SPEAKERS = [
