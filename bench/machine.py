@@ -10,7 +10,8 @@ import os
 import platform
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,20 @@ def own_cpu_seconds() -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+def core_speed_probe(tries: int = 5) -> list[float]:
+    """Milliseconds a fixed pure-Python loop takes, `tries` times. Other processes' CPU does
+    not show a virtual machine that its host slows down (seen here: the same loop 340 to
+    540 ms from one second to the next); this does."""
+    timings = []
+    for _ in range(tries):
+        started = time.perf_counter()
+        total = 0
+        for number in range(1_000_000):
+            total += number * number
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 @dataclass
 class LoadMeter:
     """CPU used by processes this benchmark did not start, over the run."""
@@ -111,10 +126,12 @@ class LoadMeter:
     own_start: float = 0.0
     wall_start: float = 0.0
     load_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    speed_start: list[float] = field(default_factory=list)
 
     @classmethod
     def start(cls, wall: float) -> LoadMeter:
-        return cls(machine_busy_seconds(), own_cpu_seconds(), wall, os.getloadavg())
+        speed = core_speed_probe()
+        return cls(machine_busy_seconds(), own_cpu_seconds(), wall, os.getloadavg(), speed)
 
     def finish(self, wall: float) -> dict[str, Any]:
         busy = machine_busy_seconds() - self.busy_start
@@ -129,4 +146,6 @@ class LoadMeter:
             "cpu_foreign_cores_avg": foreign / duration,
             "loadavg_start": list(self.load_start),
             "loadavg_end": list(os.getloadavg()),
+            "core_speed_ms_start": self.speed_start,
+            "core_speed_ms_end": core_speed_probe(),
         }

@@ -64,6 +64,18 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _speed_line(load: dict[str, Any]) -> list[str]:
+    """The core speed probe's spread (bench/machine.py), when the report has it."""
+    start, end = load.get("core_speed_ms_start"), load.get("core_speed_ms_end")
+    if not start or not end:
+        return []
+    return [
+        f"- Speed of one core (a fixed Python loop, 5 tries; a wide spread means a host that "
+        f"slows this virtual machine, and noisier figures): {min(start):.0f}–{max(start):.0f} ms "
+        f"at start, {min(end):.0f}–{max(end):.0f} ms at end"
+    ]
+
+
 def format_value(value: float, unit: str) -> str:
     if not math.isfinite(value):
         return "n/a"
@@ -110,6 +122,7 @@ def markdown(report: dict[str, Any], figures: list[Figure], analysis: str) -> st
         f"- Other load on the machine during the run: {load['cpu_foreign_cores_avg']:.2f} core "
         f"on average (CPU not used by the benchmark's own processes); load average "
         f"{load['loadavg_start'][0]:.2f} at start, {load['loadavg_end'][0]:.2f} at end",
+        *_speed_line(load),
         "",
         "## Summary",
         "",
