@@ -325,8 +325,7 @@ class LLMClient:
             remaining = deadline - time.monotonic()
             try:
                 # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` runs the call in a
-                # task of its own, a loop turn later, so concurrent calls all built their
-                # requests before the first one left (summary chunks, bursts of questions).
+                # task of its own, started a loop turn later (one more task per model call).
                 async with asyncio.timeout(max(0.001, min(self._timeout_seconds, remaining))):
                     return await call()
             except Exception as error:

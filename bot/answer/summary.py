@@ -245,7 +245,7 @@ class _Run:
     def _report(self, done: int, total: int) -> None:
         """Tell the progress without waiting for it: its message is a round trip to the
         homeserver, which must not hold back the next model call (the last one preceded the
-        merge by that much). The callee keeps its messages in order (bot/commands' lock)."""
+        merge by that much). Reports start in order; the callee keeps its messages so."""
         if self.progress is not None:
             self._reports.append(asyncio.ensure_future(self.progress(done, total)))
 
