@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any, Protocol
@@ -62,10 +63,17 @@ def _load_tekken() -> Any:
 
 
 _TOKEN_BYTES_LINE = re.compile(rb'\s*"token_bytes":\s*"([^"]*)"')
+# Lines read between two explicit hand-overs of the GIL (~1 ms of work).
+_LINES_PER_YIELD = 2_000
 
 
 def _read_vocabulary() -> tuple[dict[str, Any], dict[bytes, int]]:
-    """The file's `config` and the ranks of its ordinary (non-special) tokens, in file order."""
+    """The file's `config` and the ranks of its ordinary (non-special) tokens, in file order.
+
+    It runs in a worker thread, yet this loop kept the GIL from the event loop for up to
+    ~200 ms at a time (Python 3.11 did not switch on its own here): every room's questions
+    waited. A `time.sleep(0)` every few thousand lines hands the GIL over explicitly
+    (`python -m bench.tokenizerprobe`)."""
     header = bytearray()
     ranks: dict[bytes, int] = {}
     with (resources.files("mistral_common") / "data" / TEKKEN_FILE).open("rb") as file:
@@ -75,7 +83,9 @@ def _read_vocabulary() -> tuple[dict[str, Any], dict[bytes, int]]:
             header += line
         config: dict[str, Any] = json.loads(bytes(header).rstrip().rstrip(b",") + b"}")["config"]
         inner = config["default_vocab_size"] - config["default_num_special_tokens"]
-        for line in file:
+        for number, line in enumerate(file):
+            if number % _LINES_PER_YIELD == 0:
+                time.sleep(0)
             match = _TOKEN_BYTES_LINE.match(line)
             if match is not None:
                 ranks[base64.b64decode(match[1])] = len(ranks)
