@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.looplag import LoopLag
 from bench.stats import percentile
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,34 +225,19 @@ async def pipeline(work: Path, quick: bool) -> dict[str, Any]:
             out[f"extract {label}"] = min(samples) * 1000 / pages
         # Event-loop lag while the 100-page PDF is read (a 5 ms ticker measures its delays).
         name, data = inputs["PDF (text layer)"]
-        lags: list[float] = []
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            while not stop.is_set():
-                before = time.perf_counter()
-                await asyncio.sleep(0.005)
-                lags.append(time.perf_counter() - before - 0.005)
-
-        tick = asyncio.create_task(ticker())
-        extracted = await pool.extract(data, name, None, Limits())
-        passages = await asyncio.to_thread(chunk_sections, extracted.sections)
-        stop.set()
-        await tick
-        out["loop lag max"] = max(lags) * 1000
-        out["loop lag p99"] = percentile(lags, 99) * 1000
+        async with LoopLag(tick=0.005) as lag:
+            extracted = await pool.extract(data, name, None, Limits())
+            passages = await asyncio.to_thread(chunk_sections, extracted.sections)
+        out["loop lag max"] = max(lag.delays) * 1000
+        out["loop lag p99"] = percentile(lag.delays, 99) * 1000
         # Same work on the loop itself, for comparison (what the pool avoids).
         from bot.documents.extract import extract_document
 
-        lags.clear()
-        stop.clear()
-        tick = asyncio.create_task(ticker())
-        await asyncio.sleep(0.02)
-        extract_document(data, name, None, Limits())
-        await asyncio.sleep(0.02)
-        stop.set()
-        await tick
-        out["loop lag max (inline, for comparison)"] = max(lags) * 1000
+        async with LoopLag(tick=0.005) as inline:
+            await asyncio.sleep(0.02)
+            extract_document(data, name, None, Limits())
+            await asyncio.sleep(0.02)
+        out["loop lag max (inline, for comparison)"] = max(inline.delays) * 1000
         tokens = MistralTokenCounter()
         await asyncio.to_thread(tokens.count, "warm")
         counts = [tokens.count(p.text) for p in passages]
