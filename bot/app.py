@@ -16,7 +16,8 @@ import structlog
 
 from bot import texts
 from bot.answer.conversation import ConversationHandler
-from bot.answer.llm import CircuitBreaker, LLMClient
+from bot.answer.llm import LLMClient
+from bot.answer.llm_failures import CircuitBreaker
 from bot.answer.media import MediaService
 from bot.answer.replies import Outbox
 from bot.answer.summary import Summarizer

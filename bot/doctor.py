@@ -23,7 +23,8 @@ from typing import Any
 import aiohttp
 
 from bot import texts
-from bot.answer.llm import LLMClient, LLMError, ModelCard
+from bot.answer.llm import LLMClient, ModelCard
+from bot.answer.llm_failures import LLMError
 from bot.matrix.cross_signing import (
     KEYS_FILE_NAME,
     CrossSigningError,

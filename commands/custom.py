@@ -7,7 +7,8 @@ import string
 
 from bot import texts
 from bot.answer.conversation import error_text
-from bot.answer.llm import ChatMessage, ChatRequest, LLMError
+from bot.answer.llm import ChatMessage, ChatRequest
+from bot.answer.llm_failures import LLMError
 from bot.answer.summary import transcript
 from bot.answer.untrusted import as_code, as_code_block, fence
 from bot.pilot import usage

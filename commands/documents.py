@@ -13,7 +13,7 @@ import structlog
 
 from bot import texts
 from bot.answer.conversation import error_text
-from bot.answer.llm import LLMError
+from bot.answer.llm_failures import LLMError
 from bot.documents.summary import DocumentSummarizer
 from bot.french import PARIS, fold
 from bot.store.documents import DocumentRecord

@@ -19,7 +19,7 @@ import structlog
 from bot import texts
 from bot.answer.citations import Speaker, render, server_of, urls_in
 from bot.answer.conversation import error_text
-from bot.answer.llm import LLMError
+from bot.answer.llm_failures import LLMError
 from bot.answer.split import split_for_matrix
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter

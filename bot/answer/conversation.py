@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Protocol
 import structlog
 
 from bot import texts
-from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient, LLMError, LLMErrorKind
+from bot.answer.llm import ChatMessage, ChatRequest, Completion, LLMClient
+from bot.answer.llm_failures import LLMError, LLMErrorKind
 from bot.answer.replies import Outbox
 from bot.answer.streaming import StreamingReply, stream_answer
 from bot.answer.tokens import TokenCounter, fit_to_budget, fits_by_bytes

@@ -17,7 +17,8 @@ import structlog
 
 from bot import texts
 from bot.answer.conversation import ConversationHandler, error_text
-from bot.answer.llm import LLMClient, LLMError, LLMErrorKind
+from bot.answer.llm import LLMClient
+from bot.answer.llm_failures import LLMError, LLMErrorKind
 from bot.attachments import Attachment, AttachmentError, AttachmentKind, attachment_error_text
 from bot.attachments.images import ImageLimits, ImageProblem, ImageRejected, prepare_image
 from bot.attachments.voice import (

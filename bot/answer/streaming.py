@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import structlog
 
 from bot import texts
-from bot.answer.llm import LLMError
+from bot.answer.llm_failures import LLMError
 from bot.answer.replies import Outbox
 from bot.answer.split import split_for_matrix
 from bot.answer.stream_pacing import first_words_ready

@@ -20,7 +20,8 @@ from urllib.parse import quote
 import structlog
 
 from bot import texts
-from bot.answer.llm import LLMClient, LLMError
+from bot.answer.llm import LLMClient
+from bot.answer.llm_failures import LLMError
 from bot.answer.tokens import TokenCounter
 from bot.attachments import Attachment, AttachmentError, AttachmentKind
 from bot.documents.chunk import chunk_sections

@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 
-from bot.answer.llm import (
-    ChatMessage,
-    ChatRequest,
-    CircuitBreaker,
-    LLMClient,
-    LLMError,
-    LLMErrorKind,
-    backoff_seconds,
-)
+from bot.answer.llm import ChatMessage, ChatRequest, LLMClient
+from bot.answer.llm_failures import CircuitBreaker, LLMError, LLMErrorKind, backoff_seconds
 from sandbox.fake_mistral import FakeMistral, default_responder, image_urls
 from tests.support.synapse import free_port
 

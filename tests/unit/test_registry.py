@@ -20,7 +20,8 @@ import pytest
 from bench import team_week
 from bot import texts
 from bot.answer.conversation import ConversationHandler
-from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
+from bot.answer.llm import ChatRequest, Completion
+from bot.answer.llm_failures import LLMError, LLMErrorKind
 from bot.answer.summary import Summarizer
 from bot.classify import Invocation, parse_invocation
 from bot.french import PARIS

@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot import texts
-from bot.answer.llm import ChatRequest, Completion, LLMError, LLMErrorKind
+from bot.answer.llm import ChatRequest, Completion
+from bot.answer.llm_failures import LLMError, LLMErrorKind
 from bot.answer.summary import Summarizer, transcript, transcript_line
 from bot.store.database import StoredMessage
 from config.settings import Settings
