@@ -8,6 +8,7 @@ hands out one repository per concern, so a caller names what it touches:
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 from bot.store.database import Database
 from bot.store.documents import DocumentsRepository
@@ -45,8 +46,11 @@ class Store:
         self.receipts = ReadReceiptsRepository(db)
 
     @classmethod
-    async def open(cls, path: Path) -> Store:
-        return cls(await Database.open(path))
+    async def open(cls, path: Path, driver: ModuleType | None = None) -> Store:
+        """`driver`: see `Database.open` (the standard `sqlite3` when None)."""
+        if driver is None:
+            return cls(await Database.open(path))
+        return cls(await Database.open(path, driver))
 
     async def migrate(self) -> int:
         return await self.db.migrate()

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
@@ -176,28 +177,48 @@ class Database:
     """One aiosqlite connection; every write holds its write lock (`write`, `transaction`,
     `in_one_hop`). Open with `await Database.open(path)`."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: aiosqlite.Connection, driver: ModuleType = sqlite3) -> None:
         self._db = connection
+        self._driver = driver
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
+    async def open(cls, path: Path, driver: ModuleType = sqlite3) -> Database:
+        """`driver` is the DB-API module under aiosqlite: the standard `sqlite3`, or one with
+        the same interface (`pysqlite3.dbapi2`) where this Python's cannot load extensions."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
+        location = str(path)
+        connection = await aiosqlite.Connection(
+            lambda: driver.connect(location, isolation_level=None), iter_chunk_size=64
+        )
         with contextlib.suppress(OSError):
             os.chmod(path, 0o600)  # holds the access token and people's messages
-        connection.row_factory = aiosqlite.Row
+        connection.row_factory = driver.Row
         await connection.execute("PRAGMA journal_mode=WAL")
         await connection.execute("PRAGMA synchronous=NORMAL")
         await connection.execute("PRAGMA foreign_keys=ON")
         await connection.execute("PRAGMA busy_timeout=5000")
         await connection.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
-        store = cls(connection)
+        store = cls(connection, driver)
         await store.migrate()
         return store
 
     async def close(self) -> None:
         await self._db.close()
+
+    @property
+    def can_load_extensions(self) -> bool:
+        """Builds of Python without `--enable-loadable-sqlite-extensions` (pyenv's default)
+        lack the method altogether; the official Docker images have it."""
+        return hasattr(self._driver.Connection, "enable_load_extension")
+
+    async def load_extension(self, path: str) -> None:
+        """Load a SQLite extension, allowing extension loading only for that moment."""
+        await self._db.enable_load_extension(True)
+        try:
+            await self._db.load_extension(path)
+        finally:
+            await self._db.enable_load_extension(False)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

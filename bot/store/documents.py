@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -112,7 +111,7 @@ class DocumentsRepository:
 
     async def load_sqlite_vec(self) -> bool:
         """Load sqlite-vec into the connection if this Python's sqlite3 allows extensions."""
-        if not hasattr(sqlite3.Connection, "enable_load_extension"):
+        if not self._db.can_load_extensions:
             # Checked first: importing sqlite_vec imports numpy (~11 MB) for nothing.
             log.info("documents.sqlite_vec_unavailable", error_type="NoExtensionLoading")
             self.sqlite_vec = False
@@ -120,10 +119,7 @@ class DocumentsRepository:
         try:
             import sqlite_vec
 
-            db = self._db._db  # the aiosqlite connection
-            await db.enable_load_extension(True)
-            await db.load_extension(sqlite_vec.loadable_path())
-            await db.enable_load_extension(False)
+            await self._db.load_extension(sqlite_vec.loadable_path())
             self.sqlite_vec = True
         except Exception as error:  # no extension loading in this build of sqlite3
             log.info("documents.sqlite_vec_unavailable", error_type=type(error).__name__)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -148,8 +150,35 @@ def test_reciprocal_rank_fusion() -> None:
 
 
 # --- Index ---------------------------------------------------------------------------------------
-async def _store_with(tmp_path: Path, rooms: dict[str, list[str]], embed: bool) -> Store:
-    store = await Store.open(tmp_path / "db.sqlite3")
+def _extension_capable_sqlite() -> ModuleType:
+    """The official Docker image's Python loads SQLite extensions, so production searches
+    vectors with sqlite-vec's SQL; pyenv's Python (this machine's) cannot, and `pysqlite3`
+    (the same DB-API over its own SQLite build) stands in for it there."""
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    import pysqlite3.dbapi2  # the test extra installs it
+
+    return pysqlite3.dbapi2
+
+
+# Both ways the bot searches vectors: numpy over the room's matrix, or sqlite-vec in SQL.
+VECTOR_SEARCHES = ["numpy", "sqlite-vec"]
+
+
+async def _open_store(tmp_path: Path, vector_search: str = "numpy") -> Store:
+    if vector_search == "numpy":
+        return await Store.open(tmp_path / "db.sqlite3")
+    store = await Store.open(tmp_path / "db.sqlite3", _extension_capable_sqlite())
+    if not await store.documents.load_sqlite_vec():
+        await store.close()  # or its thread keeps the test process alive
+        pytest.fail("sqlite-vec did not load")
+    return store
+
+
+async def _store_with(
+    tmp_path: Path, rooms: dict[str, list[str]], embed: bool, vector_search: str = "numpy"
+) -> Store:
+    store = await _open_store(tmp_path, vector_search)
     for room_id, texts in rooms.items():
         for index, text in enumerate(texts):
             document_id = await store.documents.register(
@@ -177,7 +206,10 @@ async def _store_with(tmp_path: Path, rooms: dict[str, list[str]], embed: bool) 
     return store
 
 
-async def test_search_is_per_room_and_vectors_rank_by_meaning(tmp_path: Path) -> None:
+@pytest.mark.parametrize("vector_search", VECTOR_SEARCHES)
+async def test_search_is_per_room_and_vectors_rank_by_meaning(
+    tmp_path: Path, vector_search: str
+) -> None:
     store = await _store_with(
         tmp_path,
         {
@@ -185,6 +217,7 @@ async def test_search_is_per_room_and_vectors_rank_by_meaning(tmp_path: Path) ->
             "!b:localhost": ["Le budget secret de l'autre salon."],
         },
         embed=True,
+        vector_search=vector_search,
     )
     try:
         repo = store.documents
@@ -206,8 +239,13 @@ async def test_search_is_per_room_and_vectors_rank_by_meaning(tmp_path: Path) ->
         await store.close()
 
 
-async def test_deleting_a_document_removes_its_passages_index_and_vectors(tmp_path: Path) -> None:
-    store = await _store_with(tmp_path, {"!a:localhost": ["Le budget augmente."]}, embed=True)
+@pytest.mark.parametrize("vector_search", VECTOR_SEARCHES)
+async def test_deleting_a_document_removes_its_passages_index_and_vectors(
+    tmp_path: Path, vector_search: str
+) -> None:
+    store = await _store_with(
+        tmp_path, {"!a:localhost": ["Le budget augmente."]}, embed=True, vector_search=vector_search
+    )
     try:
         repo = store.documents
         query = to_blob(fake_embedding("budget"))
@@ -221,6 +259,65 @@ async def test_deleting_a_document_removes_its_passages_index_and_vectors(tmp_pa
             assert row is not None and row[0] == 0, table
     finally:
         await store.close()
+
+
+async def test_sqlite_vec_and_numpy_find_the_same_passages_in_the_same_order(
+    tmp_path: Path,
+) -> None:
+    """The same room, searched both ways: same IDs, same order, same threshold, same
+    restriction to chosen documents, and nothing from another room."""
+    generator = np.random.default_rng(17)
+    rooms = {"!a:localhost": 40, "!b:localhost": 5}
+    vectors = {room: generator.normal(size=(count, 64)) for room, count in rooms.items()}
+    queries = [to_blob(query.tolist()) for query in generator.normal(size=(5, 64))]
+    found: dict[str, list[list[int]]] = {}
+    for vector_search in VECTOR_SEARCHES:
+        store = await _open_store(tmp_path / vector_search, vector_search)
+        try:
+            documents: list[int] = []
+            for room_id, matrix in vectors.items():
+                for index, vector in enumerate(matrix):
+                    document_id = await store.documents.register(
+                        room_id=room_id,
+                        event_id=f"$doc-{room_id}-{index}",
+                        sender="@alice:localhost",
+                        sender_name="Alice",
+                        name=f"doc{index}.pdf",
+                        mimetype="application/pdf",
+                        size=10,
+                        thread_root_id=None,
+                        timestamp_ms=1000 + index,
+                        source={},
+                    )
+                    assert document_id is not None
+                    if room_id == "!a:localhost":
+                        documents.append(document_id)
+                    await store.documents.save_indexed(
+                        document_id,
+                        room_id=room_id,
+                        format="pdf",
+                        pages=1,
+                        ocr_pages=0,
+                        passages=[NewPassage(position=0, label="p. 1", page=1, text=f"t{index}")],
+                        embeddings=[to_blob(vector.tolist())],
+                    )
+            repo = store.documents
+            runs = []
+            for blob in queries:
+                runs.append(await repo.search_vectors("!a:localhost", blob, 8, -1.0))
+                runs.append(await repo.search_vectors("!a:localhost", blob, 40, 0.1))
+                runs.append(
+                    await repo.search_vectors("!a:localhost", blob, 5, -1.0, documents[::3])
+                )
+                runs.append(await repo.search_vectors("!b:localhost", blob, 40, -1.0))
+            found[vector_search] = runs
+        finally:
+            await store.close()
+    assert found["sqlite-vec"] == found["numpy"]
+    assert all(len(run) == 8 for run in found["numpy"][0::4])
+    assert any(0 < len(run) < 40 for run in found["numpy"][1::4]), "threshold never cut"
+    a_ids = {i for run in found["numpy"][0::4] for i in run}
+    assert a_ids.isdisjoint({i for run in found["numpy"][3::4] for i in run})
 
 
 def test_blob_layout_is_sqlite_vec_float32() -> None:
