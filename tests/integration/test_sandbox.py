@@ -27,7 +27,7 @@ import pytest
 from bot import texts
 from sandbox.fake_mistral import FakeMistral
 from sandbox.local_model import find_packaged_gguf
-from sandbox.trial import LLMChoice, SandboxOptions, SandboxUnavailable, choose_llm
+from sandbox.options import LLMChoice, SandboxOptions, SandboxUnavailable, choose_llm
 
 pytestmark = pytest.mark.integration
 
