@@ -3,57 +3,49 @@
 It logs in once and reuses the saved session, runs the sync loop (`bot/matrix/sync.py`, a mixin:
 the sync token is saved in SQLite only after every event of a sync was handed over), keeps
 encryption keys flowing, and turns nio events into the typed models of `bot.models` for the
-event sink (the router).
+event sink (the router). Two more mixins hold its other jobs: sending (`bot/matrix/sending.py`)
+and what it reads from the homeserver on demand (`bot/matrix/lookups.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
 from typing import Any, Protocol
-from urllib.parse import quote
 
-import aiohttp
 import structlog
 from nio import (
     AsyncClient,
     AsyncClientConfig,
-    EncryptionError,
     Event,
     ForwardedRoomKeyEvent,
     InviteMemberEvent,
     JoinError,
     MatrixRoom,
     MegolmEvent,
-    MemoryDownloadResponse,
     ReactionEvent,
     ReceiptEvent,
     RedactionEvent,
     RoomCreateError,
     RoomEncryptedMedia,
     RoomGetStateError,
-    RoomGetStateEventError,
     RoomKeyEvent,
     RoomMemberEvent,
     RoomMessage,
     RoomPreset,
-    RoomRedactResponse,
-    RoomSendResponse,
     UnknownEvent,
     UnknownToDeviceEvent,
 )
-from nio.crypto.attachments import decrypt_attachment
 
-from bot.attachments import Attachment, AttachmentError, AttachmentErrorReason
 from bot.matrix.cross_signing import CrossSigningStatus
 from bot.matrix.direct import ACCESS_RULES_EVENT, DirectRooms
 from bot.matrix.events import parse_message, parse_reaction, parse_redaction
 from bot.matrix.keys import HeldEvents
-from bot.matrix.power import PowerLevelCache, RoomPower
+from bot.matrix.lookups import RoomLookups
+from bot.matrix.power import PowerLevelCache
+from bot.matrix.sending import Sender, SendFailed
 from bot.matrix.session import (
     AuthenticationFailed,
-    http_json,
     pickle_key,
     restore_or_login,
     setup_cross_signing,
@@ -75,13 +67,11 @@ from bot.models import (
 )
 from bot.ops import faults, logs, metrics
 from bot.ops.proxy import proxy_for
-from bot.ops.transient import TransientError
 from bot.store import Store
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-SEND_ATTEMPTS = 6
 AUTH_ERROR_CODES = {
     "M_UNKNOWN_TOKEN",
     "M_MISSING_TOKEN",
@@ -89,14 +79,6 @@ AUTH_ERROR_CODES = {
     "ORG_MATRIX_EXPIRED_ACCOUNT",
     "M_USER_DEACTIVATED",
 }
-
-
-class SendFailed(Exception):
-    pass
-
-
-class ClearSendRefused(SendFailed):
-    """The room is encrypted but the message would have left in clear: never send it."""
 
 
 class EventSink(Protocol):
@@ -116,7 +98,7 @@ class EventSink(Protocol):
     async def on_receipt(self, receipt: ReadReceipt) -> None: ...
 
 
-class MatrixGateway(SyncLoop):
+class MatrixGateway(SyncLoop, Sender, RoomLookups):
     def __init__(self, settings: Settings, store: Store) -> None:
         self._settings = settings
         self._store = store
@@ -429,200 +411,6 @@ class MatrixGateway(SyncLoop):
 
     async def reject_invite(self, room_id: str) -> None:
         await self.client.room_leave(room_id)
-
-    async def send_event(
-        self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"
-    ) -> str:
-        """Send (encrypted when the room is); the same txn_id returns the same event after a crash.
-
-        Raises ClearSendRefused rather than let anything leave in clear in an encrypted room.
-        """
-        delay = 1.0
-        for attempt in range(SEND_ATTEMPTS):
-            await self._guard_encryption(room_id, event_type)
-            try:
-                response = await self.client.room_send(
-                    room_id,
-                    event_type,
-                    content,
-                    tx_id=txn_id,
-                    ignore_unverified_devices=self._settings.encrypt_for_unverified_devices,
-                )
-            except (aiohttp.ClientError, TimeoutError) as error:  # nio no longer retries
-                if attempt == SEND_ATTEMPTS - 1:
-                    raise SendFailed(type(error).__name__) from error
-                log.warning("matrix.send_retry", room_id=room_id, error_type=type(error).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._settings.homeserver_retry_max_seconds)
-                continue
-            if isinstance(response, RoomSendResponse):
-                return str(response.event_id)
-            self._raise_if_auth_error(response)
-            http_status = getattr(getattr(response, "transport_response", None), "status", None)
-            if (
-                not (isinstance(http_status, int) and http_status >= 500)
-                or attempt == SEND_ATTEMPTS - 1
-            ):
-                break
-            # A proxy in front of a restarting homeserver answers 502/503: the same
-            # transaction ID makes the retry safe.
-            log.warning("matrix.send_retry", room_id=room_id, status=http_status, retry_in=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self._settings.homeserver_retry_max_seconds)
-        raise SendFailed(f"{getattr(response, 'status_code', 'unknown')}")
-
-    async def redact(self, room_id: str, event_id: str, txn_id: str) -> bool:
-        """Redact one of the bot's own events; the same txn_id is the same redaction after a
-        retry. False (logged) when the homeserver refused it (e.g. the bot left the room)."""
-        response = await self.client.room_redact(room_id, event_id, tx_id=txn_id)
-        if isinstance(response, RoomRedactResponse):
-            return True
-        log.warning(
-            "matrix.redact_failed",
-            room_id=room_id,
-            event_id=event_id,
-            status=getattr(response, "status_code", None),
-        )
-        return False
-
-    def is_encrypted(self, room_id: str) -> bool:
-        """Encrypted per nio's live room state or per its persisted list of encrypted rooms."""
-        room = self.client.rooms.get(room_id)
-        return bool(room is not None and room.encrypted) or room_id in self.client.encrypted_rooms
-
-    async def _guard_encryption(self, room_id: str, event_type: str) -> None:
-        if not self.is_encrypted(room_id):
-            return
-        room = self.client.rooms.get(room_id)
-        # nio encrypts only when it has an Olm machine, knows the room as encrypted, and the
-        # event is not a reaction; anything else would go out in clear.
-        if (
-            self.client.olm is None
-            or room is None
-            or not room.encrypted
-            or event_type == "m.reaction"
-        ):
-            log.error("matrix.clear_send_refused", room_id=room_id, event_type=event_type)
-            raise ClearSendRefused(f"refus d'envoyer en clair dans un salon chiffré ({event_type})")
-        # New devices (a member's new session, a new member) must be known before nio picks
-        # who receives the room key, else they could not read this answer.
-        async with self._keys_lock:
-            if self.client.should_query_keys:
-                await self.client.keys_query()
-
-    async def set_typing(self, room_id: str, typing: bool) -> None:
-        try:
-            await self.client.room_typing(room_id, typing_state=typing, timeout=60_000)
-        except Exception as error:  # typing is cosmetic; never let it fail an answer
-            log.debug("matrix.typing_failed", room_id=room_id, error_type=type(error).__name__)
-
-    async def power_level(self, room_id: str, user_id: str) -> int:
-        """The user's real power in the room: `m.room.power_levels` and `m.room.create` only,
-        cached per room and dropped as soon as sync shows the room's state changed."""
-        return await self.power.level(room_id, user_id)
-
-    async def _fetch_room_power(self, room_id: str) -> RoomPower | None:
-        # The create event's sender is a room-v12 creator; the content endpoint hides it.
-        path = f"/_matrix/client/v3/rooms/{quote(room_id)}/state/m.room.create/?format=event"
-        levels, (status, create) = await asyncio.gather(
-            self.client.room_get_state_event(room_id, "m.room.power_levels"),
-            http_json(self.client, "GET", path, None),
-        )
-        if isinstance(levels, RoomGetStateEventError):
-            if levels.status_code != "M_NOT_FOUND":
-                log.warning("matrix.state_unavailable", room_id=room_id, status=levels.status_code)
-                return None
-            power_levels: Mapping[str, Any] | None = None  # no event: creator 100, others 0
-        else:
-            power_levels = levels.content if isinstance(levels.content, dict) else None
-        if status != 200:
-            log.warning("matrix.state_unavailable", room_id=room_id, status=status)
-            return None
-        content = create.get("content") if isinstance(create.get("content"), dict) else create
-        sender = create.get("sender")
-        if not isinstance(sender, str):  # a server without format=event: pre-v11 `creator`
-            creator = content.get("creator") if isinstance(content, dict) else None
-            sender = creator if isinstance(creator, str) else None
-        return RoomPower(power_levels, sender, content if isinstance(content, dict) else None)
-
-    async def is_member(self, room_id: str, user_id: str) -> bool:
-        """Whether the user is joined to the room now (one small state event, read live)."""
-        response = await self.client.room_get_state_event(room_id, "m.room.member", user_id)
-        if isinstance(response, RoomGetStateEventError):
-            if response.status_code in ("M_NOT_FOUND", "M_FORBIDDEN"):
-                return False
-            raise TransientError(f"membership unreadable: {response.status_code}")
-        return isinstance(response.content, dict) and response.content.get("membership") == "join"
-
-    async def download_attachment(
-        self, attachment: Attachment, max_bytes: int | None = None
-    ) -> bytes:
-        """The attachment's bytes, decrypted (hash checked) when it came from an encrypted room.
-
-        Downloads through the authenticated media API (nio's `download`). Refuses what is
-        declared or turns out larger than `max_bytes` (default: `attachment_max_mb`). Raises
-        AttachmentError; never returns partial or unchecked bytes.
-        """
-        cap = max_bytes if max_bytes is not None else self._settings.attachment_max_bytes
-        if attachment.size is not None and attachment.size > cap:
-            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "declared size")
-        try:
-            response = await asyncio.wait_for(
-                self.client.download(mxc=attachment.mxc_url),
-                timeout=self._settings.attachment_download_timeout_seconds,
-            )
-        except TimeoutError:
-            raise AttachmentError(AttachmentErrorReason.TIMEOUT) from None
-        except Exception as error:  # transport errors nio did not absorb
-            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, type(error).__name__) from None
-        if not isinstance(response, MemoryDownloadResponse) or not isinstance(response.body, bytes):
-            status = getattr(response, "status_code", None)
-            log.warning("matrix.download_failed", status=status)
-            raise AttachmentError(AttachmentErrorReason.UNAVAILABLE, str(status))
-        data = response.body
-        if len(data) > cap:
-            raise AttachmentError(AttachmentErrorReason.TOO_LARGE, "downloaded size")
-        encrypted = attachment.encrypted_file
-        if encrypted is None:
-            return data
-        try:
-            plain = await asyncio.to_thread(
-                decrypt_attachment, data, encrypted.key, encrypted.sha256, encrypted.iv
-            )
-        except (EncryptionError, ValueError, TypeError):  # bad hash, key or iv
-            raise AttachmentError(AttachmentErrorReason.INTEGRITY) from None
-        return bytes(plain)
-
-    async def event_sender(self, room_id: str, event_id: str) -> str | None:
-        """Who sent an event we did not store (e.g. a reply to a message older than the bot)."""
-        response = await self.client.room_get_event(room_id, event_id)
-        event = getattr(response, "event", None)
-        sender = getattr(event, "sender", None)
-        return sender if isinstance(sender, str) else None
-
-    async def fetch_message(self, room_id: str, event_id: str) -> IncomingMessage | None:
-        """An earlier message of the room as the edge parses it (decrypted when it was
-        encrypted), e.g. the voice message or image a question replies to; None when the
-        homeserver refuses it or it cannot be decrypted."""
-        try:
-            response = await self.client.room_get_event(room_id, event_id)
-        except Exception as error:  # transport errors nio did not absorb
-            log.info("matrix.fetch_event_failed", error_type=type(error).__name__)
-            return None
-        event = getattr(response, "event", None)
-        if isinstance(event, MegolmEvent):
-            event.room_id = room_id
-            try:
-                event = self.client.decrypt_event(event)
-            except Exception as error:  # no key (yet): nothing to read
-                log.info("matrix.fetch_event_undecryptable", error_type=type(error).__name__)
-                return None
-        source = getattr(event, "source", None)
-        sender = getattr(event, "sender", None)
-        if not isinstance(source, dict) or not isinstance(sender, str):
-            return None
-        encrypted = bool(getattr(event, "decrypted", False))
-        return parse_message(room_id, source, self.member_name(room_id, sender), encrypted)
 
 
 def _group_fingerprint(key: str) -> str:

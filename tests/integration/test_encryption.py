@@ -34,7 +34,7 @@ from bot.matrix.cross_signing import (
     encode_base64,
     load_keys,
 )
-from bot.matrix.gateway import ClearSendRefused
+from bot.matrix.sending import ClearSendRefused
 from bot.matrix.session import DEFAULT_PICKLE_KEY
 from sandbox.fake_mistral import FakeMistral
 from tests.integration.conftest import BOT_DISPLAY_NAME, RunningBot, StartBot, bot_settings
