@@ -3,15 +3,14 @@
 For every message: store it (for summaries), apply edits, then decide — command, question, or
 nothing. Questions and commands are recorded as triggers in SQLite before anything else happens
 (exactly once across crashes) and run one at a time per room, in arrival order; rooms run
-concurrently.
+concurrently. Beside it: `router_ports` (what it needs from outside), `router_limits`,
+`router_withdrawals` and `media_routing`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Protocol
 
 import structlog
 
@@ -27,21 +26,22 @@ from bot.models import (
     Action,
     Decision,
     IncomingMessage,
-    Invocation,
     MessageKind,
     Reaction,
     ReadReceipt,
     RoomContext,
     RoomInvite,
     UndecryptableMessage,
-    WithdrawScope,
 )
 from bot.ops import metrics
-from bot.ops.ratelimit import Cooldown, RecentKeys, SlidingWindowLimiter
+from bot.ops.ratelimit import RecentKeys
 from bot.pilot import usage
 from bot.pilot.service import Acknowledgement, Pilot
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
+from bot.router_limits import ModelLimits
+from bot.router_ports import CommandPort, RoomDirectory
+from bot.router_withdrawals import Withdrawals
 from bot.store import Store
 from bot.store.database import Schedule, StoredMessage
 from bot.triggers import BotIdentity
@@ -51,51 +51,9 @@ from config.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-RATE_NOTICE_EVERY = 60.0
 # A read receipt this long after the previous one starts a new reading session (see
 # ReadReceiptsRepository.save): the previous session's last receipt is kept for `!resume`.
 READ_SESSION_GAP_MS = 15 * 60_000
-
-
-class RoomDirectory(Protocol):
-    """What the router needs from the Matrix gateway besides events."""
-
-    @property
-    def user_id(self) -> str: ...
-
-    @property
-    def ready(self) -> asyncio.Event: ...
-
-    def room_context(self, room_id: str) -> RoomContext: ...
-
-    def bot_names(self, room_id: str) -> tuple[str, ...]: ...
-
-    async def join(self, room_id: str, is_direct: bool, inviter: str | None = None) -> bool: ...
-
-    async def reject_invite(self, room_id: str) -> None: ...
-
-    async def power_level(self, room_id: str, user_id: str) -> int: ...
-
-    async def event_sender(self, room_id: str, event_id: str) -> str | None: ...
-
-    async def is_member(self, room_id: str, user_id: str) -> bool: ...
-
-
-class CommandPort(Protocol):
-    """What the router needs from the commands (wired in by `bot.app`; the core never imports
-    `commands/`)."""
-
-    builtin_words: frozenset[str]
-
-    def room_words(self, room_id: str) -> frozenset[str]: ...
-
-    def withdraws(self, room_id: str, invocation: Invocation) -> WithdrawScope | None: ...
-
-    def uses_model(self, room_id: str, word: str) -> bool: ...
-
-    async def run(
-        self, message: IncomingMessage, room: RoomContext, invocation: Invocation
-    ) -> None: ...
 
 
 class Router:
@@ -124,11 +82,9 @@ class Router:
         self._pilot = pilot if pilot is not None else Pilot(settings, store)
         self.workers = RoomWorkers(gateway.ready)
         self._in_flight: dict[str, IncomingMessage] = {}  # claimed, not finished, by event ID
-        self._withdrawn: dict[str, bool] = {}  # in flight but taken back: redact what was sent?
-        self._rate_notices = Cooldown(RATE_NOTICE_EVERY)
+        self._withdrawals = Withdrawals(store, self.workers, self._in_flight)
+        self._limits = ModelLimits(settings, store, outbox, self._pilot)
         self._undecryptable_notified = RecentKeys()
-        self._user_limiter = SlidingWindowLimiter(settings.user_rate_limit_per_minute)
-        self._room_limiter = SlidingWindowLimiter(settings.room_rate_limit_per_minute)
         self._media = (
             None
             if media is None
@@ -175,7 +131,7 @@ class Router:
         bound.info("router.invite_accepted", joined=joined, is_direct=invite.is_direct)
 
     async def on_redaction(self, room_id: str, redacts: str) -> None:
-        withdrawn = self._withdraw(
+        withdrawn = self._withdrawals.withdraw(
             lambda m: m.event_id == redacts and m.room_id == room_id, redact=True
         )
         await self._store.messages.delete_event(room_id, redacts)
@@ -186,7 +142,7 @@ class Router:
 
     async def on_left(self, room_id: str) -> None:
         # Nothing can be redacted in a room the bot is no longer in: just stop.
-        self._withdraw(lambda m: m.room_id == room_id, redact=False)
+        self._withdrawals.withdraw(lambda m: m.room_id == room_id, redact=False)
         await self._store.rooms.forget(room_id)
         await self._pilot.forget_room(room_id)
         self._room_config.forget(room_id)
@@ -321,41 +277,10 @@ class Router:
         if decision.invocation is not None:
             scope = self._commands.withdraws(message.room_id, decision.invocation)
             if scope is not None:
-                await self._withdraw_questions_of(message, scope)
+                await self._withdrawals.withdraw_questions_of(message, scope)
         if decision.action is Action.QUESTION and self._media is not None:
             self._media.take_waiting_image(message)
         self._schedule(message, decision, received_at, just_claimed=True)
-
-    # --- Withdrawn questions ------------------------------------------------------------------
-    def _withdraw(self, matches: Callable[[IncomingMessage], bool], *, redact: bool) -> list[str]:
-        """Take back the triggers in flight that `matches`: a running one is cancelled, a
-        queued one will not start (it checks at its start), and what was already sent for
-        them is redacted when `redact`. Synchronous: the marks are set before any await."""
-        chosen = [event_id for event_id, message in self._in_flight.items() if matches(message)]
-        for event_id in chosen:
-            self._withdrawn[event_id] = redact or self._withdrawn.get(event_id, False)
-            self.workers.cancel(event_id)
-        return chosen
-
-    async def _withdraw_questions_of(self, command: IncomingMessage, scope: WithdrawScope) -> None:
-        """`!oublie` / `!oublie-moi`: the asker's questions sent before it are taken back now,
-        not after they are answered."""
-        chosen = self._withdraw(
-            lambda m: (
-                m.sender == command.sender
-                and m.event_id != command.event_id
-                and (scope is WithdrawScope.EVERYWHERE or m.room_id == command.room_id)
-            ),
-            redact=True,
-        )
-        if chosen:
-            await self._store.triggers.withdraw(chosen)
-            log.info(
-                "router.questions_withdrawn",
-                room_id=command.room_id,
-                event_id=command.event_id,
-                count=len(chosen),
-            )
 
     def _facts(
         self,
@@ -433,7 +358,7 @@ class Router:
                 self._outbox.track(message.event_id, measure_from=received_at if command else None)
                 note = usage.UsageNote()
                 try:
-                    if await self._still_wanted(message, reread=reread):
+                    if await self._withdrawals.still_wanted(message, reread=reread):
                         with usage.tracking(note):
                             await self._handle(message, decision, received_at)
                         for acknowledgement in await self._pilot.finish(message, note, received_at):
@@ -441,28 +366,13 @@ class Router:
                 finally:
                     self._conversation.drop_context(message.event_id)
                     self._in_flight.pop(message.event_id, None)
-                    if self._withdrawn.pop(message.event_id, False):
+                    if self._withdrawals.finished(message.event_id):
                         redacted = await self._outbox.retract(message)
                         log.info("router.answer_retracted", redacted=redacted)
                     else:
                         self._outbox.untrack(message.event_id)
 
         self.workers.submit(message.room_id, job, key=message.event_id)
-
-    async def _still_wanted(self, message: IncomingMessage, *, reread: bool = True) -> bool:
-        """Checked when a job starts: a question withdrawn while it waited in the room's queue
-        (redacted, forgotten, its room left; by another process too, `tchap-bot purge-user`)
-        never reaches the model. Without `reread` (the job did not wait), only this process's
-        own withdrawals are checked."""
-        if message.event_id in self._withdrawn:
-            return False
-        if not reread:
-            return True
-        status = await self._store.triggers.status(message.event_id)
-        if status != "pending":
-            log.info("router.withdrawn_before_start", status=status)
-            return False
-        return True
 
     async def _handle(
         self, message: IncomingMessage, decision: Decision, received_at: float | None
@@ -481,11 +391,7 @@ class Router:
             uses_model = invocation is None or self._commands.uses_model(
                 message.room_id, invocation.word
             )
-            if (
-                uses_model
-                and not message.scheduled
-                and (not await self._within_limits(message) or await self._over_quota(message))
-            ):
+            if uses_model and not message.scheduled and not await self._limits.admit(message):
                 return
             if invocation is not None:
                 await self._commands.run(message, room, invocation)
@@ -525,43 +431,6 @@ class Router:
                 )
             finally:
                 await self._store.triggers.finish(message, "failed")
-
-    async def _within_limits(self, message: IncomingMessage) -> bool:
-        """Questions and commands that call the model share the per-user and per-room limits."""
-        if not self._user_limiter.allow(message.sender):
-            await self._refuse_rate_limited(
-                message, "user", message.sender, texts.USER_RATE_LIMITED
-            )
-            return False
-        if not self._room_limiter.allow(message.room_id):
-            await self._refuse_rate_limited(
-                message, "room", message.room_id, texts.ROOM_RATE_LIMITED
-            )
-            return False
-        return True
-
-    async def _refuse_rate_limited(
-        self, message: IncomingMessage, scope: str, key: str, notice: str
-    ) -> None:
-        """One polite notice per minute and per user (or room): a flood gets no flood back."""
-        metrics.RATE_LIMITED.labels(scope).inc()
-        usage.current().refused()
-        notice_key = f"{scope}\x00{key}"
-        if self._rate_notices.remaining(notice_key) == 0:
-            self._rate_notices.start(notice_key)
-            await self._outbox.reply(message, notice, purpose="ratelimit", notice=True)
-        await self._store.triggers.finish(message, "skipped")
-
-    async def _over_quota(self, message: IncomingMessage) -> bool:
-        """A daily quota is reached: one polite notice per person and day, then silence."""
-        refusal = await self._pilot.quota_refusal(message)
-        if refusal is None:
-            return False
-        usage.current().refused(quota=True)
-        if refusal.notice is not None:
-            await self._outbox.reply(message, refusal.notice, purpose="quota", notice=True)
-        await self._store.triggers.finish(message, "skipped")
-        return True
 
     async def run_scheduled(self, schedule: Schedule, following_ms: int) -> bool:
         """Advance a due schedule and claim its run in one transaction, then queue the command
