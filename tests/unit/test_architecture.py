@@ -6,6 +6,7 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,6 +39,44 @@ def test_architecture_module_table_matches_the_tree() -> None:
     documented, real = documented_modules(), real_modules()
     assert not real - documented, f"modules missing from docs/architecture.md: {real - documented}"
     assert not documented - real, f"docs/architecture.md lists gone modules: {documented - real}"
+
+
+def _forbidden_contract_sources(forbidden: str) -> list[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for contract in config["tool"]["importlinter"]["contracts"]:
+        if contract["type"] == "forbidden" and contract["forbidden_modules"] == [forbidden]:
+            return list(contract["source_modules"])
+    raise AssertionError(f"no import-linter contract forbids {forbidden}")
+
+
+def _dotted(relative: str) -> str:
+    return relative.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+
+
+def _uncovered(allowed: tuple[str, ...], sources: list[str]) -> set[str]:
+    """Modules of the bot that a contract listing its sources one by one forgets."""
+    within = {"bot", "commands", "config"}
+    modules = {_dotted(m) for m in real_modules() if m.split("/")[0] in within}
+    return {
+        module
+        for module in modules
+        if not any(module == s or module.startswith(s + ".") for s in (*sources, *allowed))
+    }
+
+
+def test_library_contracts_cover_every_module() -> None:
+    """The nio and mistralai contracts name their sources (import-linter has no "everything but"):
+    a new module left off the list would be free to import either library."""
+    nio_free = _forbidden_contract_sources("nio")
+    assert not _uncovered(("bot.matrix",), nio_free), "add them to the nio contract"
+    model_client = (
+        "bot.answer.llm",
+        "bot.answer.llm_failures",
+        "bot.answer.http_transport",
+        "bot.answer.stream_pacing",
+    )
+    mistral_free = _forbidden_contract_sources("mistralai")
+    assert not _uncovered(model_client, mistral_free), "add them to the mistralai contract"
 
 
 def test_run_never_imports_the_sandbox() -> None:
