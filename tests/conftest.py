@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +24,35 @@ from tests.support.synapse import RegisteredUser, SynapseServer
 
 NewUser = Callable[..., Awaitable[RegisteredUser]]
 UserClient = Callable[..., Awaitable[nio.AsyncClient]]
+
+# After the summary, how long the process may take to exit before it is made to.
+EXIT_GRACE_SECONDS = 60.0
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A thread a failed test left running (an aiosqlite connection it never closed) keeps
+    the process alive after the summary, and CI would wait for its time limit. A daemon timer
+    names the threads and exits, with the run's status or 1 (the leak is a defect itself);
+    a process that exits on its own ends the timer with it."""
+    status = config.stash.get(_EXIT_STATUS, 1) or 1
+
+    def force_exit() -> None:
+        alive = [t.name for t in threading.enumerate() if not t.daemon and t.is_alive()]
+        sys.stderr.write(
+            f"\nThe test process did not exit {EXIT_GRACE_SECONDS:.0f} s after the run: "
+            f"threads still running {alive}. Exiting with status {status}.\n"
+        )
+        sys.stderr.flush()
+        os._exit(status)
+
+    timer = threading.Timer(EXIT_GRACE_SECONDS, force_exit)
+    timer.daemon = True
+    timer.start()
 
 
 @pytest.fixture(scope="session")
