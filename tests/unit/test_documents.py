@@ -175,34 +175,43 @@ async def _open_store(tmp_path: Path, vector_search: str = "numpy") -> Store:
     return store
 
 
+async def _add_document(
+    store: Store, room_id: str, index: int, text: str, embedding: bytes | None
+) -> int:
+    """One shared PDF of one passage, indexed (with its embedding, if given)."""
+    document_id = await store.documents.register(
+        room_id=room_id,
+        event_id=f"$doc-{room_id}-{index}",
+        sender="@alice:localhost",
+        sender_name="Alice",
+        name=f"doc{index}.pdf",
+        mimetype="application/pdf",
+        size=10,
+        thread_root_id=None,
+        timestamp_ms=1000 + index,
+        source={},
+    )
+    assert document_id is not None
+    await store.documents.save_indexed(
+        document_id,
+        room_id=room_id,
+        format="pdf",
+        pages=1,
+        ocr_pages=0,
+        passages=[NewPassage(position=0, label="page 1", page=1, text=text)],
+        embeddings=None if embedding is None else [embedding],
+    )
+    return document_id
+
+
 async def _store_with(
     tmp_path: Path, rooms: dict[str, list[str]], embed: bool, vector_search: str = "numpy"
 ) -> Store:
     store = await _open_store(tmp_path, vector_search)
     for room_id, texts in rooms.items():
         for index, text in enumerate(texts):
-            document_id = await store.documents.register(
-                room_id=room_id,
-                event_id=f"$doc-{room_id}-{index}",
-                sender="@alice:localhost",
-                sender_name="Alice",
-                name=f"doc{index}.pdf",
-                mimetype="application/pdf",
-                size=10,
-                thread_root_id=None,
-                timestamp_ms=1000 + index,
-                source={},
-            )
-            assert document_id is not None
-            await store.documents.save_indexed(
-                document_id,
-                room_id=room_id,
-                format="pdf",
-                pages=1,
-                ocr_pages=0,
-                passages=[NewPassage(position=0, label="page 1", page=1, text=text)],
-                embeddings=[to_blob(fake_embedding(text))] if embed else None,
-            )
+            embedding = to_blob(fake_embedding(text)) if embed else None
+            await _add_document(store, room_id, index, text, embedding)
     return store
 
 
@@ -277,30 +286,10 @@ async def test_sqlite_vec_and_numpy_find_the_same_passages_in_the_same_order(
             documents: list[int] = []
             for room_id, matrix in vectors.items():
                 for index, vector in enumerate(matrix):
-                    document_id = await store.documents.register(
-                        room_id=room_id,
-                        event_id=f"$doc-{room_id}-{index}",
-                        sender="@alice:localhost",
-                        sender_name="Alice",
-                        name=f"doc{index}.pdf",
-                        mimetype="application/pdf",
-                        size=10,
-                        thread_root_id=None,
-                        timestamp_ms=1000 + index,
-                        source={},
-                    )
-                    assert document_id is not None
+                    embedding = to_blob(vector.tolist())
+                    document_id = await _add_document(store, room_id, index, f"t{index}", embedding)
                     if room_id == "!a:localhost":
                         documents.append(document_id)
-                    await store.documents.save_indexed(
-                        document_id,
-                        room_id=room_id,
-                        format="pdf",
-                        pages=1,
-                        ocr_pages=0,
-                        passages=[NewPassage(position=0, label="p. 1", page=1, text=f"t{index}")],
-                        embeddings=[to_blob(vector.tolist())],
-                    )
             repo = store.documents
             runs = []
             for blob in queries:
