@@ -33,7 +33,7 @@ from config.room_settings import RoomSettings
 from config.settings import Settings
 
 if TYPE_CHECKING:
-    from bot.documents.service import DocumentContext
+    from bot.documents.context import DocumentContext
 
 log = structlog.get_logger(__name__)
 TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon

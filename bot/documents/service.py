@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import quote
 
 import structlog
 
@@ -25,6 +23,7 @@ from bot.answer.llm_failures import LLMError
 from bot.answer.tokens import TokenCounter
 from bot.attachments import Attachment, AttachmentError, AttachmentKind
 from bot.documents.chunk import chunk_sections
+from bot.documents.context import DocumentContext, build_context
 from bot.documents.errors import DocumentError, DocumentErrorReason
 from bot.documents.extract import (
     HTML_EXTENSIONS,
@@ -51,8 +50,8 @@ EMBED_BATCH = 16
 EMBEDDINGS_RETRY_AFTER_SECONDS = 600.0  # an endpoint without embeddings is asked again after
 NO_EMBEDDINGS_STATUS = frozenset({400, 404, 405, 422, 501})
 COMMON_FRACTION = 0.2  # words in more passages than this are left out of full-text queries
-SEARCH_DEPTH = 30
-ROOM_WAIT_SECONDS = 10.0  # a question not about a given file waits this long for files in reading  # candidates taken from each ranking before fusion
+SEARCH_DEPTH = 30  # candidates taken from each ranking before fusion
+ROOM_WAIT_SECONDS = 10.0  # a question not about a given file waits this long for files in reading
 SUPPORTED_EXTENSIONS = {"pdf", "docx", "odt"} | TEXT_EXTENSIONS | HTML_EXTENSIONS
 SUPPORTED_MIMETYPES = {
     "application/pdf",
@@ -67,51 +66,6 @@ class Downloader(Protocol):
     async def download_attachment(
         self, attachment: Attachment, max_bytes: int | None = None
     ) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class Source:
-    number: int
-    document_name: str
-    label: str
-    room_id: str
-    event_id: str
-
-    @property
-    def link(self) -> str:
-        return (
-            f"https://matrix.to/#/{quote(self.room_id, safe='!:')}/{quote(self.event_id, safe='$')}"
-        )
-
-
-@dataclass
-class DocumentContext:
-    """What a question gets from the room's documents."""
-
-    block: str = ""  # goes before the question, as data
-    sources: list[Source] = field(default_factory=list)
-    notice: str | None = None  # say this instead of asking the model (unreadable document)
-    tokens: int = 0
-
-    def footer(self, answer: str) -> str:
-        """The sources the answer cites ([n]); all of them when it cites none."""
-        if not self.sources:
-            return ""
-        cited = {s for s in self.sources if f"[{s.number}]" in answer} or set(self.sources)
-        lines = [
-            texts.DOCUMENT_SOURCE_LINE.format(
-                number=source.number,
-                name=_markdown_label(source.document_name),
-                label=source.label,
-                link=source.link,
-            )
-            for source in sorted(cited, key=lambda s: s.number)
-        ]
-        return "\n\n" + texts.DOCUMENT_SOURCES_HEADER + "\n" + "\n".join(lines)
-
-
-def _markdown_label(name: str) -> str:
-    return "".join(f"\\{char}" if char in "[]()*_`<>#|\\" else char for char in name)
 
 
 def is_document_candidate(attachment: Attachment) -> bool:
@@ -379,7 +333,8 @@ class DocumentService:
         ranked = await self.search(message.room_id, question, self._settings.document_passages)
         if not ranked:
             return None
-        return await self._assemble(message.room_id, ranked, budget, keep_order=False)
+        passages = await self.repository.passages(message.room_id, ranked)
+        return build_context(ranked, passages, budget, self._tokens, keep_order=False)
 
     async def _focused(
         self,
@@ -423,9 +378,10 @@ class DocumentService:
                 picked.append(passage)
                 used += cost
             chosen.extend(sorted(picked, key=lambda p: p.position))
-        context = await self._assemble(
-            message.room_id, [p.id for p in chosen], budget, keep_order=True, known=chosen
-        )
+        ids = [p.id for p in chosen]
+        known = {p.id: p for p in chosen if p.room_id == message.room_id}
+        known = known or await self.repository.passages(message.room_id, ids)
+        context = build_context(ids, known, budget, self._tokens, keep_order=True)
         return context or DocumentContext(notice=error_sentence("empty", self._settings))
 
     async def search(
@@ -456,53 +412,3 @@ class DocumentService:
                 )
             )
         return reciprocal_rank_fusion(rankings)[:limit]
-
-    async def _assemble(
-        self,
-        room_id: str,
-        ids: Sequence[int],
-        budget: int,
-        *,
-        keep_order: bool,
-        known: Sequence[StoredPassage] = (),
-    ) -> DocumentContext | None:
-        by_id = {p.id: p for p in known if p.room_id == room_id} or await self.repository.passages(
-            room_id, ids
-        )
-        context = DocumentContext()
-        numbers: dict[tuple[int, str], Source] = {}
-        parts: list[str] = []
-        for passage_id in ids:
-            passage = by_id.get(passage_id)
-            if passage is None:
-                continue
-            key = (passage.document_id, passage.label)
-            source = numbers.get(key)
-            if source is None:
-                source = Source(
-                    number=len(numbers) + 1,
-                    document_name=passage.document_name,
-                    label=passage.label,
-                    room_id=passage.room_id,
-                    event_id=passage.event_id,
-                )
-            part = texts.DOCUMENT_PASSAGE.format(
-                number=source.number,
-                name=passage.document_name,
-                label=passage.label,
-                text=passage.text,
-            )
-            cost = self._tokens.count(part)
-            if context.tokens + cost > budget:
-                if keep_order:
-                    continue
-                break
-            if key not in numbers:
-                numbers[key] = source
-                context.sources.append(source)
-            parts.append(part)
-            context.tokens += cost
-        if not parts:
-            return None
-        context.block = texts.DOCUMENT_CONTEXT_HEADER + "\n\n" + "\n\n".join(parts)
-        return context
