@@ -22,7 +22,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from sandbox.fake_mistral import FakeMistral, message_text, split_tokens
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import message_text, split_tokens
 
 # A plausible answer to a civil servant's question: French prose with a little Markdown.
 _ANSWER_SENTENCES = (

@@ -10,6 +10,9 @@ sharing words are close) and ``POST /v1/ocr`` (a fixed sentence per requested pa
 ``ocr_responder`` says), both in the exact shapes the SDK parses; ``embeddings_enabled`` and
 ``ocr_enabled`` turn them into 404s, as on a local model that has neither.
 
+The JSON shapes themselves (and the readers tests use on recorded requests) live in
+``sandbox.mistral_wire``; this module holds the server, its knobs and its deterministic content.
+
 Also runnable for the bench and demos: ``python -m sandbox.fake_mistral --port 8088``.
 """
 
@@ -27,7 +30,6 @@ import re
 import socket
 import time
 import unicodedata
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,55 +37,13 @@ from typing import Any
 
 from aiohttp import BodyPartReader, web
 
+from sandbox import mistral_wire as wire
+from sandbox.mistral_wire import DEFAULT_MODEL, message_images, message_text, split_tokens
+
 Responder = Callable[[dict[str, Any]], str | Awaitable[str]]
-DEFAULT_MODEL = "mistral-small-latest"
 CANNED_MODEL = "reponses-factices"  # what the sandbox's --fake-llm model is called
-_TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 EMBEDDING_DIMENSIONS = 1024
 _WORD_RE = re.compile(r"\w+")
-
-_ERROR_TEXTS = {
-    400: "Bad request",
-    401: "Unauthorized",
-    429: "Requests rate limit exceeded",
-    500: "Internal server error",
-    502: "Bad gateway",
-    503: "Service unavailable",
-    504: "Gateway timeout",
-}
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """Text of a chat message whose content is a string or a list of chunks."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def message_images(message: dict[str, Any]) -> list[str]:
-    """The image URLs (``data:`` URLs from the bot) of a chat message's ``image_url`` parts."""
-    content = message.get("content")
-    if not isinstance(content, list):
-        return []
-    urls = []
-    for part in content:
-        if isinstance(part, dict) and part.get("type") == "image_url":
-            url = part.get("image_url")
-            if isinstance(url, dict):  # {"url": ...} is the other accepted shape
-                url = url.get("url")
-            if isinstance(url, str):
-                urls.append(url)
-    return urls
-
-
-def image_urls(body: dict[str, Any]) -> list[str]:
-    """Every image sent in a chat request (the bot sends them with the last question only)."""
-    return [
-        url for m in body.get("messages", []) if isinstance(m, dict) for url in message_images(m)
-    ]
 
 
 def canned_answer(body: dict[str, Any]) -> str:
@@ -131,11 +91,6 @@ def _pdf_page_count(document: dict[str, Any]) -> int:
         return len(pypdfium2.PdfDocument(base64.b64decode(payload)))
     except Exception:
         return 1
-
-
-def split_tokens(text: str) -> list[str]:
-    """Word-ish tokens whose concatenation is exactly ``text`` (whitespace preserved)."""
-    return _TOKEN_RE.findall(text) or [""]
 
 
 @dataclass
@@ -288,30 +243,6 @@ class FakeMistral:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    @staticmethod
-    def _error(
-        status: int, retry_after: float | None = None, body: str | None = None
-    ) -> web.Response:
-        headers = {}
-        if retry_after is not None:
-            headers["Retry-After"] = (
-                str(int(retry_after)) if float(retry_after).is_integer() else str(retry_after)
-            )
-        if body is None:
-            message = _ERROR_TEXTS.get(status, "Error")
-            body = json.dumps(
-                {
-                    "object": "error",
-                    "message": message,
-                    "type": message.lower().replace(" ", "_"),
-                    "param": None,
-                    "code": str(status),
-                }
-            )
-        return web.Response(
-            status=status, text=body, content_type="application/json", headers=headers
-        )
-
     def _capabilities(self, model_id: str) -> dict[str, bool]:
         """What Mistral's model cards declare, so capability checks see real shapes."""
         if model_id.startswith("voxtral"):
@@ -328,95 +259,55 @@ class FakeMistral:
 
     async def _models(self, request: web.Request) -> web.Response:
         if self._down:
-            return self._error(503)
+            return wire.error_response(503)
         created = int(time.time())
         data = [
-            {
-                "id": model_id,
-                "object": "model",
-                "created": created,
-                "owned_by": "mistralai",
-                "type": "base",
-                "capabilities": self._capabilities(model_id),
-            }
+            wire.model_card(model_id, self._capabilities(model_id), created)
             for model_id in self.model_ids
         ]
         return web.json_response({"object": "list", "data": data})
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         if not self.embeddings_enabled:
-            return self._error(404, body='{"detail": "Not Found"}')
+            return wire.error_response(404, body=wire.NOT_FOUND_BODY)
         if self._down:
-            return self._error(503)
+            return wire.error_response(503)
         body = await request.json()
         self.embedding_requests.append(body)
         inputs = body.get("input")  # the SDK's `inputs` goes on the wire as `input`
         texts = [inputs] if isinstance(inputs, str) else [str(item) for item in inputs or []]
-        tokens = sum(len(split_tokens(text)) for text in texts)
+        vectors = [fake_embedding(text) for text in texts]
         return web.json_response(
-            {
-                "id": uuid.uuid4().hex,
-                "object": "list",
-                "model": body.get("model", "mistral-embed"),
-                "usage": {"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens},
-                "data": [
-                    {"object": "embedding", "embedding": fake_embedding(text), "index": index}
-                    for index, text in enumerate(texts)
-                ],
-            }
+            wire.embeddings(body.get("model", "mistral-embed"), texts, vectors)
         )
 
     async def _ocr(self, request: web.Request) -> web.Response:
         if not self.ocr_enabled:
-            return self._error(404, body='{"detail": "Not Found"}')
+            return wire.error_response(404, body=wire.NOT_FOUND_BODY)
         if self._down:
-            return self._error(503)
+            return wire.error_response(503)
         body = await request.json()
         self.ocr_requests.append(body)
         document = body.get("document") if isinstance(body.get("document"), dict) else {}
         pages = body.get("pages")
         if not isinstance(pages, list) or not pages:
             pages = list(range(_pdf_page_count(document)))
-        return web.json_response(
-            {
-                "model": body.get("model", "mistral-ocr-latest"),
-                "pages": [
-                    {
-                        "index": int(index),
-                        "markdown": self.ocr_responder(int(index)),
-                        "images": [],
-                        "dimensions": {"dpi": 200, "height": 2339, "width": 1654},
-                    }
-                    for index in pages
-                ],
-                "usage_info": {"pages_processed": len(pages), "doc_size_bytes": None},
-            }
-        )
+        texts = [(int(index), self.ocr_responder(int(index))) for index in pages]
+        return web.json_response(wire.ocr(body.get("model", "mistral-ocr-latest"), texts))
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
         except json.JSONDecodeError:
-            return self._error(400, body='{"object": "error", "message": "invalid JSON"}')
+            return wire.error_response(400, body='{"object": "error", "message": "invalid JSON"}')
         self.requests.append(body)
         if self._down:
-            return self._error(503)
+            return wire.error_response(503)
         if self._failures:
             failure = self._failures.popleft()
-            return self._error(failure.status, failure.retry_after, failure.body)
-        if image_urls(body) and body.get("model") not in self.vision_models:
-            return self._error(
-                400,
-                body=json.dumps(
-                    {
-                        "object": "error",
-                        "message": "Image input is not supported by this model",
-                        "type": "invalid_request_error",
-                        "param": None,
-                        "code": "3051",
-                    }
-                ),
-            )
+            return wire.error_response(failure.status, failure.retry_after, failure.body)
+        if wire.image_urls(body) and body.get("model") not in self.vision_models:
+            return wire.image_refused()
         if self._hangs:
             await self._sleep(self._hangs.popleft())
         await self._sleep(self.delay_seconds)
@@ -424,15 +315,15 @@ class FakeMistral:
         text = await answer if inspect.isawaitable(answer) else answer
         if body.get("stream"):
             return await self._stream(request, body, str(text))
-        return web.json_response(self._completion(body, str(text)))
+        return web.json_response(wire.completion(body, str(text)))
 
     async def _transcription(self, request: web.Request) -> web.Response:
         """``POST /v1/audio/transcriptions`` (multipart form, as the SDK sends it): records the
         upload and answers ``transcription_text`` (deterministic)."""
         if not self.transcription_supported:
-            return self._error(404, body='{"detail": "Not Found"}')
+            return wire.error_response(404, body=wire.NOT_FOUND_BODY)
         if self._down:
-            return self._error(503)
+            return wire.error_response(503)
         fields: dict[str, Any] = {}
         reader = await request.multipart()
         async for part in reader:
@@ -446,61 +337,20 @@ class FakeMistral:
                 fields[part.name] = await part.text()
         self.transcriptions.append(fields)
         if not fields.get("model") or "content" not in fields:
-            return self._error(422, body='{"object": "error", "message": "model and file needed"}')
+            return wire.error_response(
+                422, body='{"object": "error", "message": "model and file needed"}'
+            )
         text = self.transcription_text
         if text is None:
             text = f"Transcription simulée ({len(fields['content'])} octets)."
-        return web.json_response(
-            {
-                "model": fields["model"],
-                "text": text,
-                "language": fields.get("language") or "fr",
-                "segments": [],
-                "usage": {
-                    "prompt_audio_seconds": 1,
-                    "prompt_tokens": 4,
-                    "completion_tokens": len(split_tokens(text)),
-                    "total_tokens": 4 + len(split_tokens(text)),
-                },
-            }
-        )
-
-    @staticmethod
-    def _usage(body: dict[str, Any], text: str) -> dict[str, int]:
-        prompt = sum(len(split_tokens(message_text(m))) for m in body.get("messages", []))
-        completion = len(split_tokens(text)) if text else 0
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-        }
-
-    def _completion(self, body: dict[str, Any], text: str) -> dict[str, Any]:
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model") or DEFAULT_MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text, "tool_calls": None},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": self._usage(body, text),
-        }
+        language = fields.get("language") or "fr"
+        return web.json_response(wire.transcription(fields["model"], text, language))
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], text: str
     ) -> web.StreamResponse:
         """Server-sent events as Mistral sends them: role chunk, content chunks, usage, [DONE]."""
-        base = {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body.get("model") or DEFAULT_MODEL,
-        }
+        header = wire.chunk_header(body)
         break_after = self._breaks.popleft() if self._breaks else None
         if break_after is not None:
             text = text[:break_after]
@@ -510,12 +360,7 @@ class FakeMistral:
         await response.prepare(request)
 
         async def send(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
-            chunk = {
-                **base,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
-            await response.write(f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n".encode())
+            await response.write(wire.chunk_event(header, delta, finish, **extra))
 
         try:
             await send({"role": "assistant", "content": ""})
@@ -530,7 +375,7 @@ class FakeMistral:
                 if request.transport is not None:
                     request.transport.abort()
                 return response
-            await send({"content": ""}, "stop", usage=self._usage(body, text))
+            await send({"content": ""}, "stop", usage=wire.usage(body, text))
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):

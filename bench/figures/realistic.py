@@ -16,7 +16,7 @@ from bench.harness import Bench, BotProcess, question_text, wait_answering
 from bench.llm_server import bench_answer
 from bench.observer import Arrival, Observer
 from bench.stats import summary
-from sandbox.fake_mistral import split_tokens
+from sandbox.mistral_wire import split_tokens
 
 FIRST_TOKEN_SECONDS = 0.5
 TOKENS_PER_SECOND = 60.0

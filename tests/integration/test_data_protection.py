@@ -20,7 +20,8 @@ from bot.app import EXIT_AUTH_FAILED
 from bot.room_config import RoomConfigRepository
 from bot.store.database import now_ms
 from bot.store.retention import DAY_MS, purge_expired
-from sandbox.fake_mistral import FakeMistral, message_text
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import message_text
 from tests.integration.conftest import BOT_DISPLAY_NAME, StartBot
 from tests.support.bot_helpers import ask, bot_replies, eventually, replies_to, room_with_bot
 from tests.support.bot_process import BotProcess, bot_environment, database_text, rows_about

@@ -18,7 +18,8 @@ import nio
 import pytest
 
 from bot import texts
-from sandbox.fake_mistral import FakeMistral, message_text
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import message_text
 from tests.integration.conftest import StartBot
 from tests.integration.test_pilot import SECRET, rows
 from tests.support.bot_helpers import ask, bot_replies, eventually, replies_to, room_with_bot

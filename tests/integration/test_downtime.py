@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import structlog
 
-from sandbox.fake_mistral import FakeMistral, message_text
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import message_text
 from tests.integration.conftest import StartBot
 from tests.integration.test_commands import group_room
 from tests.support.bot_helpers import ask, bot_replies, replies_to

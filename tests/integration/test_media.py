@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from bot import texts
-from sandbox.fake_mistral import FakeMistral, image_urls
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import image_urls
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.matrix_client import send_file, send_text, sync_once, wait_for_event

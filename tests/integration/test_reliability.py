@@ -20,7 +20,8 @@ from bot.ops.ratelimit import SWEEP_EVERY, SlidingWindowLimiter
 from bot.router import Router
 from config.room_settings import AnswerMode
 from config.settings import load_settings
-from sandbox.fake_mistral import FakeMistral, default_responder, message_text
+from sandbox.fake_mistral import FakeMistral, default_responder
+from sandbox.mistral_wire import message_text
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, bot_replies, replies_to, room_with_bot
 from tests.support.matrix_client import events_in, send_text, sync_once, wait_for_event

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sandbox.fake_mistral import FakeMistral, message_text
+from sandbox.fake_mistral import FakeMistral
+from sandbox.mistral_wire import message_text
 from tests.integration.conftest import StartBot
 from tests.support.bot_helpers import ask, room_with_bot
 from tests.support.matrix_client import send_text, wait_for_event

@@ -15,7 +15,8 @@ import pytest
 
 from bot.answer.llm import ChatMessage, ChatRequest, LLMClient
 from bot.answer.llm_failures import CircuitBreaker, LLMError, LLMErrorKind, backoff_seconds
-from sandbox.fake_mistral import FakeMistral, default_responder, image_urls
+from sandbox.fake_mistral import FakeMistral, default_responder
+from sandbox.mistral_wire import image_urls
 from tests.support.synapse import free_port
 
 REQUEST = ChatRequest(
