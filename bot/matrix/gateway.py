@@ -45,8 +45,8 @@ from bot.matrix.lookups import RoomLookups
 from bot.matrix.power import PowerLevelCache
 from bot.matrix.sending import Sender, SendFailed
 from bot.matrix.session import (
-    AuthenticationFailed,
     pickle_key,
+    raise_if_auth_error,
     restore_or_login,
     setup_cross_signing,
     unlock_crypto_store,
@@ -71,14 +71,6 @@ from bot.store import Store
 from config.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-AUTH_ERROR_CODES = {
-    "M_UNKNOWN_TOKEN",
-    "M_MISSING_TOKEN",
-    "M_FORBIDDEN",
-    "ORG_MATRIX_EXPIRED_ACCOUNT",
-    "M_USER_DEACTIVATED",
-}
 
 
 class EventSink(Protocol):
@@ -207,19 +199,6 @@ class MatrixGateway(SyncLoop, Sender, RoomLookups):
         return self.held.is_waiting(event_id)
 
     # --- Sync loop --------------------------------------------------------------------------
-    def _raise_if_auth_error(self, response: Any) -> None:
-        transport = getattr(response, "transport_response", None)
-        http_status = getattr(transport, "status", None)
-        code = str(getattr(response, "status_code", "") or "")
-        if http_status in (401, 403) or code in AUTH_ERROR_CODES:
-            if code == "ORG_MATRIX_EXPIRED_ACCOUNT":
-                detail = (
-                    "le compte du bot a expiré (ORG_MATRIX_EXPIRED_ACCOUNT) : faites-le renouveler"
-                )
-            else:
-                detail = f"le serveur refuse le jeton d'accès du bot ({code or http_status}) : renouvelez-le"
-            raise AuthenticationFailed(detail)
-
     # --- nio callbacks -> typed models ------------------------------------------------------
     def _register_callbacks(self) -> None:
         if self._callbacks_registered:  # start() is retried while the homeserver is down
@@ -369,7 +348,7 @@ class MatrixGateway(SyncLoop, Sender, RoomLookups):
                 ],
             )
             if isinstance(response, RoomCreateError):
-                self._raise_if_auth_error(response)
+                raise_if_auth_error(response)
                 raise SendFailed(f"DM not created: {response.status_code}")
             room_id = str(response.room_id)
             await self.direct.joined(room_id, True, user_id)
@@ -390,7 +369,7 @@ class MatrixGateway(SyncLoop, Sender, RoomLookups):
         its own sync handling would (members, encryption, tracked devices)."""
         response = await self.client.room_get_state(room_id)
         if isinstance(response, RoomGetStateError):
-            self._raise_if_auth_error(response)
+            raise_if_auth_error(response)
             raise SendFailed(f"state of the new room unavailable: {response.status_code}")
         room = self.client.rooms.get(room_id)
         if room is None:

@@ -15,6 +15,8 @@ import aiohttp
 import structlog
 from nio import AsyncClient, RoomRedactResponse, RoomSendResponse
 
+from bot.matrix.session import raise_if_auth_error
+
 if TYPE_CHECKING:
     from config.settings import Settings
 
@@ -37,9 +39,6 @@ class Sender:
     client: AsyncClient
     _settings: Settings
     _keys_lock: asyncio.Lock
-
-    def _raise_if_auth_error(self, response: Any) -> None:
-        raise NotImplementedError
 
     async def send_event(
         self, room_id: str, content: dict[str, Any], txn_id: str, event_type: str = "m.room.message"
@@ -68,7 +67,7 @@ class Sender:
                 continue
             if isinstance(response, RoomSendResponse):
                 return str(response.event_id)
-            self._raise_if_auth_error(response)
+            raise_if_auth_error(response)
             http_status = getattr(getattr(response, "transport_response", None), "status", None)
             if (
                 not (isinstance(http_status, int) and http_status >= 500)

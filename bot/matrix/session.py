@@ -25,6 +25,31 @@ class AuthenticationFailed(Exception):
     """The homeserver refuses the bot's credentials: retrying cannot help, the admin must act."""
 
 
+AUTH_ERROR_CODES = {
+    "M_UNKNOWN_TOKEN",
+    "M_MISSING_TOKEN",
+    "M_FORBIDDEN",
+    "ORG_MATRIX_EXPIRED_ACCOUNT",
+    "M_USER_DEACTIVATED",
+}
+
+
+def raise_if_auth_error(response: Any) -> None:
+    """A refused access token or account stops the bot with a message saying what to do,
+    instead of retrying forever."""
+    transport = getattr(response, "transport_response", None)
+    http_status = getattr(transport, "status", None)
+    code = str(getattr(response, "status_code", "") or "")
+    if http_status in (401, 403) or code in AUTH_ERROR_CODES:
+        if code == "ORG_MATRIX_EXPIRED_ACCOUNT":
+            detail = "le compte du bot a expiré (ORG_MATRIX_EXPIRED_ACCOUNT) : faites-le renouveler"
+        else:
+            detail = (
+                f"le serveur refuse le jeton d'accès du bot ({code or http_status}) : renouvelez-le"
+            )
+        raise AuthenticationFailed(detail)
+
+
 async def restore_or_login(client: AsyncClient, settings: Settings, store: Store) -> None:
     """Reuse the saved session; else the configured token; else log in once (a new device)."""
     saved = await store.state.load_session()

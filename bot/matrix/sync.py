@@ -31,6 +31,7 @@ from nio import (
     UnknownEvent,
 )
 
+from bot.matrix.session import raise_if_auth_error
 from bot.ops import memory, metrics
 from bot.ops.transient import is_transient
 
@@ -152,9 +153,6 @@ class SyncLoop:
     _synced: asyncio.Condition
     last_sync_monotonic: float | None
 
-    def _raise_if_auth_error(self, response: Any) -> None:
-        raise NotImplementedError
-
     async def _on_room_message(
         self, room: MatrixRoom, event: Any, answerable: bool | None = None
     ) -> None:
@@ -201,7 +199,7 @@ class SyncLoop:
                 backoff = min(backoff * 2, self._settings.homeserver_retry_max_seconds)
                 continue
             if isinstance(response, SyncError):
-                self._raise_if_auth_error(response)
+                raise_if_auth_error(response)
                 self._catch_up_syncs = CATCH_UP_SYNCS
                 log.warning("matrix.sync_error", status=response.status_code, retry_in=backoff)
                 await _sleep_unless(stop, backoff)

@@ -7,6 +7,7 @@ hands out one repository per concern, so a caller names what it touches:
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from types import ModuleType
 
@@ -46,10 +47,8 @@ class Store:
         self.receipts = ReadReceiptsRepository(db)
 
     @classmethod
-    async def open(cls, path: Path, driver: ModuleType | None = None) -> Store:
-        """`driver`: see `Database.open` (the standard `sqlite3` when None)."""
-        if driver is None:
-            return cls(await Database.open(path))
+    async def open(cls, path: Path, driver: ModuleType = sqlite3) -> Store:
+        """`driver`: see `Database.open`."""
         return cls(await Database.open(path, driver))
 
     async def migrate(self) -> int:
