@@ -205,3 +205,14 @@ def test_null_extra_keys_still_merge_but_real_ones_do_not() -> None:
     assert text_delta(finishing) is None
     assert finishing_delta(finishing) == (json.loads(finishing[5:]), "")
     assert finishing_delta(chunk("a", None, **USAGE).strip()) is None, "usage alone never merges"
+
+
+async def test_a_token_the_json_parser_refuses_passes_verbatim_after_the_text() -> None:
+    # Half of a surrogate pair, escaped: not valid Unicode text. Merged, it could not be
+    # re-encoded; passed on as the server sent it, the SDK's own parser decides.
+    lone = b'data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"\\ud83d"},"finish_reason":null}]}\n\n'
+    parts = [(0.0, chunk("Bonjour ")), (0.0, chunk("à ")), (0.0, lone), (0.0, chunk("tous"))]
+    parts.append((0.0, DONE))
+    blocks = events(await collect(PacedEventStream(Source(parts), interval=1.0)))
+    assert texts_of(blocks[:1]) == ["Bonjour à "]
+    assert blocks[1:] == [lone.strip(), chunk("tous").strip(), DONE.strip()]
