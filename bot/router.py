@@ -350,16 +350,20 @@ class Router:
         reread = not (just_claimed and self.workers.idle(message.room_id))
 
         async def job() -> None:
+            started_at = time.perf_counter()  # a question's `queued` stage ends here
             # Every log line of this question (LLM retries included) carries its room and event.
             with structlog.contextvars.bound_contextvars(
                 room_id=message.room_id, event_id=message.event_id
             ):
                 command = decision.invocation is not None
                 self._outbox.track(message.event_id, measure_from=received_at if command else None)
+                # A question's wait behind the room's previous jobs, part of its `before_llm`
+                # and measured apart (bench figure 1); none for commands, resumed or scheduled.
+                queued = None if command or received_at is None else started_at - received_at
                 note = usage.UsageNote()
                 try:
                     if await self._withdrawals.still_wanted(message, reread=reread):
-                        with usage.tracking(note):
+                        with usage.tracking(note), metrics.question_queued(queued):
                             await self._handle(message, decision, received_at)
                         for acknowledgement in await self._pilot.finish(message, note, received_at):
                             self._acknowledge(acknowledgement)

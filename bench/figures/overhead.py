@@ -7,8 +7,10 @@ event loop holds the bot's work and almost nothing else.
 
 Stages, as instrumented in the bot: `before_llm` runs from the router receiving the event
 (after nio parsed and, in encrypted rooms, decrypted the sync) to the call into the LLM
-client; `after_llm` from the LLM client returning the completion to the first send request
-being handed to nio.
+client; `queued`, a part of it, to the room's job starting on the question (the router's
+claim, then any wait behind the room's previous answer: a room's questions run in order);
+`after_llm` from the LLM client returning the completion to the first send request being
+handed to nio.
 """
 
 from __future__ import annotations
@@ -127,6 +129,19 @@ async def run(bench: Bench) -> list[Figure]:
         ),
         Row("instrumented `before_llm`, p99", stats["before_llm"]["p99"], "ms"),
         Row(
+            "instrumented `queued` (event → the room's job starts on it, the wait behind the "
+            "room's previous answer included), median",
+            stats["queued"]["median"],
+            "ms",
+        ),
+        Row("instrumented `queued`, p99", stats["queued"]["p99"], "ms"),
+        Row(
+            "`before_llm` − `queued`: the bot's own steps before the model once its job "
+            "started, median",
+            stats["own_before_llm"]["median"],
+            "ms",
+        ),
+        Row(
             "LLM client + SDK until the request reaches the LLM, median",
             stats["request_side"]["median"],
             "ms",
@@ -196,10 +211,13 @@ async def run(bench: Bench) -> list[Figure]:
         f"stages_ms_at_{LOW_RATE:g}_per_s": calm,
     }
     figure.notes.append(
-        "Stages per question: `before_llm` and `after_llm` are the bot's histogram "
+        "Stages per question: `before_llm`, `queued` and `after_llm` are the bot's histogram "
         "(tchapbot_overhead_seconds) read raw; the LLM client + SDK parts lie between the "
         "bot's measuring points and the wire, and are the bot's time too (the LLM answers "
-        "instantly). A room's questions run in order in one task, which pairs the samples."
+        "instantly). A room's questions run in order in one task, which pairs the samples. "
+        "`queued` is the part of `before_llm` before the room's job starts on the question: "
+        "the router's claim, then the wait behind the room's previous answer, which grows "
+        "with the load; `before_llm` − `queued` is the question's own path to the model."
     )
     return [figure]
 
@@ -262,7 +280,16 @@ async def load(
     }
 
 
-STAGES = ("before_llm", "request_side", "response_side", "after_llm", "instrumented", "total")
+STAGES = (
+    "before_llm",
+    "queued",
+    "own_before_llm",
+    "request_side",
+    "response_side",
+    "after_llm",
+    "instrumented",
+    "total",
+)
 _QUESTION_NUMBER = re.compile(r"\(question (\d+)\)\s*$")
 
 
@@ -271,7 +298,11 @@ def per_question(
     timeline: list[dict[str, Any]],
     rooms: list[str],
 ) -> list[dict[str, float]]:
-    """Each question's stages: the bot's raw samples joined with the LLM server's timeline."""
+    """Each question's stages: the bot's raw samples joined with the LLM server's timeline.
+
+    A room's samples come in its questions' order (one task per room): the n-th `queued`,
+    `before_llm` and `after_llm` of a room, and its n-th request at the LLM, are one question's
+    (the bot observes a `queued` with each `before_llm`)."""
     by_room: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for stage, seconds, task, at in samples:
         room_id = task.removeprefix("room-")
@@ -283,8 +314,9 @@ def per_question(
             requests.setdefault(rooms[int(match.group(1)) % len(rooms)], []).append(entry)
     questions = []
     for room_id, stages in by_room.items():
-        for (before, before_at), (after, after_at), request in zip(
+        for (before, before_at), (queued, _), (after, after_at), request in zip(
             stages.get("before_llm", []),
+            stages.get("queued", []),
             stages.get("after_llm", []),
             requests.get(room_id, []),
             strict=False,
@@ -294,6 +326,8 @@ def per_question(
             questions.append(
                 {
                     "before_llm": before,
+                    "queued": queued,
+                    "own_before_llm": before - queued,
                     "request_side": request_side,
                     "response_side": response_side,
                     "after_llm": after,

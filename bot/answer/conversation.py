@@ -245,7 +245,7 @@ class ConversationHandler:
             if self._settings.log_message_content:
                 bound.debug("conversation.prompt", messages=[m.as_dict() for m in request.messages])
             if received_at is not None:
-                metrics.BOT_OVERHEAD.labels("before_llm").observe(time.perf_counter() - received_at)
+                metrics.observe_before_llm(received_at)
             footer = documents.footer if documents is not None and documents.sources else None
             if streaming:
                 completion = await self._stream(message, recorded, request, reply_prefix, footer)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -48,11 +51,41 @@ class _SampledHistogram(Histogram):
 
 BOT_OVERHEAD = _SampledHistogram(
     "tchapbot_overhead_seconds",
-    "Time spent inside the bot, by stage: event received -> LLM request (before_llm), last "
-    "token -> send (after_llm), command received -> its first send request (command)",
+    "Time spent inside the bot, by stage: event received -> LLM request (before_llm), of "
+    "which event received -> the room's job starts on it, behind the room's previous answer "
+    "(queued), last token -> send (after_llm), command received -> its first send request "
+    "(command)",
     ["stage"],
     buckets=_FAST_BUCKETS,
 )
+
+_QUEUED: ContextVar[float | None] = ContextVar("tchapbot_queued_seconds", default=None)
+
+
+@contextmanager
+def question_queued(seconds: float | None) -> Iterator[None]:
+    """While a room's job works on a question: how long the question waited for that job to
+    start (`queued`; None for a command or a question with no arrival time). Observed with
+    the question's `before_llm` (observe_before_llm), not when the job starts."""
+    token = _QUEUED.set(seconds)
+    try:
+        yield
+    finally:
+        _QUEUED.reset(token)
+
+
+def observe_before_llm(received_at: float) -> None:
+    """`before_llm` (event received -> LLM client called), just after its `queued` part when
+    a room's job set one: a question refused or withdrawn before the model has neither, so
+    each `before_llm` has one `queued`, observed in the same task (the benchmark pairs a
+    room's stages by order)."""
+    before_llm = time.perf_counter() - received_at
+    queued = _QUEUED.get()
+    if queued is not None:
+        BOT_OVERHEAD.labels("queued").observe(queued)
+    BOT_OVERHEAD.labels("before_llm").observe(before_llm)
+
+
 SYNC_LAG = Gauge("tchapbot_sync_lag_seconds", "Age of the newest event at the last sync")
 QUEUE_DEPTH = Gauge("tchapbot_queue_depth", "Questions waiting for a room worker or the LLM")
 LAST_SYNC = Gauge("tchapbot_last_sync_timestamp_seconds", "Unix time of the last successful sync")

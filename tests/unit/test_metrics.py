@@ -1,9 +1,11 @@
 """Metric names follow Prometheus conventions, and no metric counts what another one does; a
-command's overhead is one sample (arrival → first send)."""
+command's overhead is one sample (arrival → first send); a question's wait behind its room's
+previous answer is its own stage (`queued`), paired with its `before_llm`."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
@@ -12,6 +14,8 @@ from prometheus_client.metrics_core import Metric
 from bot.answer.replies import Outbox
 from bot.models import IncomingMessage, MessageKind
 from bot.ops import metrics
+from bot.store import Store
+from tests.unit.test_withdrawal import ROOM, Directory, HeldModel, asked, router_for
 
 UNITS = ("_seconds", "_bytes", "_tokens", "_total", "_ratio")
 
@@ -89,3 +93,45 @@ async def test_a_command_is_measured_once_from_its_arrival_to_its_first_send() -
         metrics.RAW_OVERHEAD_SAMPLES = None
     assert [stage for stage, *_ in samples] == ["command"]
     assert samples[0][1] >= 0
+
+
+async def test_a_question_waiting_behind_the_rooms_previous_answer_is_measured_as_queued(
+    tmp_path: Path,
+) -> None:
+    """Through the real router: each question's `before_llm` comes with one `queued`, observed
+    in the room's task; the second question of a room, received while the model still holds
+    the first's answer, waits (`queued`) until that answer is sent."""
+    store = await Store.open(tmp_path / "bot.sqlite3")
+    model = HeldModel()
+    router, _ = router_for(store, model)
+    room = Directory().room_context(ROOM)
+    metrics.RAW_OVERHEAD_SAMPLES = []
+    try:
+        await router.on_message(asked("Première question", "$q1"), room, True)
+        await model.called.wait()  # the first question is at the model, held there
+        await router.on_message(asked("Deuxième question", "$q2"), room, True)
+        second_received_by = time.perf_counter()  # its `received_at` is earlier
+        model.release.set()
+        assert await router.workers.drain(5)
+        samples = list(metrics.RAW_OVERHEAD_SAMPLES)
+    finally:
+        metrics.RAW_OVERHEAD_SAMPLES = None
+        await router._conversation.close()
+        await store.close()
+
+    assert len(model.asked) == 2
+    assert [stage for stage, *_ in samples] == [
+        "queued",
+        "before_llm",
+        "after_llm",
+        "queued",
+        "before_llm",
+        "after_llm",
+    ]
+    assert {task for _, _, task, _ in samples} == {f"room-{ROOM}"}
+    (_, queued_1, _, _), (_, before_1, _, _), (_, _, _, first_sent_at) = samples[:3]
+    (_, queued_2, _, _), (_, before_2, _, _) = samples[3:5]
+    assert 0 <= queued_1 <= before_1
+    assert queued_2 <= before_2
+    # The second question's job started once the first answer had been handed over to be sent.
+    assert queued_2 >= first_sent_at - second_received_by > 0
