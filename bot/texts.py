@@ -409,6 +409,15 @@ SANDBOX_OTHER_DEVICE_LABEL = "vous (autre appareil)"
 SANDBOX_EDITED = " (modifié)"
 SANDBOX_NO_ANSWER = "⚠️ Pas de réponse du bot en {seconds} s (voir les journaux)."
 SANDBOX_BOT_STOPPED = "⚠️ Le bot s'est arrêté (code de sortie {code}) : voir les journaux."
+SANDBOX_LOCAL_MODEL_EXITED = (
+    "⚠️ Le modèle local s'est arrêté ({how}) : le bot ne peut plus répondre aux questions "
+    "(journal du modèle : {log_path}). {restart} le bac à sable, éventuellement avec "
+    "--fake-llm (réponses factices) ou MISTRAL_API_KEY (API de Mistral)."
+)
+SANDBOX_EXIT_CODE = "code de sortie {code}"
+SANDBOX_EXIT_SIGNAL = "tué par le signal {signal}"
+SANDBOX_RESTART_INTERACTIVE = "Quittez (Ctrl-D) et relancez"
+SANDBOX_RESTART_SCRIPTED = "Mode scripté interrompu : relancez"
 SANDBOX_BOT_NOT_READY = "le bot n'était pas prêt au bout de {seconds:.0f} s"
 SANDBOX_SCRIPT_UNREADABLE = "Script illisible ({path}) : {error}"
 SANDBOX_SYNAPSE_MISSING = (

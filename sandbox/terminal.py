@@ -51,7 +51,10 @@ class Console:
             self.out.flush()
 
     def message(self, label: str, text: str) -> None:
-        block = format_message(label, text)
+        self.notice(format_message(label, text))
+
+    def notice(self, block: str) -> None:
+        """Print during the chat: above the prompt, the half-typed line redrawn below."""
         if not self.live_prompt:
             self.line(block)
             return

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # imported lazily at run time: `tchap-bot --help` must stay l
     from bot.app import BotApp
     from config.settings import Settings
     from sandbox.chat import ChatClient, ShownMessage
+    from sandbox.local_model import ExitWatch, LocalModelServer, ModelExit
     from sandbox.synapse import RegisteredUser, SynapseServer
 
 EXIT_OK = 0
@@ -74,6 +75,8 @@ class Sandbox:
         self.console = Console(out, live_prompt=not options.scripted and sys.stdin.isatty())
         self.failures = 0
         self._bot_task: asyncio.Task[int] | None = None
+        self._local_model: LocalModelServer | None = None
+        self._model_watch: ExitWatch | None = None
 
     # --- set-up -----------------------------------------------------------------------------
     def _data_root(self, stack: contextlib.AsyncExitStack) -> Path:
@@ -105,6 +108,7 @@ class Sandbox:
             local = LocalModelServer(self.llm.model_path, root / "llama-server.log")
             stack.push_async_callback(local.stop)
             await local.start()
+            self._local_model = local
             return local.base_url, local.pid
         return self.llm.server_url or "", None
 
@@ -263,6 +267,10 @@ class Sandbox:
         accounts.save(accounts_path)
 
         self._banner(synapse, user, accounts, settings, llm_pid, root, logs.path)
+        if self._local_model is not None:
+            # First to stop when the chat ends: the stops that follow are never reported.
+            self._model_watch = self._local_model.watch_exit(self._local_model_exited)
+            stack.push_async_callback(self._model_watch.stop)
         if self.options.scripted:
             await self._scripted(chat)
         else:
@@ -333,6 +341,31 @@ class Sandbox:
             self.console.line(line)
         self.console.line()
 
+    def _local_model_exited(self, ended: ModelExit) -> None:
+        """The local model's process ended during the chat (crash, OOM, SIGILL): the bot alone
+        would only say that the model does not answer. Counted as a failure (exit code 1)."""
+        self.failures += 1
+        signal_name = ended.signal_name
+        how = (
+            texts.SANDBOX_EXIT_SIGNAL.format(signal=signal_name)
+            if signal_name is not None
+            else texts.SANDBOX_EXIT_CODE.format(code=ended.returncode)
+        )
+        restart = (
+            texts.SANDBOX_RESTART_SCRIPTED
+            if self.options.scripted
+            else texts.SANDBOX_RESTART_INTERACTIVE
+        )
+        self.console.notice(
+            texts.SANDBOX_LOCAL_MODEL_EXITED.format(
+                how=how, log_path=ended.log_path, restart=restart
+            )
+        )
+
+    def _local_model_ended(self) -> bool:
+        """True once the local model's exit is reported (polled now, reported once)."""
+        return self._model_watch is not None and self._model_watch.check() is not None
+
     async def _send(self, chat: ChatClient, text: str) -> tuple[str | None, str]:
         """Send a line: `/envoyer CHEMIN` uploads a file, anything else is a message.
         Returns the event id (None if the file could not be read) and the msgtype."""
@@ -358,8 +391,10 @@ class Sandbox:
             if msgtype in ("m.image", "m.file") and index + 1 < len(messages):
                 continue  # the next line is the question about this image or document
             answered = await self._wait_or_bot_stopped(
-                chat.wait_for_answer(event_id, self.options.answer_timeout)
+                chat.wait_for_answer(event_id, self.options.answer_timeout), model_too=True
             )
+            if self._local_model_ended():
+                return  # reported as it happened; the next answers could only be error notices
             if not answered:
                 self.failures += 1
                 self.console.line(
@@ -370,9 +405,13 @@ class Sandbox:
                 self.console.line(texts.SANDBOX_BOT_STOPPED.format(code=self.bot_task.result()))
                 return
 
-    async def _wait_or_bot_stopped(self, waiting: Awaitable[bool]) -> bool:
+    async def _wait_or_bot_stopped(self, waiting: Awaitable[bool], model_too: bool = False) -> bool:
+        """False when the bot stopped first (or, with `model_too`, the local model)."""
         answer = asyncio.ensure_future(waiting)
-        await asyncio.wait({answer, self.bot_task}, return_when=asyncio.FIRST_COMPLETED)
+        ends: set[asyncio.Future[Any]] = {answer, self.bot_task}
+        if model_too and self._model_watch is not None:
+            ends.add(self._model_watch.task)
+        await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
         if not answer.done():
             answer.cancel()
             await asyncio.gather(answer, return_exceptions=True)
