@@ -116,10 +116,6 @@ class ExitWatch:
         assert self._task is not None, "the watch is not started"
         return self._task
 
-    @property
-    def finished(self) -> bool:
-        return self._task is not None and self._task.done()
-
     def check(self) -> ModelExit | None:
         """Poll now: the exit (reported once, never after `stop()`), or None while it runs."""
         if self.report is None and not self._stopped:

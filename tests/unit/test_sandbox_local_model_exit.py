@@ -93,7 +93,7 @@ async def test_a_watch_stopped_first_never_reports_the_stop(tmp_path: Path) -> N
     await asyncio.sleep(0)  # the watch's first poll: the process runs
     assert watch.check() is None
     await watch.stop()
-    assert watch.finished and watch.task.cancelled()
+    assert watch.task.done() and watch.task.cancelled()
     process.kill()
     assert process.wait(WITHIN) == -signal.SIGKILL
     assert watch.check() is None, "a stopped watch reports nothing, even when asked"
@@ -128,7 +128,7 @@ async def test_a_normal_stop_of_the_local_model_is_not_reported(tmp_path: Path) 
     assert process_id is not None and watch.check() is None
     await server.stop()  # SIGTERM to the process group, as when the sandbox ends
     assert server.pid is None, "the process was stopped and reaped"
-    assert watch.finished and watch.report is None
+    assert watch.task.done() and watch.report is None
     assert recorder.reports == []
 
 
