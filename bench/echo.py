@@ -6,6 +6,13 @@ figures are reported as ratios to it. With `delay_seconds` it waits before reply
 blocking its sync loop), which gives the floor of the concurrency figure (an LLM-free
 stand-in that takes as long as the LLM).
 
+With `like_bot` it asks of the homeserver what the bot asks for each question, still doing
+no work of its own: the typing notice after the bot's delay, a reply of the bot's shape (the
+benchmark's answer as body and HTML, `m.mentions`, the bot's marker; built once by the bot's
+own `reply_content`), then the end of the typing notice (as the bot does with streaming on,
+its default: an answer coming whole after the notice's delay). The concurrency figure compares the
+bot with both peers: what the bot's own work costs, apart from what it asks of the homeserver.
+
 Run: `python -m bench.echo '<json config>'`; prints `READY` once synced with keys uploaded;
 exits when its stdin closes.
 """
@@ -21,7 +28,33 @@ from typing import Any
 
 import nio
 
+from bench.llm_server import bench_answer
+from bot.answer.render import render_markdown
+from bot.answer.replies import reply_content
+from bot.answer.typing_notice import TYPING_DELAY_STREAMED_SECONDS
+from bot.models import IncomingMessage, MessageKind
+
 ECHO_BODY = "écho"
+
+
+class _BotShapedAnswer:
+    """The bot's reply to a question, with the benchmark model's answer, rendered once."""
+
+    def __init__(self, words: int) -> None:
+        self.body = bench_answer(words)
+        self.html = render_markdown(self.body)
+
+    def content(self, room_id: str, event_id: str, sender: str) -> dict[str, Any]:
+        trigger = IncomingMessage(
+            room_id=room_id,
+            event_id=event_id,
+            sender=sender,
+            sender_name=sender,
+            kind=MessageKind.TEXT,
+            body="",
+            timestamp_ms=0,
+        )
+        return reply_content(trigger, self.body, self.html)
 
 
 async def crypto_housekeeping(client: nio.AsyncClient) -> None:
@@ -41,6 +74,10 @@ class EchoPeer:
     def __init__(self, config: dict[str, Any]) -> None:
         self.encryption = bool(config.get("encryption", False))
         self.delay = float(config.get("delay_seconds", 0.0))
+        self.like_bot = bool(config.get("like_bot", False))
+        self.answer = (
+            _BotShapedAnswer(int(config.get("answer_words", 60))) if self.like_bot else None
+        )
         self.client = nio.AsyncClient(
             config["homeserver"],
             config["user_id"],
@@ -54,30 +91,49 @@ class EchoPeer:
         self.started = False
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def _reply(self, room_id: str, event_id: str, received: float) -> None:
-        content = {
-            "msgtype": "m.text",
-            "body": ECHO_BODY,
-            "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
-            # Canonical JSON has no floats: nanoseconds of the shared monotonic clock.
-            "bench.received_at_ns": int(received * 1e9),
-        }
+    async def _reply(self, room_id: str, event_id: str, received: float, sender: str = "") -> None:
+        content: dict[str, Any]
+        if self.answer is not None:
+            content = self.answer.content(room_id, event_id, sender)
+        else:
+            content = {
+                "msgtype": "m.text",
+                "body": ECHO_BODY,
+                "m.relates_to": {"m.in_reply_to": {"event_id": event_id}},
+            }
+        # Canonical JSON has no floats: nanoseconds of the shared monotonic clock.
+        content["bench.received_at_ns"] = int(received * 1e9)
         response = await self.client.room_send(
             room_id, "m.room.message", content, ignore_unverified_devices=True
         )
         if not isinstance(response, nio.RoomSendResponse):
             print(f"echo: send failed: {response}", file=sys.stderr, flush=True)
 
-    async def _delayed_reply(self, room_id: str, event_id: str, received: float) -> None:
+    async def _delayed_reply(
+        self, room_id: str, event_id: str, received: float, sender: str
+    ) -> None:
+        if not self.like_bot:
+            await asyncio.sleep(self.delay)
+            await self._reply(room_id, event_id, received)
+            return
+        typing = asyncio.ensure_future(self._typing_soon(room_id))
         await asyncio.sleep(self.delay)
-        await self._reply(room_id, event_id, received)
+        await self._reply(room_id, event_id, received, sender)
+        await asyncio.gather(typing, return_exceptions=True)
+        await self.client.room_typing(room_id, typing_state=False)
+
+    async def _typing_soon(self, room_id: str) -> None:
+        await asyncio.sleep(TYPING_DELAY_STREAMED_SECONDS)  # streaming is the default
+        await self.client.room_typing(room_id, typing_state=True, timeout=60_000)
 
     async def on_message(self, room: nio.MatrixRoom, event: nio.RoomMessageText) -> None:
         received = time.perf_counter()
         if not self.started or event.sender == self.client.user_id:
             return
-        if self.delay > 0:
-            task = asyncio.create_task(self._delayed_reply(room.room_id, event.event_id, received))
+        if self.delay > 0 or self.like_bot:
+            task = asyncio.create_task(
+                self._delayed_reply(room.room_id, event.event_id, received, event.sender)
+            )
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         else:

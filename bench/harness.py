@@ -154,9 +154,13 @@ class Bench:
         self._observers.append(observer)
         return observer
 
-    async def echo(self, *, encryption: bool, delay_seconds: float = 0.0) -> EchoProcess:
+    async def echo(
+        self, *, encryption: bool, delay_seconds: float = 0.0, like_bot: bool = False
+    ) -> EchoProcess:
         user = await self.register("echo")
-        echo = EchoProcess(self, user, encryption=encryption, delay_seconds=delay_seconds)
+        echo = EchoProcess(
+            self, user, encryption=encryption, delay_seconds=delay_seconds, like_bot=like_bot
+        )
         await echo.start()
         self._processes.append(echo)
         return echo
@@ -344,12 +348,19 @@ class EchoProcess:
     """The zero-work peer (bench.echo) in its own process."""
 
     def __init__(
-        self, bench: Bench, user: RegisteredUser, *, encryption: bool, delay_seconds: float
+        self,
+        bench: Bench,
+        user: RegisteredUser,
+        *,
+        encryption: bool,
+        delay_seconds: float,
+        like_bot: bool = False,
     ) -> None:
         self.bench = bench
         self.user = user
         self.encryption = encryption
         self.delay_seconds = delay_seconds
+        self.like_bot = like_bot
         self.process: asyncio.subprocess.Process | None = None
 
     @property
@@ -372,6 +383,7 @@ class EchoProcess:
             "store_path": str(store_path),
             "encryption": self.encryption,
             "delay_seconds": self.delay_seconds,
+            "like_bot": self.like_bot,
         }
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
