@@ -21,6 +21,11 @@ from bot.answer.llm_failures import LLMError, LLMErrorKind
 from bot.answer.replies import Outbox
 from bot.answer.streaming import StreamingReply, stream_answer
 from bot.answer.tokens import TokenCounter, fit_to_budget, fits_by_bytes
+from bot.answer.typing_notice import (
+    TYPING_DELAY_SECONDS,
+    TYPING_DELAY_STREAMED_SECONDS,
+    TypingNotice,
+)
 from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, fence, one_line
 from bot.french import PARIS
 from bot.models import IncomingMessage, RoomContext
@@ -36,7 +41,6 @@ if TYPE_CHECKING:
     from bot.documents.context import DocumentContext
 
 log = structlog.get_logger(__name__)
-TYPING_DELAY_SECONDS = 0.05  # imperceptible; see ConversationHandler._typing_soon
 HISTORY_SCAN_LIMIT = 400  # turns read from the store before trimming to the token budget
 
 ERROR_TEXTS = {
@@ -220,7 +224,6 @@ class ConversationHandler:
         `recorded_question` is what the room's memory keeps of the question (a placeholder
         instead of the image); `failure_text` may explain some failures better."""
         bound = log.bind(room_id=message.room_id, event_id=message.event_id)
-        typing_on = asyncio.Event()
         documents = (
             None if images else await self._documents_for(message, question, room, room_settings)
         )
@@ -230,12 +233,16 @@ class ConversationHandler:
             await self._outbox.reply(message, documents.notice, purpose="document", notice=True)
             await self._store.triggers.finish(message, "answered")
             return
-        typing = asyncio.ensure_future(self._typing_soon(message.room_id, typing_on))
         recorded = question if recorded_question is None else recorded_question
         streaming = (
             room_settings.streaming
             if room_settings.streaming is not None
             else self._settings.streaming
+        )
+        typing = TypingNotice(
+            self._outbox,
+            message.room_id,
+            TYPING_DELAY_STREAMED_SECONDS if streaming else TYPING_DELAY_SECONDS,
         )
         try:
             request = await self.build_request(
@@ -248,7 +255,9 @@ class ConversationHandler:
                 metrics.observe_before_llm(received_at)
             footer = documents.footer if documents is not None and documents.sources else None
             if streaming:
-                completion = await self._stream(message, recorded, request, reply_prefix, footer)
+                completion = await self._stream(
+                    message, recorded, request, reply_prefix, footer, lambda: self._end(typing)
+                )
             else:
                 completion = await self._llm.complete(request)
                 llm_done = time.perf_counter()
@@ -266,29 +275,19 @@ class ConversationHandler:
             await self._send_failure(message, error, failure_text)
             return
         finally:
-            if typing_on.is_set():
-                self._background.add(asyncio.ensure_future(self._typing_off(typing, message)))
-            else:
-                typing.cancel()
-            self._background = {task for task in self._background if not task.done()}
+            self._end(typing)
         bound.info(
             "conversation.answered",
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
 
-    async def _typing_soon(self, room_id: str, started: asyncio.Event) -> None:
-        """Typing starts once the LLM request is on its way: its HTTP request then stays off
-        the question's path to the LLM (~1.7 ms of it, bench/ figure 1), and an answer faster
-        than the delay needs no typing notice at all."""
-        await asyncio.sleep(TYPING_DELAY_SECONDS)
-        started.set()
-        await self._outbox.typing(room_id, True)
-
-    async def _typing_off(self, typing_on: asyncio.Future[None], message: IncomingMessage) -> None:
-        """After the "typing" notice itself, so the two cannot reach the server out of order."""
-        await asyncio.gather(typing_on, return_exceptions=True)
-        await self._outbox.typing(message.room_id, False)
+    def _end(self, typing: TypingNotice) -> None:
+        """The notice's end is sent in the background (`close` waits for it)."""
+        ending = typing.end()
+        if ending is not None:
+            self._background.add(ending)
+        self._background = {task for task in self._background if not task.done()}
 
     async def _documents_for(
         self,
@@ -327,6 +326,7 @@ class ConversationHandler:
         request: ChatRequest,
         prefix: str = "",
         footer: Callable[[str], str] | None = None,
+        on_shown: Callable[[], None] | None = None,
     ) -> Completion:
         usage = Completion(text="")
         reply = StreamingReply(
@@ -334,6 +334,7 @@ class ConversationHandler:
             message,
             edit_interval=self._settings.stream_edit_interval_seconds,
             footer=footer,
+            on_shown=on_shown,
         )
         deltas = self._llm.stream(request, usage, on_finish=reply.model_finished)
         outcome = await stream_answer(_prefixed(deltas, prefix) if prefix else deltas, reply)

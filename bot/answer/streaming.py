@@ -55,8 +55,10 @@ class StreamingReply:
         edit_interval: float,
         clock: Callable[[], float] = time.monotonic,
         footer: Callable[[str], str] | None = None,
+        on_shown: Callable[[], None] | None = None,
     ) -> None:
         self._outbox = outbox
+        self._on_shown = on_shown  # once, when the room first sees the answer
         self._trigger = trigger
         self._interval = edit_interval
         # A model writing one word and then nothing for this long still shows that word.
@@ -134,6 +136,7 @@ class StreamingReply:
                     self._trigger, body, html, purpose="answer"
                 )
                 self._shown = body
+                self._first_shown()
             return
         if now - self._last_publish < self._interval or len(self._text) == self._published_length:
             return
@@ -152,6 +155,11 @@ class StreamingReply:
             html=html,
         )
         self._shown = body
+
+    def _first_shown(self) -> None:
+        if self._on_shown is not None:
+            on_shown, self._on_shown = self._on_shown, None
+            on_shown()
 
     def stop(self) -> None:
         """No more intermediate edits: the publisher loop ends after any in-flight send."""
@@ -173,6 +181,7 @@ class StreamingReply:
                     self._trigger, body, html, purpose="answer", measure_from=last_token_at
                 )
             )
+            self._first_shown()
         else:
             await self._outbox.edit(
                 self._trigger,

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from bot.answer.conversation import TYPING_DELAY_SECONDS, ConversationHandler
+from bot.answer.conversation import ConversationHandler
 from bot.answer.llm import Completion
 from bot.answer.replies import Outbox
 from bot.answer.tokens import MistralTokenCounter
+from bot.answer.typing_notice import TYPING_DELAY_SECONDS
 from bot.models import IncomingMessage, MessageKind, RoomContext
 from bot.room_commands import RoomCommandsRepository
 from bot.room_config import RoomConfigRepository
@@ -131,6 +132,7 @@ async def test_no_typing_notice_is_left_behind_when_the_prompt_cannot_be_built(
         user_id="@bot:localhost",
         password="secret",
         mistral_api_key="key",
+        streaming=False,  # the notice's delay is then TYPING_DELAY_SECONDS
     )
     outbox = TypingOutbox()
 
