@@ -88,45 +88,19 @@ async def test_answer_sent_whole_shows_typing_while_the_model_works(
     await sync_until(alice, lambda: seen.first(bot.user_id, False, after=answered) is not None)
 
 
-async def test_streamed_answer_with_quick_first_words_shows_no_typing_notice(
-    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
-) -> None:
+async def ask_streamed(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral, first_token_delay: float
+) -> tuple[str, Any, str, TypingSeen, dict[str, Any]]:
+    """A streamed answer (~3 s of tokens after `first_token_delay`), watched to its final
+    edit: the bot's ID, the asker, the room, what the asker saw, the first message."""
     fake_llm.responder = lambda _body: ANSWER
-    fake_llm.stream_tokens_per_second = 40  # ~3 s of streaming, first words at once
-    bot = await start_bot(streaming=True, stream_edit_interval_seconds=0.5)
-    alice = await user_client("alice")
-    room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
-    seen = TypingSeen(room_id)
-    seen.watch(alice)
-
-    question = await send_text(alice, room_id, "Que faut-il vérifier ?")
-    first = await wait_for_event(alice, room_id, replies_to(question))
-    assert first["content"]["body"] != ANSWER, "the answer was streamed"
-    await wait_for_event(
-        alice,
-        room_id,
-        lambda e: e["content"].get("m.new_content", {}).get("body") == ANSWER,
-    )
-    # Typing notices reach members in order: once Alice's own notice is back, any notice the
-    # bot sent before it has been delivered too.
-    await alice.room_typing(room_id, typing_state=True, timeout=5_000)
-    await sync_until(alice, lambda: seen.first(alice.user_id, typing=True) is not None)
-    await alice.room_typing(room_id, typing_state=False)
-    assert all(bot.user_id not in users for users in seen.notices), seen.notices
-
-
-async def test_streamed_answer_with_slow_first_words_shows_typing_until_they_appear(
-    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
-) -> None:
-    fake_llm.responder = lambda _body: ANSWER
-    fake_llm.delay_seconds = TYPING_DELAY_STREAMED_SECONDS + 1.5
+    fake_llm.delay_seconds = first_token_delay
     fake_llm.stream_tokens_per_second = 40
     bot = await start_bot(streaming=True, stream_edit_interval_seconds=0.5)
     alice = await user_client("alice")
     room_id = await room_with_bot(alice, bot.user_id, is_direct=True)
     seen = TypingSeen(room_id)
     seen.watch(alice)
-
     question = await send_text(alice, room_id, "Que faut-il vérifier ?")
     first = await wait_for_event(alice, room_id, replies_to(question))
     await wait_for_event(
@@ -134,16 +108,36 @@ async def test_streamed_answer_with_slow_first_words_shows_typing_until_they_app
         room_id,
         lambda e: e["content"].get("m.new_content", {}).get("body") == ANSWER,
     )
-
     assert first["content"]["body"] != ANSWER, "the answer was streamed"
+    return bot.user_id, alice, room_id, seen, first
+
+
+async def test_streamed_answer_with_quick_first_words_shows_no_typing_notice(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot_id, alice, room_id, seen, _ = await ask_streamed(start_bot, user_client, fake_llm, 0)
+    # Typing notices reach members in order: once Alice's own notice is back, any notice the
+    # bot sent before it has been delivered too.
+    await alice.room_typing(room_id, typing_state=True, timeout=5_000)
+    await sync_until(alice, lambda: seen.first(alice.user_id, typing=True) is not None)
+    await alice.room_typing(room_id, typing_state=False)
+    assert all(bot_id not in users for users in seen.notices), seen.notices
+
+
+async def test_streamed_answer_with_slow_first_words_shows_typing_until_they_appear(
+    start_bot: StartBot, user_client: Any, fake_llm: FakeMistral
+) -> None:
+    bot_id, _, _, seen, first = await ask_streamed(
+        start_bot, user_client, fake_llm, TYPING_DELAY_STREAMED_SECONDS + 1.5
+    )
     first_shown = seen.position(lambda content: content.get("body") == first["content"]["body"])
     final_shown = seen.position(
         lambda content: content.get("m.new_content", {}).get("body") == ANSWER
     )
     assert first_shown is not None and final_shown is not None, seen.seen
-    started = seen.first(bot.user_id, typing=True)
+    started = seen.first(bot_id, typing=True)
     assert started is not None and started < first_shown, ("typing while nothing shown", seen.seen)
-    ended = seen.first(bot.user_id, typing=False, after=started)
+    ended = seen.first(bot_id, typing=False, after=started)
     assert ended is not None and ended < final_shown, (
         "typing ended once the first words were shown, not after the final edit",
         seen.seen,
