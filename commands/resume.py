@@ -23,6 +23,7 @@ from bot.answer.llm_failures import LLMError
 from bot.answer.split import split_for_matrix
 from bot.answer.summary import Summarizer
 from bot.answer.tokens import MistralTokenCounter
+from bot.answer.typing_notice import TypingNotice
 from bot.answer.untrusted import ROOM_NAME_MAX_CHARS, as_code
 from bot.classify import parse_invocation
 from bot.french import PARIS
@@ -353,7 +354,7 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     target = _Target(ctx, dm_room_id)
     room_name = "conversation privée" if ctx.room.is_direct else ctx.room.name
     # Typing notices go out beside the work, never before it: each is a round trip.
-    typing_on = asyncio.ensure_future(_typing(ctx, True))
+    typing = TypingNotice(ctx.outbox, ctx.message.room_id, delay_seconds=0)
     try:
         result = await summarizer_for(ctx).summarize(
             window.messages,
@@ -368,7 +369,7 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
         log.warning("summary.failed", room_id=ctx.message.room_id, kind=error.kind.value)
         pilot_usage.current().kind = "summary"
         pilot_usage.current().failed()
-        await asyncio.gather(target.fail(error_text(error)), _typing_off(ctx, typing_on))
+        await asyncio.gather(target.fail(error_text(error)), _ended(typing))
         return
     body = render(
         result.text,
@@ -382,7 +383,7 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     text += f"\n\n{body}"
     if window.capped:
         text += texts.SUMMARY_CAPPED.format(count=len(window.messages))
-    event_ids, _ = await asyncio.gather(target.finish(text), _typing_off(ctx, typing_on))
+    event_ids, _ = await asyncio.gather(target.finish(text), _ended(typing))
     pilot_usage.current().answered(
         "summary",
         event_ids,
@@ -406,16 +407,11 @@ async def run(ctx: CommandContext, args: ResumeArgs) -> None:
     )
 
 
-async def _typing(ctx: CommandContext, typing: bool) -> None:
-    """A summary can take a while: show it. The indicator is cosmetic, never fatal."""
-    with contextlib.suppress(Exception):
-        await ctx.outbox.typing(ctx.message.room_id, typing)
-
-
-async def _typing_off(ctx: CommandContext, typing_on: asyncio.Future[None]) -> None:
-    """After the notice that turned it on, whatever became of it."""
-    await asyncio.gather(typing_on, return_exceptions=True)
-    await _typing(ctx, False)
+async def _ended(typing: TypingNotice) -> None:
+    """A summary can take a while: the notice shows it, and ends beside the summary's send."""
+    ending = typing.end()
+    if ending is not None:
+        await asyncio.gather(ending, return_exceptions=True)  # cosmetic, never fatal
 
 
 COMMAND: Command[ResumeArgs] = Command(
