@@ -31,7 +31,7 @@ import nio
 from bench.llm_server import bench_answer
 from bot.answer.render import render_markdown
 from bot.answer.replies import reply_content
-from bot.answer.typing_notice import TYPING_DELAY_STREAMED_SECONDS
+from bot.answer.typing_notice import TYPING_DELAY_STREAMED_SECONDS, TypingNotice
 from bot.models import IncomingMessage, MessageKind
 
 ECHO_BODY = "écho"
@@ -116,15 +116,16 @@ class EchoPeer:
             await asyncio.sleep(self.delay)
             await self._reply(room_id, event_id, received)
             return
-        typing = asyncio.ensure_future(self._typing_soon(room_id))
+        # The bot's own notice, with the delay of a streamed answer (the default).
+        typing = TypingNotice(self, room_id, TYPING_DELAY_STREAMED_SECONDS)
         await asyncio.sleep(self.delay)
         await self._reply(room_id, event_id, received, sender)
-        await asyncio.gather(typing, return_exceptions=True)
-        await self.client.room_typing(room_id, typing_state=False)
+        ending = typing.end()
+        if ending is not None:
+            await ending
 
-    async def _typing_soon(self, room_id: str) -> None:
-        await asyncio.sleep(TYPING_DELAY_STREAMED_SECONDS)  # streaming is the default
-        await self.client.room_typing(room_id, typing_state=True, timeout=60_000)
+    async def typing(self, room_id: str, typing: bool) -> None:
+        await self.client.room_typing(room_id, typing_state=typing, timeout=60_000)
 
     async def on_message(self, room: nio.MatrixRoom, event: nio.RoomMessageText) -> None:
         received = time.perf_counter()
